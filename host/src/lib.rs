@@ -1,1 +1,53 @@
-pub fn _x(){}
+//! d402-host: runs d402 capabilities (WASM components) so that nothing they do can hurt the node,
+//! and so that anyone who runs the same implementation CID on the same input and evidence gets the
+//! same output bytes and the same fuel count.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use d402_host::{ContentId, Host, HostConfig, Identity, Task, EvidenceMode, FrozenPages};
+//!
+//! let host = Host::new(HostConfig::default(), Arc::new(Identity::generate()?))?;
+//! let wasm = std::fs::read("page_to_markdown.wasm")?;
+//! let cid = ContentId::of(&wasm);
+//! host.load(&cid, &wasm)?;
+//! let mut pages = FrozenPages::new();
+//! pages.insert("https://example.com/", "<h1>Hi</h1>".into())?;
+//! let run = host.execute(Task {
+//!     implementation: cid,
+//!     input: r#"{"url":"https://example.com/"}"#,
+//!     evidence: EvidenceMode::Live { snapshotter: Arc::new(pages) },
+//!     ..Task::defaults(cid, "task-1")
+//! })?;
+//! println!("{}", run.output);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_code)]
+
+pub mod canonical;
+mod compiled;
+pub mod content_id;
+pub mod egress;
+mod engine;
+mod error;
+pub mod evidence;
+pub mod identity;
+mod limits;
+pub mod receipt;
+mod sandbox;
+pub mod snapshot;
+pub mod store;
+mod task;
+
+pub use canonical::Canonicalizer;
+pub use compiled::LoadSource;
+pub use content_id::ContentId;
+pub use egress::EgressPolicy;
+pub use engine::EngineSettings;
+pub use error::HostError;
+pub use evidence::ReplayBook;
+pub use identity::Identity;
+pub use limits::Limits;
+pub use receipt::{CapabilityRef, Receipt, TaskContext};
+pub use snapshot::{FetchSnapshotter, FrozenPages, Snapshotter};
+pub use store::ContentStore;
+pub use task::{EvidenceMode, Execution, Host, HostConfig, LogLine, Task};

@@ -1,0 +1,221 @@
+//! Evidence: every byte that entered a task through an import, content-addressed.
+//!
+//! A live run *records*: each `snapshot` and `fetch` becomes an [`EvidenceRecord`] (its bodies
+//! stored as separate objects), and the receipt lists the records' CIDs in call order. A replay
+//! *serves*: given those CIDs, the host answers each import from the records and never touches the
+//! network; an import the evidence does not hold is an error, not a network request.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::content_id::{CanonicalJsonError, ContentId, cid_of_json};
+use crate::egress::NetworkFailure;
+use crate::store::{ContentStore, StoreError};
+
+/// One import call and what it returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum EvidenceRecord {
+    /// A page frozen by the snapshotter.
+    #[serde(rename_all = "camelCase")]
+    Snapshot {
+        url: String,
+        outcome: Outcome<FrozenPageRecord>,
+    },
+    /// An HTTP request through egress.
+    #[serde(rename_all = "camelCase")]
+    Fetch {
+        request: FetchRequestRecord,
+        outcome: Outcome<FetchResponseRecord>,
+    },
+}
+
+/// Either what came back, or the failure the capability was told about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome<T> {
+    Ok(T),
+    Failed(NetworkFailure),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrozenPageRecord {
+    pub final_url: String,
+    /// CID of the HTML bytes.
+    pub html: ContentId,
+    /// Which snapshotter froze it (`chromium`, `fetch`, `frozen`).
+    pub snapshotter: String,
+}
+
+/// The request as the capability made it: the key a replay looks it up by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchRequestRecord {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<ContentId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FetchResponseRecord {
+    pub final_url: String,
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: ContentId,
+}
+
+/// Problems building or reading evidence.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    #[error("evidence object {0} is not in the content store")]
+    Missing(ContentId),
+    #[error("evidence object {cid} is not an evidence record: {reason}")]
+    Malformed { cid: ContentId, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Canonical(#[from] CanonicalJsonError),
+}
+
+/// Objects a run produced (records and bodies) that must be stored for the run to be replayable.
+#[derive(Debug, Default, Clone)]
+pub struct EvidenceObjects {
+    objects: Vec<(ContentId, Vec<u8>)>,
+}
+
+impl EvidenceObjects {
+    /// Adds `bytes` and returns their CID.
+    pub fn add(&mut self, bytes: Vec<u8>) -> ContentId {
+        let cid = ContentId::of(&bytes);
+        if !self.objects.iter().any(|(c, _)| *c == cid) {
+            self.objects.push((cid, bytes));
+        }
+        cid
+    }
+
+    /// The objects in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (ContentId, &[u8])> {
+        self.objects.iter().map(|(c, b)| (*c, b.as_slice()))
+    }
+
+    /// Looks up an object recorded in this run.
+    pub fn get(&self, cid: &ContentId) -> Option<&[u8]> {
+        self.objects
+            .iter()
+            .find(|(c, _)| c == cid)
+            .map(|(_, b)| b.as_slice())
+    }
+
+    pub fn len(&self) -> usize {
+        self.objects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.objects.is_empty()
+    }
+
+    /// Writes every object to `store` in one transaction.
+    pub fn persist(&self, store: &ContentStore) -> Result<(), StoreError> {
+        store.put_many(self.iter())
+    }
+}
+
+/// Records the evidence of a live run.
+#[derive(Debug, Default)]
+pub struct EvidenceRecorder {
+    pub(crate) records: Vec<ContentId>,
+    pub(crate) objects: EvidenceObjects,
+}
+
+impl EvidenceRecorder {
+    /// Stores a body and returns its CID.
+    pub fn body(&mut self, bytes: Vec<u8>) -> ContentId {
+        self.objects.add(bytes)
+    }
+
+    /// Stores a record (in canonical form) and appends it to the run's evidence list.
+    pub fn record(&mut self, record: &EvidenceRecord) -> Result<ContentId, EvidenceError> {
+        let (cid, bytes) = cid_of_json(record)?;
+        self.objects.add(bytes);
+        self.records.push(cid);
+        Ok(cid)
+    }
+}
+
+/// A recorded answer: the outcome and, when it succeeded, its body.
+pub(crate) type Recorded<T> = (Outcome<T>, Option<Vec<u8>>);
+
+/// Serves a replay from recorded evidence. Calls are matched by request, in recorded order, so a
+/// capability that fetches the same URL twice gets the two recorded answers in turn.
+#[derive(Debug, Default)]
+pub struct ReplayBook {
+    snapshots: HashMap<String, VecDeque<Recorded<FrozenPageRecord>>>,
+    fetches: HashMap<FetchRequestRecord, VecDeque<Recorded<FetchResponseRecord>>>,
+    records: Vec<ContentId>,
+}
+
+impl ReplayBook {
+    /// Loads the records named by `evidence` and the bodies they refer to, verifying every hash.
+    pub fn load(store: &ContentStore, evidence: &[ContentId]) -> Result<Self, EvidenceError> {
+        let mut book = ReplayBook {
+            records: evidence.to_vec(),
+            ..Default::default()
+        };
+        let fetch_body = |cid: &ContentId| -> Result<Vec<u8>, EvidenceError> {
+            store.get(cid)?.ok_or(EvidenceError::Missing(*cid))
+        };
+        for cid in evidence {
+            let bytes = fetch_body(cid)?;
+            let record: EvidenceRecord =
+                serde_json::from_slice(&bytes).map_err(|e| EvidenceError::Malformed {
+                    cid: *cid,
+                    reason: e.to_string(),
+                })?;
+            match record {
+                EvidenceRecord::Snapshot { url, outcome } => {
+                    let body = match &outcome {
+                        Outcome::Ok(page) => Some(fetch_body(&page.html)?),
+                        Outcome::Failed(_) => None,
+                    };
+                    book.snapshots
+                        .entry(url)
+                        .or_default()
+                        .push_back((outcome, body));
+                }
+                EvidenceRecord::Fetch { request, outcome } => {
+                    let body = match &outcome {
+                        Outcome::Ok(resp) => Some(fetch_body(&resp.body)?),
+                        Outcome::Failed(_) => None,
+                    };
+                    book.fetches
+                        .entry(request)
+                        .or_default()
+                        .push_back((outcome, body));
+                }
+            }
+        }
+        Ok(book)
+    }
+
+    /// The recorded answer to the next snapshot of `url`.
+    pub(crate) fn next_snapshot(&mut self, url: &str) -> Option<Recorded<FrozenPageRecord>> {
+        self.snapshots.get_mut(url)?.pop_front()
+    }
+
+    /// The recorded answer to the next identical fetch.
+    pub(crate) fn next_fetch(
+        &mut self,
+        request: &FetchRequestRecord,
+    ) -> Option<Recorded<FetchResponseRecord>> {
+        self.fetches.get_mut(request)?.pop_front()
+    }
+
+    /// The evidence list this book was loaded from.
+    pub fn records(&self) -> &[ContentId] {
+        &self.records
+    }
+}

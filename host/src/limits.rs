@@ -1,0 +1,162 @@
+//! Limits a task runs under, and the `ResourceLimiter` that enforces the memory part.
+//!
+//! Every limit comes from the manifest and is capped by node policy ([`Limits::capped_by`]), so a
+//! manifest can ask for less than the node allows but never more.
+
+use std::time::Duration;
+
+use crate::receipt::LimitsRecord;
+
+/// What one task may consume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Deterministic instruction budget (wasmtime fuel).
+    pub fuel: u64,
+    /// Linear memory, summed over the component's memories.
+    pub memory_bytes: u64,
+    /// Elements in any one table.
+    pub table_elements: u64,
+    /// Wall time for the whole task, host calls included.
+    pub wall_time: Duration,
+    /// Size of the output JSON.
+    pub output_bytes: u64,
+    /// Captured stdout and stderr, each.
+    pub stdio_bytes: usize,
+    /// Bytes of `log` messages kept; later messages are counted and dropped.
+    pub log_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 20_000_000_000,
+            memory_bytes: 256 * 1024 * 1024,
+            table_elements: 100_000,
+            wall_time: Duration::from_secs(30),
+            output_bytes: 16 * 1024 * 1024,
+            stdio_bytes: 64 * 1024,
+            log_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Each limit lowered to the node's cap where it asks for more.
+    pub fn capped_by(self, cap: &Limits) -> Limits {
+        Limits {
+            fuel: self.fuel.min(cap.fuel),
+            memory_bytes: self.memory_bytes.min(cap.memory_bytes),
+            table_elements: self.table_elements.min(cap.table_elements),
+            wall_time: self.wall_time.min(cap.wall_time),
+            output_bytes: self.output_bytes.min(cap.output_bytes),
+            stdio_bytes: self.stdio_bytes.min(cap.stdio_bytes),
+            log_bytes: self.log_bytes.min(cap.log_bytes),
+        }
+    }
+
+    /// The part of the limits a receipt records (what a replay must reuse).
+    pub fn record(&self) -> LimitsRecord {
+        LimitsRecord {
+            fuel: self.fuel,
+            memory_bytes: self.memory_bytes,
+            wall_time_ms: self.wall_time.as_millis().try_into().unwrap_or(u64::MAX),
+            output_bytes: self.output_bytes,
+        }
+    }
+
+    /// Limits from a receipt, for a replay.
+    pub fn from_record(record: &LimitsRecord) -> Limits {
+        Limits {
+            fuel: record.fuel,
+            memory_bytes: record.memory_bytes,
+            wall_time: Duration::from_millis(record.wall_time_ms),
+            output_bytes: record.output_bytes,
+            ..Limits::default()
+        }
+    }
+}
+
+/// Enforces the memory and table limits of one store and remembers the peak and any breach.
+///
+/// A breach is returned to wasmtime as an error, which traps the guest at once: a guest allocator
+/// that is told "no" would usually abort with an `unreachable` that says nothing about why.
+#[derive(Debug)]
+pub(crate) struct MemoryGuard {
+    memory_limit: usize,
+    table_limit: usize,
+    /// Bytes held by all the store's memories together.
+    held: usize,
+    pub(crate) peak: usize,
+    pub(crate) breach: Option<Breach>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Breach {
+    Memory { requested: usize, limit: usize },
+    Table { requested: usize, limit: usize },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("d402 resource limit reached")]
+struct LimitReached;
+
+impl MemoryGuard {
+    pub(crate) fn new(limits: &Limits) -> Self {
+        Self {
+            memory_limit: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            table_limit: usize::try_from(limits.table_elements).unwrap_or(usize::MAX),
+            held: 0,
+            peak: 0,
+            breach: None,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryGuard {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Memories only grow, and a new one starts from 0, so the running sum of growth is the
+        // total held by the store across all its memories.
+        let total = self.held.saturating_add(desired.saturating_sub(current));
+        if total > self.memory_limit {
+            self.breach = Some(Breach::Memory {
+                requested: total,
+                limit: self.memory_limit,
+            });
+            return Err(wasmtime::Error::new(LimitReached));
+        }
+        self.held = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_limit {
+            self.breach = Some(Breach::Table {
+                requested: desired,
+                limit: self.table_limit,
+            });
+            return Err(wasmtime::Error::new(LimitReached));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        8
+    }
+}

@@ -1,0 +1,626 @@
+//! Running one task: a fresh instance per task, under the task's limits, with its imports recorded
+//! as evidence (live) or served from evidence (replay), ending in a signed receipt.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cap_std::fs::Dir;
+use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::{Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::canonical::Canonicalizer;
+use crate::compiled::{ComponentCache, LoadSource, Prepared};
+use crate::content_id::ContentId;
+use crate::egress::{
+    Allowance, BudgetExceeded, EgressDenied, EgressPolicy, EgressViolation, NetworkEgress,
+    NetworkFailure, OutboundRequest, parse_url,
+};
+use crate::engine::{EPOCH_TICK, EngineSettings, HostEngine};
+use crate::error::HostError;
+use crate::evidence::{
+    EvidenceObjects, EvidenceRecord, EvidenceRecorder, FetchRequestRecord, FetchResponseRecord,
+    FrozenPageRecord, Outcome, ReplayBook,
+};
+use crate::identity::Identity;
+use crate::limits::{Breach, Limits, MemoryGuard};
+use crate::receipt::{CapabilityRef, Receipt, ReceiptBody, TaskContext};
+use crate::sandbox::{Stdio, wasi_for};
+use crate::snapshot::{SnapshotError, SnapshotLimits, Snapshotter};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "capability",
+        imports: { default: trappable },
+    });
+}
+
+pub(crate) use bindings::CapabilityPre;
+use bindings::d402::capability::host as wit;
+use bindings::d402::capability::types::CapabilityError;
+
+/// Where a task's imports get their bytes.
+pub enum EvidenceMode {
+    /// From the network and the snapshotter, recording everything.
+    Live { snapshotter: Arc<dyn Snapshotter> },
+    /// From recorded evidence only; the network is never touched.
+    Replay(ReplayBook),
+}
+
+/// One task to run.
+pub struct Task<'a> {
+    pub implementation: ContentId,
+    pub input: &'a str,
+    pub context: TaskContext,
+    pub limits: Limits,
+    pub egress: EgressPolicy,
+    pub evidence: EvidenceMode,
+    pub canonicalizer: Canonicalizer,
+    pub capability: Option<CapabilityRef>,
+    pub manifest: Option<ContentId>,
+}
+
+impl<'a> Task<'a> {
+    /// A task with the default limits, no egress, no snapshots, the JCS canonicalizer and the clock
+    /// at the Unix epoch. Fill in what the task needs with struct update syntax.
+    pub fn defaults(implementation: ContentId, id: &str) -> Self {
+        Task {
+            implementation,
+            input: "{}",
+            context: TaskContext {
+                id: id.to_string(),
+                timestamp_ms: 0,
+            },
+            limits: Limits::default(),
+            egress: EgressPolicy::default(),
+            evidence: EvidenceMode::Live {
+                snapshotter: Arc::new(crate::FrozenPages::new()),
+            },
+            canonicalizer: Canonicalizer::Jcs,
+            capability: None,
+            manifest: None,
+        }
+    }
+}
+
+/// A log line from the capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
+}
+
+/// A finished task.
+#[derive(Debug)]
+pub struct Execution {
+    pub output: String,
+    pub receipt: Receipt,
+    /// Input, output, evidence records and bodies: store these to make the run replayable.
+    pub objects: EvidenceObjects,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub logs: Vec<LogLine>,
+    /// Log messages dropped because the log cap was reached.
+    pub logs_dropped: usize,
+}
+
+/// The per-task state a store holds.
+pub struct TaskState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: MemoryGuard,
+    io: TaskIo,
+}
+
+struct TaskIo {
+    mode: EvidenceMode,
+    recorder: EvidenceRecorder,
+    policy: EgressPolicy,
+    network: Arc<NetworkEgress>,
+    requests_left: u32,
+    bytes_left: u64,
+    deadline: Instant,
+    wall_time_ms: u64,
+    fatal: Option<HostError>,
+    logs: Vec<LogLine>,
+    log_bytes_left: usize,
+    logs_dropped: usize,
+}
+
+impl WasiView for TaskState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Marks a host-ended task: the real reason is in `TaskIo::fatal`.
+#[derive(Debug, thiserror::Error)]
+#[error("d402 host stopped the task")]
+struct Stopped;
+
+impl TaskIo {
+    fn stop<T>(&mut self, error: HostError) -> wasmtime::Result<T> {
+        if self.fatal.is_none() {
+            self.fatal = Some(error);
+        }
+        Err(wasmtime::Error::new(Stopped))
+    }
+
+    fn violation<T>(&mut self, v: EgressViolation) -> wasmtime::Result<T> {
+        self.stop(match v {
+            EgressViolation::Denied(d) => HostError::EgressDenied(d),
+            EgressViolation::Budget(b) => HostError::EgressBudgetExceeded(b),
+        })
+    }
+
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    fn take_request(&mut self) -> Result<(), EgressViolation> {
+        if self.requests_left == 0 {
+            return Err(BudgetExceeded::Requests {
+                limit: self.policy.max_requests,
+            }
+            .into());
+        }
+        self.requests_left -= 1;
+        Ok(())
+    }
+
+    fn record(&mut self, record: &EvidenceRecord) -> wasmtime::Result<()> {
+        match self.recorder.record(record) {
+            Ok(_) => Ok(()),
+            Err(e) => self.stop(HostError::Evidence(e)),
+        }
+    }
+}
+
+fn guest_failure(f: NetworkFailure) -> wit::HostError {
+    match f {
+        NetworkFailure::Unavailable(m) => wit::HostError::Unavailable(m),
+        NetworkFailure::Timeout(m) => wit::HostError::Timeout(m),
+    }
+}
+
+impl bindings::d402::capability::types::Host for TaskState {}
+
+impl wit::Host for TaskState {
+    fn snapshot(
+        &mut self,
+        request: wit::SnapshotRequest,
+    ) -> wasmtime::Result<Result<wit::FrozenPage, wit::HostError>> {
+        let io = &mut self.io;
+        let url = match parse_url(&request.url) {
+            Ok(u) => u,
+            Err(EgressDenied::InvalidUrl { reason, .. }) => {
+                return Ok(Err(wit::HostError::Unavailable(format!(
+                    "invalid URL: {reason}"
+                ))));
+            }
+            Err(denied) => return io.violation(denied.into()),
+        };
+        if !io.policy.allow_snapshot {
+            return io.violation(EgressDenied::SnapshotNotPermitted.into());
+        }
+        let key = url.to_string();
+        if let EvidenceMode::Replay(book) = &mut io.mode {
+            return match book.next_snapshot(&key) {
+                None => io.stop(HostError::EvidenceMissing {
+                    kind: "snapshot",
+                    target: key,
+                }),
+                Some((Outcome::Failed(f), _)) => Ok(Err(guest_failure(f))),
+                Some((Outcome::Ok(page), body)) => {
+                    let html = body.and_then(|b| String::from_utf8(b).ok());
+                    match html {
+                        Some(html) => Ok(Ok(wit::FrozenPage {
+                            final_url: page.final_url,
+                            html,
+                            cid: page.html.to_string(),
+                        })),
+                        None => io.stop(HostError::Internal(format!(
+                            "recorded snapshot {} is not UTF-8 HTML",
+                            page.html
+                        ))),
+                    }
+                }
+            };
+        }
+        if let Err(v) = io.take_request() {
+            return io.violation(v);
+        }
+        let EvidenceMode::Live { snapshotter } = &io.mode else {
+            unreachable!("replay returned above")
+        };
+        let snapshotter = snapshotter.clone();
+        let asked = request
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()));
+        let timeout = asked
+            .unwrap_or(io.policy.request_timeout)
+            .min(io.policy.request_timeout)
+            .min(io.remaining());
+        let limits = SnapshotLimits {
+            timeout,
+            max_bytes: io.bytes_left,
+            allow_private_targets: io.policy.allow_private_targets,
+        };
+        match snapshotter.freeze(&url, &limits) {
+            Err(SnapshotError::Violation(v)) => io.violation(v),
+            Err(SnapshotError::Network(f)) => {
+                io.record(&EvidenceRecord::Snapshot {
+                    url: key,
+                    outcome: Outcome::Failed(f.clone()),
+                })?;
+                Ok(Err(guest_failure(f)))
+            }
+            Ok(frozen) => {
+                let size = frozen.html.len() as u64;
+                if size > io.bytes_left {
+                    return io.violation(
+                        BudgetExceeded::Bytes {
+                            limit: io.policy.max_response_bytes,
+                        }
+                        .into(),
+                    );
+                }
+                io.bytes_left -= size;
+                let html_cid = io.recorder.body(frozen.html.clone().into_bytes());
+                io.record(&EvidenceRecord::Snapshot {
+                    url: key,
+                    outcome: Outcome::Ok(FrozenPageRecord {
+                        final_url: frozen.final_url.clone(),
+                        html: html_cid,
+                        snapshotter: snapshotter.name().to_string(),
+                    }),
+                })?;
+                Ok(Ok(wit::FrozenPage {
+                    final_url: frozen.final_url,
+                    html: frozen.html,
+                    cid: html_cid.to_string(),
+                }))
+            }
+        }
+    }
+
+    fn fetch(
+        &mut self,
+        request: wit::HttpRequest,
+    ) -> wasmtime::Result<Result<wit::HttpResponse, wit::HostError>> {
+        let io = &mut self.io;
+        let url = match parse_url(&request.url) {
+            Ok(u) => u,
+            Err(EgressDenied::InvalidUrl { reason, .. }) => {
+                return Ok(Err(wit::HostError::Unavailable(format!(
+                    "invalid URL: {reason}"
+                ))));
+            }
+            Err(denied) => return io.violation(denied.into()),
+        };
+        let host = url.host_str().unwrap_or_default().to_string();
+        if !io.policy.host_allowed(&host) {
+            return io.violation(EgressDenied::HostNotAllowed(host).into());
+        }
+        let body_cid = request.body.as_ref().map(|b| ContentId::of(b));
+        let key = FetchRequestRecord {
+            method: request.method.clone(),
+            url: url.to_string(),
+            headers: request.headers.clone(),
+            body: body_cid,
+        };
+        if let EvidenceMode::Replay(book) = &mut io.mode {
+            return match book.next_fetch(&key) {
+                None => io.stop(HostError::EvidenceMissing {
+                    kind: "fetch",
+                    target: key.url,
+                }),
+                Some((Outcome::Failed(f), _)) => Ok(Err(guest_failure(f))),
+                Some((Outcome::Ok(resp), body)) => Ok(Ok(wit::HttpResponse {
+                    status: resp.status,
+                    headers: resp.headers,
+                    body: body.unwrap_or_default(),
+                })),
+            };
+        }
+        if let Some(body) = &request.body {
+            io.recorder.body(body.clone());
+        }
+        let mut allowance = Allowance {
+            requests: io.requests_left,
+            bytes: io.bytes_left,
+            timeout: io.policy.request_timeout.min(io.remaining()),
+            policy_requests: io.policy.max_requests,
+            policy_bytes: io.policy.max_response_bytes,
+        };
+        let outbound = OutboundRequest {
+            method: request.method,
+            url,
+            headers: request.headers,
+            body: request.body,
+        };
+        let network = io.network.clone();
+        let sent = network.send(&io.policy, true, outbound, &mut allowance);
+        io.requests_left = allowance.requests;
+        io.bytes_left = allowance.bytes;
+        match sent {
+            Err(v) => io.violation(v),
+            Ok(Err(f)) => {
+                io.record(&EvidenceRecord::Fetch {
+                    request: key,
+                    outcome: Outcome::Failed(f.clone()),
+                })?;
+                Ok(Err(guest_failure(f)))
+            }
+            Ok(Ok(resp)) => {
+                let body = io.recorder.body(resp.body.clone());
+                io.record(&EvidenceRecord::Fetch {
+                    request: key,
+                    outcome: Outcome::Ok(FetchResponseRecord {
+                        final_url: resp.final_url.to_string(),
+                        status: resp.status,
+                        headers: resp.headers.clone(),
+                        body,
+                    }),
+                })?;
+                Ok(Ok(wit::HttpResponse {
+                    status: resp.status,
+                    headers: resp.headers,
+                    body: resp.body,
+                }))
+            }
+        }
+    }
+
+    fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
+        let io = &mut self.io;
+        if message.len() > io.log_bytes_left {
+            io.logs_dropped += 1;
+            return Ok(());
+        }
+        io.log_bytes_left -= message.len();
+        let level = match level {
+            wit::LogLevel::Debug => "debug",
+            wit::LogLevel::Info => "info",
+            wit::LogLevel::Warn => "warn",
+            wit::LogLevel::Error => "error",
+        };
+        io.logs.push(LogLine { level, message });
+        Ok(())
+    }
+}
+
+/// Node-wide host configuration.
+#[derive(Default)]
+pub struct HostConfig {
+    pub engine: EngineSettings,
+    /// The node's caps on every task's limits.
+    pub max_limits: Limits,
+    /// Folder for compiled artifacts; `None` keeps them in memory only.
+    pub compiled_cache: Option<Dir>,
+}
+
+/// The capability host of one node. Runs many tasks at once from many threads.
+pub struct Host {
+    engine: HostEngine,
+    linker: Linker<TaskState>,
+    cache: ComponentCache,
+    network: Arc<NetworkEgress>,
+    identity: Arc<Identity>,
+    max_limits: Limits,
+}
+
+impl Host {
+    /// A host that signs receipts as `identity`.
+    pub fn new(config: HostConfig, identity: Arc<Identity>) -> Result<Self, HostError> {
+        let engine = HostEngine::new(&config.engine)?;
+        let mut linker = Linker::new(engine.engine());
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| HostError::Internal(format!("linking WASI: {e}")))?;
+        bindings::Capability::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |s| s)
+            .map_err(|e| HostError::Internal(format!("linking d402 host: {e}")))?;
+        let cache = ComponentCache::new(config.compiled_cache, engine.fingerprint());
+        Ok(Self {
+            engine,
+            linker,
+            cache,
+            network: Arc::new(NetworkEgress::new()),
+            identity,
+            max_limits: config.max_limits,
+        })
+    }
+
+    /// The node's network client for egress (shared with snapshotters that fetch).
+    pub fn network(&self) -> Arc<NetworkEgress> {
+        self.network.clone()
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// Loads a component under its implementation CID, refusing bytes that do not hash to it and
+    /// components that import anything d402 does not provide. Compiles only on a cold cache.
+    pub fn load(&self, implementation: &ContentId, bytes: &[u8]) -> Result<LoadSource, HostError> {
+        self.cache
+            .load(self.engine.engine(), &self.linker, implementation, bytes)
+            .map(|(_, source)| source)
+    }
+
+    /// Whether `implementation` is loaded and ready.
+    pub fn is_loaded(&self, implementation: &ContentId) -> bool {
+        self.cache.get(implementation).is_some()
+    }
+
+    /// Runs a task in a fresh instance and returns its output and signed receipt.
+    pub fn execute(&self, task: Task<'_>) -> Result<Execution, HostError> {
+        let prepared: Arc<Prepared> = self
+            .cache
+            .get(&task.implementation)
+            .ok_or(HostError::NotLoaded(task.implementation))?;
+        let limits = task.limits.capped_by(&self.max_limits);
+        if serde_json::from_str::<serde::de::IgnoredAny>(task.input).is_err() {
+            return Err(HostError::InvalidInput("input is not JSON text".into()));
+        }
+        let started = Instant::now();
+        let (wasi, stdio) = wasi_for(&task.context, limits.stdio_bytes);
+        let wall_time_ms = limits.record().wall_time_ms;
+        let state = TaskState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: MemoryGuard::new(&limits),
+            io: TaskIo {
+                mode: task.evidence,
+                recorder: EvidenceRecorder::default(),
+                requests_left: task.egress.max_requests,
+                bytes_left: task.egress.max_response_bytes,
+                policy: task.egress,
+                network: self.network.clone(),
+                deadline: started + limits.wall_time,
+                wall_time_ms,
+                fatal: None,
+                logs: Vec::new(),
+                log_bytes_left: limits.log_bytes,
+                logs_dropped: 0,
+            },
+        };
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| HostError::Internal(format!("fuel: {e}")))?;
+        let ticks = (limits.wall_time.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_trap();
+
+        let result = prepared
+            .pre
+            .instantiate(&mut store)
+            .and_then(|instance| instance.call_run(&mut store, task.input));
+        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+        let wall_time_us = started.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
+        let output = match result {
+            Ok(Ok(output)) => output,
+            Ok(Err(guest)) => return Err(guest_error(guest)),
+            Err(trap) => return Err(classify_trap(trap, &mut store, &limits, &stdio)),
+        };
+        let state = store.into_data();
+        if output.len() as u64 > limits.output_bytes {
+            return Err(HostError::OutputTooLarge {
+                what: "output",
+                size: output.len() as u64,
+                limit: limits.output_bytes,
+            });
+        }
+        let value: serde_json::Value =
+            serde_json::from_str(&output).map_err(|e| HostError::InvalidOutput(e.to_string()))?;
+        let canonical_output = task
+            .canonicalizer
+            .canonical_hash(&value)
+            .map_err(|e| HostError::InvalidOutput(e.to_string()))?;
+
+        let TaskIo {
+            recorder,
+            logs,
+            logs_dropped,
+            ..
+        } = state.io;
+        let mut objects = recorder.objects;
+        let input_cid = objects.add(task.input.as_bytes().to_vec());
+        let output_cid = objects.add(output.clone().into_bytes());
+        let receipt = ReceiptBody {
+            d402_receipt: 1,
+            capability: task.capability,
+            manifest: task.manifest,
+            implementation: task.implementation,
+            input: input_cid,
+            task: task.context,
+            limits: limits.record(),
+            evidence: recorder.records,
+            output: output_cid,
+            canonicalizer: task.canonicalizer,
+            canonical_output,
+            fuel_used,
+            peak_memory_bytes: state.limiter.peak as u64,
+            wall_time_us,
+            worker: String::new(),
+        }
+        .sign(&self.identity)
+        .map_err(|e| HostError::Internal(e.to_string()))?;
+        Ok(Execution {
+            output,
+            receipt,
+            objects,
+            stdout: stdio.stdout.contents().to_vec(),
+            stderr: stdio.stderr.contents().to_vec(),
+            logs,
+            logs_dropped,
+        })
+    }
+}
+
+fn guest_error(e: CapabilityError) -> HostError {
+    let (code, message) = match e {
+        CapabilityError::InvalidInput(m) => ("invalid_input".to_string(), m),
+        CapabilityError::BlockedPage(m) => ("blocked_page".to_string(), m),
+        CapabilityError::Upstream(m) => ("upstream".to_string(), m),
+        CapabilityError::Failed(f) => (f.code, f.message),
+    };
+    HostError::Guest { code, message }
+}
+
+/// Turns whatever stopped the guest into the error that says why. The host's own records (a fatal
+/// egress decision, a memory breach) are consulted before the trap code, because they know more.
+fn classify_trap(
+    error: wasmtime::Error,
+    store: &mut Store<TaskState>,
+    limits: &Limits,
+    stdio: &Stdio,
+) -> HostError {
+    let state = store.data_mut();
+    if let Some(fatal) = state.io.fatal.take() {
+        return fatal;
+    }
+    match state.limiter.breach {
+        Some(Breach::Memory { requested, limit }) => {
+            return HostError::MemoryLimit {
+                requested: requested as u64,
+                limit: limit as u64,
+            };
+        }
+        Some(Breach::Table { requested, limit }) => {
+            return HostError::TableLimit {
+                requested: requested as u64,
+                limit: limit as u64,
+            };
+        }
+        None => {}
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        match trap {
+            Trap::OutOfFuel => return HostError::FuelExhausted { limit: limits.fuel },
+            Trap::Interrupt => {
+                return HostError::WallTimeExceeded {
+                    limit_ms: state.io.wall_time_ms,
+                };
+            }
+            Trap::StackOverflow => return HostError::StackOverflow,
+            _ => {}
+        }
+    }
+    for (what, pipe) in [("stdout", &stdio.stdout), ("stderr", &stdio.stderr)] {
+        let size = pipe.contents().len();
+        if size >= limits.stdio_bytes {
+            return HostError::OutputTooLarge {
+                what,
+                size: size as u64,
+                limit: limits.stdio_bytes as u64,
+            };
+        }
+    }
+    HostError::GuestTrap(format!("{error:#}"))
+}
