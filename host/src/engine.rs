@@ -26,6 +26,10 @@ pub struct EngineSettings {
     pub max_memory_bytes: u64,
     /// Native stack available to guest code; deep recursion past it is a `StackOverflow`.
     pub max_wasm_stack: usize,
+    /// Fuel metering. Always on for a node: fuel counts are part of receipts and validators compare
+    /// them. Off exists only so the benchmarks can measure what metering costs.
+    #[doc(hidden)]
+    pub fuel_metering: bool,
 }
 
 impl Default for EngineSettings {
@@ -34,6 +38,7 @@ impl Default for EngineSettings {
             max_concurrent_tasks: 64,
             max_memory_bytes: 1024 * 1024 * 1024,
             max_wasm_stack: 512 * 1024,
+            fuel_metering: true,
         }
     }
 }
@@ -41,6 +46,7 @@ impl Default for EngineSettings {
 /// A configured engine plus the thread that advances its epoch.
 pub struct HostEngine {
     engine: Engine,
+    pub(crate) fuel_metering: bool,
     stop: Arc<AtomicBool>,
     ticker: Option<JoinHandle<()>>,
 }
@@ -51,7 +57,7 @@ impl HostEngine {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            .consume_fuel(true)
+            .consume_fuel(settings.fuel_metering)
             .epoch_interruption(true)
             .cranelift_nan_canonicalization(true)
             .relaxed_simd_deterministic(true)

@@ -490,9 +490,11 @@ impl Host {
         };
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store
-            .set_fuel(limits.fuel)
-            .map_err(|e| HostError::Internal(format!("fuel: {e}")))?;
+        if self.engine.fuel_metering {
+            store
+                .set_fuel(limits.fuel)
+                .map_err(|e| HostError::Internal(format!("fuel: {e}")))?;
+        }
         let ticks = (limits.wall_time.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64;
         store.set_epoch_deadline(ticks);
         store.epoch_deadline_trap();
@@ -501,7 +503,10 @@ impl Host {
             .pre
             .instantiate(&mut store)
             .and_then(|instance| instance.call_run(&mut store, task.input));
-        let fuel_used = limits.fuel - store.get_fuel().unwrap_or(0);
+        let fuel_used = match store.get_fuel() {
+            Ok(left) => limits.fuel - left,
+            Err(_) => 0,
+        };
         let wall_time_us = started.elapsed().as_micros().try_into().unwrap_or(u64::MAX);
         let output = match result {
             Ok(Ok(output)) => output,

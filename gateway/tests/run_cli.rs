@@ -1,0 +1,115 @@
+//! `d402 run` and `d402 run --replay`, through the real binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use d402_capability_artifacts as artifacts;
+
+fn d402(state: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_d402"))
+        .arg("run")
+        .args(["--state", state.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("running d402")
+}
+
+fn book_pages(n: usize) -> Vec<std::path::PathBuf> {
+    let out = Command::new("rustc").args(["--print", "sysroot"]).output().unwrap();
+    let root = Path::new(String::from_utf8(out.stdout).unwrap().trim()).join("share/doc/rust/html/book");
+    let mut pages: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("ch"))
+        .collect();
+    pages.sort();
+    assert!(pages.len() >= n);
+    pages.truncate(n);
+    pages
+}
+
+/// Every page of a 50-page corpus: the CLI runs it and `--replay` confirms output CID and fuel.
+#[test]
+fn run_then_replay_matches_on_a_corpus() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    for page in book_pages(50) {
+        let name = page.file_name().unwrap().to_string_lossy().into_owned();
+        let url = format!("https://doc.rust-lang.org/book/{name}");
+        let out = d402(
+            &state,
+            &[
+                "--wasm",
+                artifacts::PAGE_TO_MARKDOWN_COMPONENT,
+                "--capability",
+                "web.page_to_markdown@1",
+                "--canonicalizer",
+                "normalized-text",
+                "--input",
+                &format!(r#"{{"url": "{url}"}}"#),
+                "--snapshot",
+                &format!("{url}={}", page.display()),
+            ],
+        );
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(report["output"]["markdown"].is_string(), "{name}");
+        assert_eq!(report["receipt"]["capability"]["id"], "web.page_to_markdown");
+        let run_file = tmp.path().join("run.json");
+        std::fs::write(&run_file, &out.stdout).unwrap();
+
+        let replay = d402(&state, &["--replay", run_file.to_str().unwrap()]);
+        assert!(replay.status.success(), "{name}: {}", String::from_utf8_lossy(&replay.stderr));
+        let check: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
+        assert_eq!(check["match"], true, "{name}: {check}");
+        assert_eq!(check["fuelUsed"]["expected"], report["receipt"]["fuelUsed"]);
+        assert_eq!(check["output"]["replayed"], report["receipt"]["output"]);
+    }
+}
+
+/// A tampered receipt is refused before anything runs.
+#[test]
+fn replay_refuses_a_tampered_receipt() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let out = d402(
+        &state,
+        &[
+            "--wasm",
+            artifacts::MERKLE_VERIFY_COMPONENT,
+            "--input",
+            r#"{"leaf":"00","proof":[],"root":"0000000000000000000000000000000000000000000000000000000000000000"}"#,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fuel = report["receipt"]["fuelUsed"].as_u64().unwrap();
+    report["receipt"]["fuelUsed"] = (fuel + 1).into();
+    let file = tmp.path().join("tampered.json");
+    std::fs::write(&file, report.to_string()).unwrap();
+    let replay = d402(&state, &["--replay", file.to_str().unwrap()]);
+    assert!(!replay.status.success());
+    let stderr = String::from_utf8_lossy(&replay.stderr);
+    assert!(stderr.contains("does not verify"), "{stderr}");
+}
+
+/// Errors are one clear line and a non-zero exit.
+#[test]
+fn errors_are_one_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--wasm", artifacts::UNKNOWN_IMPORT_COMPONENT, "--input", "{}"], "d402:backdoor/shell"),
+        (vec!["--wasm", "/no/such/file.wasm", "--input", "{}"], "/no/such/file.wasm"),
+        (vec!["--wasm", artifacts::ENDLESS_LOOP_COMPONENT, "--input", "{}", "--fuel", "1000000"], "fuel exhausted"),
+        (vec!["--wasm", artifacts::MERKLE_VERIFY_COMPONENT, "--input", "{oops"], "invalid input"),
+    ];
+    for (args, needle) in cases {
+        let out = d402(&state, &args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what d402's build and tests need, idempotently. Safe to run again: every step checks first.
+set -euo pipefail
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo is not installed (install Rust with rustup first)" >&2
+  exit 1
+fi
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
+  say "adding the wasm32-wasip2 target (capabilities are built for it)"
+  rustup target add wasm32-wasip2
+fi
+
+# The benchmarks compare against turndown under node; only fetched when asked for.
+if [ "${D402_SETUP_BENCH:-0}" = 1 ]; then
+  if ! command -v node >/dev/null 2>&1; then
+    say "installing node.js (for the turndown baseline)"
+    apt-get update -qq && apt-get install -y -qq nodejs npm
+  fi
+  if [ ! -d bench/turndown/node_modules/turndown ]; then
+    say "installing turndown from npm (benchmark baseline)"
+    (cd bench/turndown && npm ci --no-audit --no-fund --silent)
+  fi
+fi
