@@ -1,0 +1,21 @@
+//! Paths to the d402 capability components and hostile test programs, built for `wasm32-wasip2` by
+//! this crate's build script (reproducibly: see `build.rs`).
+//!
+//! For each program there is a `<SNAKE_NAME>_COMPONENT` path constant, the [`CAPABILITIES`],
+//! [`HOSTILE`] and [`ALL_PROGRAMS`] tables, and the [`foreach_capability!`] and [`foreach_hostile!`]
+//! macros, which call a macro once per program so that a test file can require one test per program:
+//!
+//! ```
+//! macro_rules! assert_test_exists {
+//!     ($name:ident) => {
+//!         #[allow(unused_imports)]
+//!         use self::$name as _;
+//!     };
+//! }
+//! d402_capability_artifacts::foreach_hostile!(assert_test_exists);
+//! # fn endless_loop() {} fn memory_bomb() {} fn deep_recursion() {} fn huge_output() {}
+//! # fn forbidden_egress() {} fn egress_flood() {} fn probe_sandbox() {} fn unknown_import() {}
+//! # fn main() {}
+//! ```
+
+include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));

@@ -1,0 +1,165 @@
+//! Every artifact exists and is a WebAssembly component, and each program has a test here: adding a
+//! program without adding its test fails to compile.
+
+use d402_capability_artifacts::{
+    ALL_PROGRAMS, CAPABILITIES, HOSTILE, foreach_capability, foreach_hostile,
+};
+use wasmparser::{ComponentExternalKind, ComponentTypeRef, Parser, Payload};
+
+/// `\0asm`, then the component layer: version 0x0d, layer 1.
+const COMPONENT_MAGIC: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
+
+macro_rules! assert_test_exists {
+    ($name:ident) => {
+        #[allow(unused_imports)]
+        use self::$name as _;
+    };
+}
+foreach_capability!(assert_test_exists);
+foreach_hostile!(assert_test_exists);
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// The names of the component's top-level interface and function imports (not the type imports a
+/// world's `use` creates) and of its interface and function exports.
+fn component_imports_exports(bytes: &[u8]) -> (Vec<String>, Vec<String>) {
+    let (mut imports, mut exports) = (Vec::new(), Vec::new());
+    let mut depth = 0usize;
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.expect("valid wasm") {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::ComponentImportSection(section) if depth == 0 => {
+                for import in section {
+                    let import = import.expect("import");
+                    if !matches!(import.ty, ComponentTypeRef::Type(_)) {
+                        imports.push(import.name.0.to_owned());
+                    }
+                }
+            }
+            Payload::ComponentExportSection(section) if depth == 0 => {
+                for export in section {
+                    let export = export.expect("export");
+                    if export.kind == ComponentExternalKind::Instance
+                        || export.kind == ComponentExternalKind::Func
+                    {
+                        exports.push(export.name.0.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    (imports, exports)
+}
+
+fn assert_component(path: &str) -> Vec<u8> {
+    let bytes = read(path);
+    assert!(bytes.len() > 8, "{path} is too small");
+    assert_eq!(bytes[..8], COMPONENT_MAGIC, "{path} is not a component");
+    bytes
+}
+
+/// The checks every d402-world program gets: a component that exports `run` and imports only WASI
+/// and `d402:capability`.
+fn assert_d402_world(path: &str) {
+    let (imports, exports) = component_imports_exports(&assert_component(path));
+    assert!(
+        exports.iter().any(|e| e == "run"),
+        "{path} exports {exports:?}"
+    );
+    for import in &imports {
+        assert!(
+            import.starts_with("wasi:") || import.starts_with("d402:capability/"),
+            "{path} imports {import}"
+        );
+    }
+}
+
+#[test]
+fn tables_are_consistent() {
+    assert_eq!(ALL_PROGRAMS.len(), CAPABILITIES.len() + HOSTILE.len());
+    assert!(CAPABILITIES.iter().all(|(_, id, _)| id.contains('@')));
+    assert!(HOSTILE.iter().all(|(_, id, _)| id.is_empty()));
+    for (package, _, path) in ALL_PROGRAMS {
+        assert!(path.ends_with(".wasm"), "{package}: {path}");
+        assert_component(path);
+    }
+}
+
+fn page_to_markdown() {
+    assert_d402_world(d402_capability_artifacts::PAGE_TO_MARKDOWN_COMPONENT);
+}
+fn merkle_verify() {
+    let path = d402_capability_artifacts::MERKLE_VERIFY_COMPONENT;
+    assert_d402_world(path);
+    // It is pure: the host import is not even linked.
+    let (imports, _) = component_imports_exports(&read(path));
+    assert!(
+        !imports
+            .iter()
+            .any(|i| i.starts_with("d402:capability/host")),
+        "{imports:?}"
+    );
+}
+fn extract_metadata() {
+    assert_d402_world(d402_capability_artifacts::EXTRACT_METADATA_COMPONENT);
+}
+fn endless_loop() {
+    assert_d402_world(d402_capability_artifacts::ENDLESS_LOOP_COMPONENT);
+}
+fn memory_bomb() {
+    assert_d402_world(d402_capability_artifacts::MEMORY_BOMB_COMPONENT);
+}
+fn deep_recursion() {
+    assert_d402_world(d402_capability_artifacts::DEEP_RECURSION_COMPONENT);
+}
+fn huge_output() {
+    assert_d402_world(d402_capability_artifacts::HUGE_OUTPUT_COMPONENT);
+}
+fn forbidden_egress() {
+    assert_d402_world(d402_capability_artifacts::FORBIDDEN_EGRESS_COMPONENT);
+}
+fn egress_flood() {
+    assert_d402_world(d402_capability_artifacts::EGRESS_FLOOD_COMPONENT);
+}
+fn probe_sandbox() {
+    assert_d402_world(d402_capability_artifacts::PROBE_SANDBOX_COMPONENT);
+}
+fn unknown_import() {
+    let path = d402_capability_artifacts::UNKNOWN_IMPORT_COMPONENT;
+    let (imports, exports) = component_imports_exports(&assert_component(path));
+    assert!(exports.iter().any(|e| e == "run"), "{exports:?}");
+    assert!(
+        imports.iter().any(|i| i.starts_with("d402:backdoor/shell")),
+        "{path} should import the backdoor, imports {imports:?}"
+    );
+}
+
+macro_rules! run_all {
+    ($name:ident) => {
+        $name();
+    };
+}
+
+#[test]
+fn every_capability_is_a_d402_component() {
+    foreach_capability!(run_all);
+}
+
+#[test]
+fn every_hostile_program_is_a_component() {
+    foreach_hostile!(run_all);
+}
+
+/// Prints what each component imports (`cargo test -p d402-capability-artifacts -- --nocapture`):
+/// the host must provide exactly these, and nothing else.
+#[test]
+fn list_imports() {
+    for (package, _, path) in ALL_PROGRAMS {
+        let (imports, _) = component_imports_exports(&read(path));
+        println!("{package}: {}", imports.join(" "));
+    }
+}
