@@ -15,8 +15,12 @@ fn d402(state: &Path, args: &[&str]) -> Output {
 }
 
 fn book_pages(n: usize) -> Vec<std::path::PathBuf> {
-    let out = Command::new("rustc").args(["--print", "sysroot"]).output().unwrap();
-    let root = Path::new(String::from_utf8(out.stdout).unwrap().trim()).join("share/doc/rust/html/book");
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let root =
+        Path::new(String::from_utf8(out.stdout).unwrap().trim()).join("share/doc/rust/html/book");
     let mut pages: Vec<_> = std::fs::read_dir(&root)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -51,15 +55,26 @@ fn run_then_replay_matches_on_a_corpus() {
                 &format!("{url}={}", page.display()),
             ],
         );
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert!(report["output"]["markdown"].is_string(), "{name}");
-        assert_eq!(report["receipt"]["capability"]["id"], "web.page_to_markdown");
+        assert_eq!(
+            report["receipt"]["capability"]["id"],
+            "web.page_to_markdown"
+        );
         let run_file = tmp.path().join("run.json");
         std::fs::write(&run_file, &out.stdout).unwrap();
 
         let replay = d402(&state, &["--replay", run_file.to_str().unwrap()]);
-        assert!(replay.status.success(), "{name}: {}", String::from_utf8_lossy(&replay.stderr));
+        assert!(
+            replay.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&replay.stderr)
+        );
         let check: serde_json::Value = serde_json::from_slice(&replay.stdout).unwrap();
         assert_eq!(check["match"], true, "{name}: {check}");
         assert_eq!(check["fuelUsed"]["expected"], report["receipt"]["fuelUsed"]);
@@ -81,7 +96,11 @@ fn replay_refuses_a_tampered_receipt() {
             r#"{"leaf":"00","proof":[],"root":"0000000000000000000000000000000000000000000000000000000000000000"}"#,
         ],
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let fuel = report["receipt"]["fuelUsed"].as_u64().unwrap();
     report["receipt"]["fuelUsed"] = (fuel + 1).into();
@@ -99,10 +118,39 @@ fn errors_are_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["--wasm", artifacts::UNKNOWN_IMPORT_COMPONENT, "--input", "{}"], "d402:backdoor/shell"),
-        (vec!["--wasm", "/no/such/file.wasm", "--input", "{}"], "/no/such/file.wasm"),
-        (vec!["--wasm", artifacts::ENDLESS_LOOP_COMPONENT, "--input", "{}", "--fuel", "1000000"], "fuel exhausted"),
-        (vec!["--wasm", artifacts::MERKLE_VERIFY_COMPONENT, "--input", "{oops"], "invalid input"),
+        (
+            vec![
+                "--wasm",
+                artifacts::UNKNOWN_IMPORT_COMPONENT,
+                "--input",
+                "{}",
+            ],
+            "d402:backdoor/shell",
+        ),
+        (
+            vec!["--wasm", "/no/such/file.wasm", "--input", "{}"],
+            "/no/such/file.wasm",
+        ),
+        (
+            vec![
+                "--wasm",
+                artifacts::ENDLESS_LOOP_COMPONENT,
+                "--input",
+                "{}",
+                "--fuel",
+                "1000000",
+            ],
+            "fuel exhausted",
+        ),
+        (
+            vec![
+                "--wasm",
+                artifacts::MERKLE_VERIFY_COMPONENT,
+                "--input",
+                "{oops",
+            ],
+            "invalid input",
+        ),
     ];
     for (args, needle) in cases {
         let out = d402(&state, &args);

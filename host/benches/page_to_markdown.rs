@@ -26,8 +26,12 @@ struct Page {
 }
 
 fn corpus() -> Vec<(PathBuf, Page)> {
-    let out = std::process::Command::new("rustc").args(["--print", "sysroot"]).output().unwrap();
-    let dir = Path::new(String::from_utf8(out.stdout).unwrap().trim()).join("share/doc/rust/html/book");
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let dir =
+        Path::new(String::from_utf8(out.stdout).unwrap().trim()).join("share/doc/rust/html/book");
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -38,19 +42,36 @@ fn corpus() -> Vec<(PathBuf, Page)> {
     paths
         .into_iter()
         .map(|path| {
-            let url = format!("https://doc.rust-lang.org/book/{}", path.file_name().unwrap().to_string_lossy());
+            let url = format!(
+                "https://doc.rust-lang.org/book/{}",
+                path.file_name().unwrap().to_string_lossy()
+            );
             let html = std::fs::read_to_string(&path).unwrap();
             let mut pages = FrozenPages::new();
             pages.insert(&url, html.clone()).unwrap();
             let input = format!(r#"{{"url": "{url}"}}"#);
-            (path, Page { url, html, input, pages: Arc::new(pages) })
+            (
+                path,
+                Page {
+                    url,
+                    html,
+                    input,
+                    pages: Arc::new(pages),
+                },
+            )
         })
         .collect()
 }
 
 fn host(fuel_metering: bool) -> (Host, ContentId) {
-    let settings = EngineSettings { fuel_metering, ..EngineSettings::default() };
-    let config = HostConfig { engine: settings, ..HostConfig::default() };
+    let settings = EngineSettings {
+        fuel_metering,
+        ..EngineSettings::default()
+    };
+    let config = HostConfig {
+        engine: settings,
+        ..HostConfig::default()
+    };
     let host = Host::new(config, Arc::new(Identity::from_seed([1; 32]))).unwrap();
     let bytes = std::fs::read(artifacts::PAGE_TO_MARKDOWN_COMPONENT).unwrap();
     let cid = ContentId::of(&bytes);
@@ -63,8 +84,13 @@ fn wasm_pass(host: &Host, cid: ContentId, pages: &[(PathBuf, Page)]) {
         let run = host
             .execute(Task {
                 input: &page.input,
-                egress: EgressPolicy { allow_snapshot: true, ..EgressPolicy::default() },
-                evidence: EvidenceMode::Live { snapshotter: page.pages.clone() },
+                egress: EgressPolicy {
+                    allow_snapshot: true,
+                    ..EgressPolicy::default()
+                },
+                evidence: EvidenceMode::Live {
+                    snapshotter: page.pages.clone(),
+                },
                 ..Task::defaults(cid, "bench")
             })
             .unwrap();
@@ -116,8 +142,12 @@ fn throughput(c: &mut Criterion) {
     let mut group = c.benchmark_group("page_to_markdown (60 Rust book pages)");
     group.throughput(Throughput::Elements(pages.len() as u64));
     group.sample_size(10);
-    group.bench_function("wasm, fuel on", |b| b.iter(|| wasm_pass(&metered, cid, &pages)));
-    group.bench_function("wasm, fuel off", |b| b.iter(|| wasm_pass(&unmetered, cid, &pages)));
+    group.bench_function("wasm, fuel on", |b| {
+        b.iter(|| wasm_pass(&metered, cid, &pages))
+    });
+    group.bench_function("wasm, fuel off", |b| {
+        b.iter(|| wasm_pass(&unmetered, cid, &pages))
+    });
     group.bench_function("native", |b| b.iter(|| native_pass(&pages)));
     group.finish();
 
@@ -126,12 +156,24 @@ fn throughput(c: &mut Criterion) {
     let wasm_off = pages_per_second(7, pages.len(), || wasm_pass(&unmetered, cid, &pages));
     let native = pages_per_second(7, pages.len(), || native_pass(&pages));
     println!("\nsummary (median of 7 passes over {} pages)", pages.len());
-    println!("  wasm, fuel on:   {wasm:8.1} pages/s  = {:.2}x native", wasm / native);
-    println!("  wasm, fuel off:  {wasm_off:8.1} pages/s  = {:.2}x native", wasm_off / native);
+    println!(
+        "  wasm, fuel on:   {wasm:8.1} pages/s  = {:.2}x native",
+        wasm / native
+    );
+    println!(
+        "  wasm, fuel off:  {wasm_off:8.1} pages/s  = {:.2}x native",
+        wasm_off / native
+    );
     println!("  native:          {native:8.1} pages/s");
-    println!("  fuel metering overhead: {:+.1}%", (wasm_off / wasm - 1.0) * 100.0);
+    println!(
+        "  fuel metering overhead: {:+.1}%",
+        (wasm_off / wasm - 1.0) * 100.0
+    );
     if let Some(td) = turndown(&pages) {
-        println!("  turndown (node): {td:8.1} pages/s  -> wasm is {:.1}x turndown", wasm / td);
+        println!(
+            "  turndown (node): {td:8.1} pages/s  -> wasm is {:.1}x turndown",
+            wasm / td
+        );
     }
 }
 
@@ -142,19 +184,31 @@ fn compile_vs_cache(c: &mut Criterion) {
     let new_host = |cache: bool| {
         let compiled_cache =
             cache.then(|| Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap());
-        let config = HostConfig { compiled_cache, ..HostConfig::default() };
+        let config = HostConfig {
+            compiled_cache,
+            ..HostConfig::default()
+        };
         Host::new(config, Arc::new(Identity::from_seed([1; 32]))).unwrap()
     };
     // Fill the disk cache once.
-    assert_eq!(new_host(true).load(&cid, &bytes).unwrap(), LoadSource::Compiled);
+    assert_eq!(
+        new_host(true).load(&cid, &bytes).unwrap(),
+        LoadSource::Compiled
+    );
 
     let mut group = c.benchmark_group("page_to_markdown component load");
     group.sample_size(10);
     group.bench_function("cold compile (Cranelift)", |b| {
-        b.iter_with_setup(|| new_host(false), |h| assert_eq!(h.load(&cid, &bytes).unwrap(), LoadSource::Compiled))
+        b.iter_with_setup(
+            || new_host(false),
+            |h| assert_eq!(h.load(&cid, &bytes).unwrap(), LoadSource::Compiled),
+        )
     });
     group.bench_function("compiled cache on disk (restarted node)", |b| {
-        b.iter_with_setup(|| new_host(true), |h| assert_eq!(h.load(&cid, &bytes).unwrap(), LoadSource::Disk))
+        b.iter_with_setup(
+            || new_host(true),
+            |h| assert_eq!(h.load(&cid, &bytes).unwrap(), LoadSource::Disk),
+        )
     });
     let warm = new_host(true);
     warm.load(&cid, &bytes).unwrap();

@@ -12,13 +12,26 @@ use d402_host::{Canonicalizer, ContentId, Host, HostConfig, Identity, Task, Task
 const INPUT: &str = r#"{"leaf":"00","proof":[],"root":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
 
 fn overhead(c: &mut Criterion) {
-    let host = Host::new(HostConfig::default(), Arc::new(Identity::from_seed([1; 32]))).unwrap();
+    let host = Host::new(
+        HostConfig::default(),
+        Arc::new(Identity::from_seed([1; 32])),
+    )
+    .unwrap();
     let bytes = std::fs::read(artifacts::MERKLE_VERIFY_COMPONENT).unwrap();
     let cid = ContentId::of(&bytes);
     host.load(&cid, &bytes).unwrap();
-    c.bench_function("warm task: merkle.verify_proof@1 (instance + call + receipt)", |b| {
-        b.iter(|| host.execute(Task { input: INPUT, ..Task::defaults(cid, "bench") }).unwrap())
-    });
+    c.bench_function(
+        "warm task: merkle.verify_proof@1 (instance + call + receipt)",
+        |b| {
+            b.iter(|| {
+                host.execute(Task {
+                    input: INPUT,
+                    ..Task::defaults(cid, "bench")
+                })
+                .unwrap()
+            })
+        },
+    );
 
     // The signing part alone, to see where the time goes.
     let identity = Identity::from_seed([1; 32]);
@@ -28,8 +41,16 @@ fn overhead(c: &mut Criterion) {
         manifest: None,
         implementation: cid,
         input: cid,
-        task: TaskContext { id: "bench".into(), timestamp_ms: 0 },
-        limits: LimitsRecord { fuel: 1, memory_bytes: 1, wall_time_ms: 1, output_bytes: 1 },
+        task: TaskContext {
+            id: "bench".into(),
+            timestamp_ms: 0,
+        },
+        limits: LimitsRecord {
+            fuel: 1,
+            memory_bytes: 1,
+            wall_time_ms: 1,
+            output_bytes: 1,
+        },
         evidence: vec![],
         output: cid,
         canonicalizer: Canonicalizer::Jcs,

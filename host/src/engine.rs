@@ -97,6 +97,7 @@ impl HostEngine {
         };
         Ok(Self {
             engine,
+            fuel_metering: settings.fuel_metering,
             stop,
             ticker: Some(ticker),
         })

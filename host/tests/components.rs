@@ -44,13 +44,22 @@ fn malformed_components_are_refused_with_a_typed_error() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("garbage", b"this is not wasm".to_vec()),
         ("empty", Vec::new()),
-        ("truncated", std::fs::read(artifacts::MERKLE_VERIFY_COMPONENT).unwrap()[..100].to_vec()),
+        (
+            "truncated",
+            std::fs::read(artifacts::MERKLE_VERIFY_COMPONENT).unwrap()[..100].to_vec(),
+        ),
         ("core module", wat::parse_str("(module)").unwrap()),
-        ("component without the export", wat::parse_str("(component)").unwrap()),
+        (
+            "component without the export",
+            wat::parse_str("(component)").unwrap(),
+        ),
     ];
     for (what, bytes) in cases {
         let err = host.load(&ContentId::of(&bytes), &bytes).unwrap_err();
-        assert!(matches!(err, HostError::InvalidComponent(_)), "{what}: {err}");
+        assert!(
+            matches!(err, HostError::InvalidComponent(_)),
+            "{what}: {err}"
+        );
     }
 }
 
@@ -59,7 +68,10 @@ fn a_warm_node_never_compiles() {
     let tmp = tempfile::tempdir().unwrap();
     let open = || {
         let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
-        let config = HostConfig { compiled_cache: Some(dir), ..HostConfig::default() };
+        let config = HostConfig {
+            compiled_cache: Some(dir),
+            ..HostConfig::default()
+        };
         Host::new(config, Arc::new(Identity::from_seed([3; 32]))).unwrap()
     };
     let bytes = std::fs::read(artifacts::MERKLE_VERIFY_COMPONENT).unwrap();
@@ -71,7 +83,10 @@ fn a_warm_node_never_compiles() {
     let second = open();
     assert_eq!(second.load(&cid, &bytes).unwrap(), LoadSource::Disk);
     // Even from the cache, bytes must still match the CID.
-    assert!(matches!(second.load(&cid, b"other"), Err(HostError::CidMismatch(_))));
+    assert!(matches!(
+        second.load(&cid, b"other"),
+        Err(HostError::CidMismatch(_))
+    ));
 }
 
 #[test]
@@ -79,7 +94,10 @@ fn input_that_is_not_json_is_refused() {
     let host = host();
     let (cid, _) = load(&host, artifacts::MERKLE_VERIFY_COMPONENT);
     let err = host
-        .execute(Task { input: "{not json", ..Task::defaults(cid, "t") })
+        .execute(Task {
+            input: "{not json",
+            ..Task::defaults(cid, "t")
+        })
         .unwrap_err();
     assert!(matches!(err, HostError::InvalidInput(_)), "{err}");
 }
@@ -87,8 +105,13 @@ fn input_that_is_not_json_is_refused() {
 fn snapshot_task<'a>(cid: ContentId, input: &'a str, pages: FrozenPages) -> Task<'a> {
     Task {
         input,
-        egress: EgressPolicy { allow_snapshot: true, ..EgressPolicy::default() },
-        evidence: EvidenceMode::Live { snapshotter: Arc::new(pages) },
+        egress: EgressPolicy {
+            allow_snapshot: true,
+            ..EgressPolicy::default()
+        },
+        evidence: EvidenceMode::Live {
+            snapshotter: Arc::new(pages),
+        },
         canonicalizer: d402_host::Canonicalizer::NormalizedText,
         ..Task::defaults(cid, "t")
     }
@@ -109,7 +132,9 @@ fn page_to_markdown() {
     let mut pages = FrozenPages::new();
     pages.insert(url, html.into()).unwrap();
     let input = format!(r#"{{"url": "{url}", "timeoutMs": 5000}}"#);
-    let run = host.execute(snapshot_task(cid, &input, pages)).expect("converts");
+    let run = host
+        .execute(snapshot_task(cid, &input, pages))
+        .expect("converts");
     let out: serde_json::Value = serde_json::from_str(&run.output).unwrap();
     assert_eq!(out["title"], "Frozen article");
     let md = out["markdown"].as_str().unwrap();
@@ -138,18 +163,38 @@ fn page_to_markdown_rejects_interstitials_and_bad_input() {
         )
         .unwrap();
     let input = format!(r#"{{"url": "{url}"}}"#);
-    let err = host.execute(snapshot_task(cid, &input, pages.clone())).unwrap_err();
-    assert!(matches!(&err, HostError::Guest { code, .. } if code == "blocked_page"), "{err}");
-    let err = host.execute(snapshot_task(cid, r#"{"nourl": 1}"#, pages.clone())).unwrap_err();
-    assert!(matches!(&err, HostError::Guest { code, .. } if code == "invalid_input"), "{err}");
+    let err = host
+        .execute(snapshot_task(cid, &input, pages.clone()))
+        .unwrap_err();
+    assert!(
+        matches!(&err, HostError::Guest { code, .. } if code == "blocked_page"),
+        "{err}"
+    );
+    let err = host
+        .execute(snapshot_task(cid, r#"{"nourl": 1}"#, pages.clone()))
+        .unwrap_err();
+    assert!(
+        matches!(&err, HostError::Guest { code, .. } if code == "invalid_input"),
+        "{err}"
+    );
     // A page the snapshotter cannot provide reaches the capability as an upstream failure.
     let err = host
-        .execute(snapshot_task(cid, r#"{"url": "https://example.com/missing"}"#, pages.clone()))
+        .execute(snapshot_task(
+            cid,
+            r#"{"url": "https://example.com/missing"}"#,
+            pages.clone(),
+        ))
         .unwrap_err();
-    assert!(matches!(&err, HostError::Guest { code, .. } if code == "upstream"), "{err}");
+    assert!(
+        matches!(&err, HostError::Guest { code, .. } if code == "upstream"),
+        "{err}"
+    );
     // Without the snapshot permission the task is stopped by the host.
     let err = host
-        .execute(Task { egress: EgressPolicy::default(), ..snapshot_task(cid, &input, pages) })
+        .execute(Task {
+            egress: EgressPolicy::default(),
+            ..snapshot_task(cid, &input, pages)
+        })
         .unwrap_err();
     assert!(matches!(err, HostError::EgressDenied(_)), "{err}");
 }
@@ -160,7 +205,13 @@ fn merkle_verify() {
     let host = host();
     let (cid, _) = load(&host, artifacts::MERKLE_VERIFY_COMPONENT);
     let leaf_hash = |d: &[u8]| Sha256::new().chain_update([0u8]).chain_update(d).finalize();
-    let node = |l: &[u8], r: &[u8]| Sha256::new().chain_update([1u8]).chain_update(l).chain_update(r).finalize();
+    let node = |l: &[u8], r: &[u8]| {
+        Sha256::new()
+            .chain_update([1u8])
+            .chain_update(l)
+            .chain_update(r)
+            .finalize()
+    };
     let (a, b) = (leaf_hash(b"a"), leaf_hash(b"b"));
     let root = node(&a, &b);
     let input = |root: &str| {
@@ -171,17 +222,33 @@ fn merkle_verify() {
         )
     };
     let good = input(&hex::encode(root));
-    let run = host.execute(Task { input: &good, ..Task::defaults(cid, "m") }).unwrap();
+    let run = host
+        .execute(Task {
+            input: &good,
+            ..Task::defaults(cid, "m")
+        })
+        .unwrap();
     let out: serde_json::Value = serde_json::from_str(&run.output).unwrap();
     assert_eq!(out["valid"], true, "{out}");
     assert_eq!(out["computedRoot"], hex::encode(root));
     let bad = input(&hex::encode([0u8; 32]));
-    let run = host.execute(Task { input: &bad, ..Task::defaults(cid, "m") }).unwrap();
+    let run = host
+        .execute(Task {
+            input: &bad,
+            ..Task::defaults(cid, "m")
+        })
+        .unwrap();
     assert!(run.output.contains("\"valid\":false"), "{}", run.output);
     let err = host
-        .execute(Task { input: r#"{"leaf":"zz","proof":[],"root":"00"}"#, ..Task::defaults(cid, "m") })
+        .execute(Task {
+            input: r#"{"leaf":"zz","proof":[],"root":"00"}"#,
+            ..Task::defaults(cid, "m")
+        })
         .unwrap_err();
-    assert!(matches!(&err, HostError::Guest { code, .. } if code == "invalid_input"), "{err}");
+    assert!(
+        matches!(&err, HostError::Guest { code, .. } if code == "invalid_input"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -202,9 +269,17 @@ fn extract_metadata() {
     assert_eq!(out["title"], "Meta page", "{out}");
     assert_eq!(out["description"], "A described page", "{out}");
     assert_eq!(out["lang"], "en");
-    assert_eq!(out["canonicalUrl"], "https://example.com/docs/canonical", "{out}");
-    assert_eq!(out["openGraph"]["og:title"], "OG title", "{out}");
-    assert!(out["links"].to_string().contains("https://example.com/docs/other"), "{out}");
+    assert_eq!(
+        out["canonicalUrl"], "https://example.com/docs/canonical",
+        "{out}"
+    );
+    assert_eq!(out["openGraph"]["title"], "OG title", "{out}");
+    assert!(
+        out["links"]
+            .to_string()
+            .contains("https://example.com/docs/other"),
+        "{out}"
+    );
     assert!(out["headings"].to_string().contains("Sub section"), "{out}");
 }
 
@@ -217,7 +292,10 @@ fn replay_needs_no_network_and_refuses_unrecorded_requests() {
     let url = "https://no-such-host.invalid/page";
     let mut pages = FrozenPages::new();
     pages
-        .insert(url, "<html><head><title>T</title></head><body><p>Offline.</p></body></html>".into())
+        .insert(
+            url,
+            "<html><head><title>T</title></head><body><p>Offline.</p></body></html>".into(),
+        )
         .unwrap();
     let input = format!(r#"{{"url": "{url}"}}"#);
     let live = host.execute(snapshot_task(cid, &input, pages)).unwrap();
@@ -227,7 +305,10 @@ fn replay_needs_no_network_and_refuses_unrecorded_requests() {
 
     let book = ReplayBook::load(&store, &live.receipt.body.evidence).unwrap();
     let replay = host
-        .execute(Task { evidence: EvidenceMode::Replay(book), ..snapshot_task(cid, &input, FrozenPages::new()) })
+        .execute(Task {
+            evidence: EvidenceMode::Replay(book),
+            ..snapshot_task(cid, &input, FrozenPages::new())
+        })
         .unwrap();
     assert_eq!(replay.output, live.output);
     assert_eq!(replay.receipt.body.fuel_used, live.receipt.body.fuel_used);
@@ -236,12 +317,27 @@ fn replay_needs_no_network_and_refuses_unrecorded_requests() {
     let book = ReplayBook::load(&store, &live.receipt.body.evidence).unwrap();
     let other = r#"{"url": "https://no-such-host.invalid/other"}"#;
     let err = host
-        .execute(Task { evidence: EvidenceMode::Replay(book), ..snapshot_task(cid, other, FrozenPages::new()) })
+        .execute(Task {
+            evidence: EvidenceMode::Replay(book),
+            ..snapshot_task(cid, other, FrozenPages::new())
+        })
         .unwrap_err();
-    assert!(matches!(err, HostError::EvidenceMissing { kind: "snapshot", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            HostError::EvidenceMissing {
+                kind: "snapshot",
+                ..
+            }
+        ),
+        "{err}"
+    );
 
     // Evidence whose bytes were tampered with in the store is refused when loaded.
-    let html_cid = ContentId::of(b"<html><head><title>T</title></head><body><p>Offline.</p></body></html>");
-    store.corrupt_for_test(&html_cid, b"<html>tampered</html>").unwrap();
+    let html_cid =
+        ContentId::of(b"<html><head><title>T</title></head><body><p>Offline.</p></body></html>");
+    store
+        .corrupt_for_test(&html_cid, b"<html>tampered</html>")
+        .unwrap();
     assert!(ReplayBook::load(&store, &live.receipt.body.evidence).is_err());
 }

@@ -20,14 +20,21 @@ const PAGES: usize = 60;
 fn page_to_markdown_is_deterministic_across_engines_and_replay() {
     let a = host_with(EngineSettings::default(), [1; 32]);
     let b = host_with(
-        EngineSettings { max_concurrent_tasks: 3, max_wasm_stack: 1024 * 1024, ..EngineSettings::default() },
+        EngineSettings {
+            max_concurrent_tasks: 3,
+            max_wasm_stack: 1024 * 1024,
+            ..EngineSettings::default()
+        },
         [2; 32],
     );
     let (cid, _) = load(&a, artifacts::PAGE_TO_MARKDOWN_COMPONENT);
     load(&b, artifacts::PAGE_TO_MARKDOWN_COMPONENT);
     let tmp = tempfile::tempdir().unwrap();
     let store = ContentStore::open_path(tmp.path()).unwrap();
-    let policy = EgressPolicy { allow_snapshot: true, ..EgressPolicy::default() };
+    let policy = EgressPolicy {
+        allow_snapshot: true,
+        ..EgressPolicy::default()
+    };
 
     let mut nonempty = 0;
     for page in book_pages(PAGES) {
@@ -46,7 +53,12 @@ fn page_to_markdown_is_deterministic_across_engines_and_replay() {
             ..Task::defaults(cid, id)
         };
         let run_a = a
-            .execute(task("corpus", EvidenceMode::Live { snapshotter: pages.clone() }))
+            .execute(task(
+                "corpus",
+                EvidenceMode::Live {
+                    snapshotter: pages.clone(),
+                },
+            ))
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let run_b = b
             .execute(task("corpus", EvidenceMode::Live { snapshotter: pages }))
@@ -54,7 +66,10 @@ fn page_to_markdown_is_deterministic_across_engines_and_replay() {
         assert_eq!(run_a.output, run_b.output, "{name}: output bytes differ");
         let (ra, rb) = (&run_a.receipt.body, &run_b.receipt.body);
         assert_eq!(ra.output, rb.output, "{name}: output CID");
-        assert_eq!(ra.canonical_output, rb.canonical_output, "{name}: canonical hash");
+        assert_eq!(
+            ra.canonical_output, rb.canonical_output,
+            "{name}: canonical hash"
+        );
         assert_eq!(ra.fuel_used, rb.fuel_used, "{name}: fuel");
         assert_eq!(ra.evidence, rb.evidence, "{name}: evidence");
         assert_ne!(run_a.receipt.body.worker, run_b.receipt.body.worker);
@@ -66,12 +81,18 @@ fn page_to_markdown_is_deterministic_across_engines_and_replay() {
             .execute(task("corpus", EvidenceMode::Replay(book)))
             .unwrap_or_else(|e| panic!("{name}: replay: {e}"));
         assert_eq!(replay.output, run_a.output, "{name}: replay output");
-        assert_eq!(replay.receipt.body.fuel_used, ra.fuel_used, "{name}: replay fuel");
+        assert_eq!(
+            replay.receipt.body.fuel_used, ra.fuel_used,
+            "{name}: replay fuel"
+        );
 
         let out: serde_json::Value = serde_json::from_str(&run_a.output).unwrap();
         if out["markdown"].as_str().is_some_and(|m| m.len() > 200) {
             nonempty += 1;
         }
     }
-    assert!(nonempty >= PAGES * 9 / 10, "only {nonempty} of {PAGES} pages produced Markdown");
+    assert!(
+        nonempty >= PAGES * 9 / 10,
+        "only {nonempty} of {PAGES} pages produced Markdown"
+    );
 }

@@ -33,9 +33,15 @@ fn endless_loop() {
     let host = host();
     let (cid, _) = load(&host, artifacts::ENDLESS_LOOP_COMPONENT);
     let err = host
-        .execute(Task { limits: small_limits(), ..Task::defaults(cid, "loop") })
+        .execute(Task {
+            limits: small_limits(),
+            ..Task::defaults(cid, "loop")
+        })
         .unwrap_err();
-    assert!(matches!(err, HostError::FuelExhausted { limit: 50_000_000 }), "{err}");
+    assert!(
+        matches!(err, HostError::FuelExhausted { limit: 50_000_000 }),
+        "{err}"
+    );
 
     // With fuel to spare, the wall-time limit stops it instead, close to the limit.
     let started = Instant::now();
@@ -50,7 +56,10 @@ fn endless_loop() {
         })
         .unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(err, HostError::WallTimeExceeded { limit_ms: 300 }), "{err}");
+    assert!(
+        matches!(err, HostError::WallTimeExceeded { limit_ms: 300 }),
+        "{err}"
+    );
     assert!(took < Duration::from_secs(3), "stopped after {took:?}");
 }
 
@@ -59,7 +68,10 @@ fn memory_bomb() {
     let host = host();
     let (cid, _) = load(&host, artifacts::MEMORY_BOMB_COMPONENT);
     let err = host
-        .execute(Task { limits: small_limits(), ..Task::defaults(cid, "bomb") })
+        .execute(Task {
+            limits: small_limits(),
+            ..Task::defaults(cid, "bomb")
+        })
         .unwrap_err();
     match err {
         HostError::MemoryLimit { requested, limit } => {
@@ -76,11 +88,21 @@ fn deep_recursion() {
     let (cid, _) = load(&host, artifacts::DEEP_RECURSION_COMPONENT);
     let err = host
         .execute(Task {
-            limits: Limits { fuel: 20_000_000_000, ..small_limits() },
+            limits: Limits {
+                fuel: 20_000_000_000,
+                ..small_limits()
+            },
             ..Task::defaults(cid, "recursion")
         })
         .unwrap_err();
     assert!(matches!(err, HostError::StackOverflow), "{err}");
+    // A bounded depth runs to completion on the same host.
+    host.execute(Task {
+        input: r#"{"depth": 1000}"#,
+        limits: small_limits(),
+        ..Task::defaults(cid, "shallow")
+    })
+    .expect("shallow recursion completes");
 }
 
 #[test]
@@ -99,7 +121,11 @@ fn huge_output() {
         })
         .unwrap_err();
     match err {
-        HostError::OutputTooLarge { what: "output", size, limit } => {
+        HostError::OutputTooLarge {
+            what: "output",
+            size,
+            limit,
+        } => {
             assert_eq!(limit, 1024 * 1024);
             assert!(size > limit);
         }
@@ -107,7 +133,10 @@ fn huge_output() {
     }
     // With less memory than the output needs, the memory limit stops it first.
     let err = host
-        .execute(Task { limits: small_limits(), ..Task::defaults(cid, "huge") })
+        .execute(Task {
+            limits: small_limits(),
+            ..Task::defaults(cid, "huge")
+        })
         .unwrap_err();
     assert!(matches!(err, HostError::MemoryLimit { .. }), "{err}");
 }
@@ -118,7 +147,10 @@ fn forbidden_egress() {
     let (cid, _) = load(&host, artifacts::FORBIDDEN_EGRESS_COMPONENT);
     // Default policy: the metadata host is not on the (empty) allowlist.
     let err = host
-        .execute(Task { limits: small_limits(), ..Task::defaults(cid, "metadata") })
+        .execute(Task {
+            limits: small_limits(),
+            ..Task::defaults(cid, "metadata")
+        })
         .unwrap_err();
     assert!(
         matches!(&err, HostError::EgressDenied(EgressDenied::HostNotAllowed(h)) if h == "169.254.169.254"),
@@ -138,7 +170,10 @@ fn forbidden_egress() {
     assert!(
         matches!(
             &err,
-            HostError::EgressDenied(EgressDenied::InwardAddress { class: AddressClass::CloudMetadata, .. })
+            HostError::EgressDenied(EgressDenied::InwardAddress {
+                class: AddressClass::CloudMetadata,
+                ..
+            })
         ),
         "{err}"
     );
@@ -170,23 +205,35 @@ fn egress_flood() {
         })
         .unwrap_err();
     assert!(
-        matches!(err, HostError::EgressBudgetExceeded(BudgetExceeded::Bytes { limit: 1_048_576 })),
+        matches!(
+            err,
+            HostError::EgressBudgetExceeded(BudgetExceeded::Bytes { limit: 1_048_576 })
+        ),
         "{err}"
     );
     let served = server.count();
-    assert!((16..=17).contains(&served), "{served} requests served for a 1 MiB budget");
+    assert!(
+        (16..=17).contains(&served),
+        "{served} requests served for a 1 MiB budget"
+    );
 
     // Requests: 5 allowed.
     let err = host
         .execute(Task {
             input: &input,
             limits: small_limits(),
-            egress: EgressPolicy { max_requests: 5, ..open_policy },
+            egress: EgressPolicy {
+                max_requests: 5,
+                ..open_policy
+            },
             ..Task::defaults(cid, "flood")
         })
         .unwrap_err();
     assert!(
-        matches!(err, HostError::EgressBudgetExceeded(BudgetExceeded::Requests { limit: 5 })),
+        matches!(
+            err,
+            HostError::EgressBudgetExceeded(BudgetExceeded::Requests { limit: 5 })
+        ),
         "{err}"
     );
 }
@@ -202,8 +249,14 @@ fn inward_targets_are_refused_by_default() {
         (server.url("127.0.0.1", "/"), AddressClass::Loopback),
         (server.url("localhost", "/"), AddressClass::Loopback),
         ("http://10.0.0.1/".to_string(), AddressClass::Private),
-        ("http://169.254.169.254/latest/meta-data/".to_string(), AddressClass::CloudMetadata),
-        ("http://[::ffff:127.0.0.1]/".to_string(), AddressClass::Loopback),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            AddressClass::CloudMetadata,
+        ),
+        (
+            "http://[::ffff:127.0.0.1]/".to_string(),
+            AddressClass::Loopback,
+        ),
     ];
     for (url, class) in cases {
         let input = format!(r#"{{"url": "{url}"}}"#);
@@ -225,7 +278,11 @@ fn inward_targets_are_refused_by_default() {
             other => panic!("{url}: expected an inward-address refusal, got {other}"),
         }
     }
-    assert_eq!(server.count(), 0, "no request may reach the loopback server");
+    assert_eq!(
+        server.count(),
+        0,
+        "no request may reach the loopback server"
+    );
 }
 
 #[test]
@@ -233,7 +290,10 @@ fn probe_sandbox() {
     let host = host();
     let (cid, _) = load(&host, artifacts::PROBE_SANDBOX_COMPONENT);
     let run = |task_id: &str, timestamp_ms: u64| {
-        let mut task = Task { limits: small_limits(), ..Task::defaults(cid, task_id) };
+        let mut task = Task {
+            limits: small_limits(),
+            ..Task::defaults(cid, task_id)
+        };
         task.context.timestamp_ms = timestamp_ms;
         let out = host.execute(task).expect("the probe runs to completion");
         serde_json::from_str::<serde_json::Value>(&out.output).expect("JSON report")
@@ -242,9 +302,15 @@ fn probe_sandbox() {
     assert_eq!(report["env"], serde_json::json!([]), "{report}");
     assert_eq!(report["args"], serde_json::json!([]), "{report}");
     for probe in ["readDirRoot", "readEtcPasswd", "writeFile", "tcpConnect"] {
-        assert!(report[probe].get("err").is_some(), "{probe} must fail: {report}");
+        assert!(
+            report[probe].get("err").is_some(),
+            "{probe} must fail: {report}"
+        );
     }
-    assert_eq!(report["timeMs"], 1_700_000_000_123u64, "the clock is the task's timestamp");
+    assert_eq!(
+        report["timeMs"], 1_700_000_000_123u64,
+        "the clock is the task's timestamp"
+    );
     // Randomness is a function of the task id alone.
     let again = run("probe-1", 1_700_000_000_123);
     assert_eq!(report, again);
@@ -264,8 +330,14 @@ fn unknown_import() {
         }
         other => panic!("expected UnknownImport, got {other}"),
     }
-    assert!(err.to_string().contains("d402:backdoor/shell"), "the error names the import: {err}");
-    assert!(!host.is_loaded(&cid), "a refused component is never runnable");
+    assert!(
+        err.to_string().contains("d402:backdoor/shell"),
+        "the error names the import: {err}"
+    );
+    assert!(
+        !host.is_loaded(&cid),
+        "a refused component is never runnable"
+    );
 }
 
 /// After every kind of hostile run, the same host still runs a well-behaved capability.
@@ -276,14 +348,22 @@ fn host_keeps_working_after_hostile_runs() {
         let bytes = std::fs::read(path).unwrap();
         let cid = d402_host::ContentId::of(&bytes);
         if host.load(&cid, &bytes).is_ok() {
-            let _ = host.execute(Task { limits: small_limits(), ..Task::defaults(cid, "h") });
+            let _ = host.execute(Task {
+                limits: small_limits(),
+                ..Task::defaults(cid, "h")
+            });
         }
     }
     let (cid, _) = load(&host, artifacts::MERKLE_VERIFY_COMPONENT);
     let leaf = "6c656166";
-    let input = format!(r#"{{"leaf":"{leaf}","proof":[],"root":"00"}}"#);
+    let root = "00".repeat(32);
+    let input = format!(r#"{{"leaf":"{leaf}","proof":[],"root":"{root}"}}"#);
     let out = host
-        .execute(Task { input: &input, limits: small_limits(), ..Task::defaults(cid, "ok") })
+        .execute(Task {
+            input: &input,
+            limits: small_limits(),
+            ..Task::defaults(cid, "ok")
+        })
         .expect("a well-behaved capability still runs");
     assert!(out.output.contains("\"valid\":false"), "{}", out.output);
 }

@@ -46,7 +46,7 @@ fn a_thousand_hostile_runs_do_not_grow_resident_memory() {
         max_response_bytes: 64 * 1024,
         ..EgressPolicy::default()
     };
-    let mut round = |runs: usize| {
+    let round = |runs: usize| {
         let mut errors = 0usize;
         for i in 0..runs {
             let (cid, bytes) = &programs[i % programs.len()];
@@ -73,9 +73,15 @@ fn a_thousand_hostile_runs_do_not_grow_resident_memory() {
     let errors = round(1000);
     let after = resident_bytes();
     // All but the probe (which runs to completion) end in an error.
-    assert!(errors >= 1000 - 1000 / programs.len() - 1, "{errors} errors");
+    assert!(
+        errors >= 1000 - 1000 / programs.len() - 1,
+        "{errors} errors"
+    );
     let growth = after as f64 / before as f64 - 1.0;
-    eprintln!("resident: {before} -> {after} bytes ({:+.1}%)", growth * 100.0);
+    eprintln!(
+        "resident: {before} -> {after} bytes ({:+.1}%)",
+        growth * 100.0
+    );
     assert!(
         growth.abs() <= 0.10,
         "resident memory moved {:+.1}% ({before} -> {after} bytes) over 1,000 hostile runs",

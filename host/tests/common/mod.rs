@@ -101,7 +101,12 @@ pub fn book_pages(n: usize) -> Vec<std::path::PathBuf> {
         })
         .collect();
     pages.sort();
-    assert!(pages.len() >= n, "only {} book pages under {}", pages.len(), dir.display());
+    assert!(
+        pages.len() >= n,
+        "only {} book pages under {}",
+        pages.len(),
+        dir.display()
+    );
     pages.truncate(n);
     pages
 }
