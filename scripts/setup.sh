@@ -14,6 +14,13 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   rustup target add wasm32-wasip2
 fi
 
+# The determinism tests and benchmarks use the Rust documentation that ships with the toolchain as a
+# corpus of real HTML pages.
+if [ ! -d "$(rustc --print sysroot)/share/doc/rust/html/book" ]; then
+  say "adding the rust-docs component (a corpus of real HTML pages for the tests)"
+  rustup component add rust-docs
+fi
+
 # The benchmarks compare against turndown under node; only fetched when asked for.
 if [ "${D402_SETUP_BENCH:-0}" = 1 ]; then
   if ! command -v node >/dev/null 2>&1; then

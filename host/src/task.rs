@@ -172,6 +172,18 @@ impl TaskIo {
         Ok(())
     }
 
+    /// A URL from the capability: a malformed one is the capability's problem (it is told), a
+    /// forbidden scheme is a policy violation (the task stops).
+    fn guest_url(&mut self, raw: &str) -> wasmtime::Result<Result<url::Url, wit::HostError>> {
+        match parse_url(raw) {
+            Ok(url) => Ok(Ok(url)),
+            Err(EgressDenied::InvalidUrl { reason, .. }) => Ok(Err(wit::HostError::Unavailable(
+                format!("invalid URL: {reason}"),
+            ))),
+            Err(denied) => self.violation(denied.into()),
+        }
+    }
+
     fn record(&mut self, record: &EvidenceRecord) -> wasmtime::Result<()> {
         match self.recorder.record(record) {
             Ok(_) => Ok(()),
@@ -195,14 +207,9 @@ impl wit::Host for TaskState {
         request: wit::SnapshotRequest,
     ) -> wasmtime::Result<Result<wit::FrozenPage, wit::HostError>> {
         let io = &mut self.io;
-        let url = match parse_url(&request.url) {
-            Ok(u) => u,
-            Err(EgressDenied::InvalidUrl { reason, .. }) => {
-                return Ok(Err(wit::HostError::Unavailable(format!(
-                    "invalid URL: {reason}"
-                ))));
-            }
-            Err(denied) => return io.violation(denied.into()),
+        let url = match io.guest_url(&request.url)? {
+            Ok(url) => url,
+            Err(unusable) => return Ok(Err(unusable)),
         };
         if !io.policy.allow_snapshot {
             return io.violation(EgressDenied::SnapshotNotPermitted.into());
@@ -293,14 +300,9 @@ impl wit::Host for TaskState {
         request: wit::HttpRequest,
     ) -> wasmtime::Result<Result<wit::HttpResponse, wit::HostError>> {
         let io = &mut self.io;
-        let url = match parse_url(&request.url) {
-            Ok(u) => u,
-            Err(EgressDenied::InvalidUrl { reason, .. }) => {
-                return Ok(Err(wit::HostError::Unavailable(format!(
-                    "invalid URL: {reason}"
-                ))));
-            }
-            Err(denied) => return io.violation(denied.into()),
+        let url = match io.guest_url(&request.url)? {
+            Ok(url) => url,
+            Err(unusable) => return Ok(Err(unusable)),
         };
         let host = url.host_str().unwrap_or_default().to_string();
         if !io.policy.host_allowed(&host) {
