@@ -38,8 +38,14 @@ fn main() {
         .to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR"));
 
-    println!("cargo:rerun-if-changed={}", capabilities_dir.display());
-    println!("cargo:rerun-if-changed={}", workspace.join("wit").display());
+    // Every source file, listed one by one: a directory given to `rerun-if-changed` was seen not to
+    // notice an edited file inside it, which left stale components behind.
+    for dir in [&capabilities_dir, &workspace.join("wit")] {
+        println!("cargo:rerun-if-changed={}", dir.display());
+        for file in source_files(dir) {
+            println!("cargo:rerun-if-changed={}", file.display());
+        }
+    }
     println!(
         "cargo:rerun-if-changed={}",
         workspace.join("Cargo.toml").display()
@@ -316,4 +322,26 @@ fn generate(programs: &[Program], release: &Path) -> String {
         true,
     );
     code
+}
+
+/// Files under `dir` that can change a component: everything but build outputs and hidden entries.
+fn source_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || name == "target" || name == "fuzz" {
+            continue;
+        }
+        if path.is_dir() {
+            files.extend(source_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

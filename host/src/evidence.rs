@@ -149,13 +149,18 @@ impl EvidenceRecorder {
 /// A recorded answer: the outcome and, when it succeeded, its body.
 pub(crate) type Recorded<T> = (Outcome<T>, Option<Vec<u8>>);
 
+/// A recorded answer and the CID of the record it came from.
+type Entry<T> = (ContentId, Recorded<T>);
+
 /// Serves a replay from recorded evidence. Calls are matched by request, in recorded order, so a
 /// capability that fetches the same URL twice gets the two recorded answers in turn.
 #[derive(Debug, Default)]
 pub struct ReplayBook {
-    snapshots: HashMap<String, VecDeque<Recorded<FrozenPageRecord>>>,
-    fetches: HashMap<FetchRequestRecord, VecDeque<Recorded<FetchResponseRecord>>>,
+    snapshots: HashMap<String, VecDeque<Entry<FrozenPageRecord>>>,
+    fetches: HashMap<FetchRequestRecord, VecDeque<Entry<FetchResponseRecord>>>,
     records: Vec<ContentId>,
+    /// Records served so far, in call order: the evidence list of the replay's own receipt.
+    served: Vec<ContentId>,
 }
 
 impl ReplayBook {
@@ -184,7 +189,7 @@ impl ReplayBook {
                     book.snapshots
                         .entry(url)
                         .or_default()
-                        .push_back((outcome, body));
+                        .push_back((*cid, (outcome, body)));
                 }
                 EvidenceRecord::Fetch { request, outcome } => {
                     let body = match &outcome {
@@ -194,7 +199,7 @@ impl ReplayBook {
                     book.fetches
                         .entry(request)
                         .or_default()
-                        .push_back((outcome, body));
+                        .push_back((*cid, (outcome, body)));
                 }
             }
         }
@@ -203,7 +208,9 @@ impl ReplayBook {
 
     /// The recorded answer to the next snapshot of `url`.
     pub(crate) fn next_snapshot(&mut self, url: &str) -> Option<Recorded<FrozenPageRecord>> {
-        self.snapshots.get_mut(url)?.pop_front()
+        let (cid, recorded) = self.snapshots.get_mut(url)?.pop_front()?;
+        self.served.push(cid);
+        Some(recorded)
     }
 
     /// The recorded answer to the next identical fetch.
@@ -211,7 +218,14 @@ impl ReplayBook {
         &mut self,
         request: &FetchRequestRecord,
     ) -> Option<Recorded<FetchResponseRecord>> {
-        self.fetches.get_mut(request)?.pop_front()
+        let (cid, recorded) = self.fetches.get_mut(request)?.pop_front()?;
+        self.served.push(cid);
+        Some(recorded)
+    }
+
+    /// The records served so far, in call order.
+    pub(crate) fn served(&self) -> &[ContentId] {
+        &self.served
     }
 
     /// The evidence list this book was loaded from.

@@ -531,11 +531,17 @@ impl Host {
             .map_err(|e| HostError::InvalidOutput(e.to_string()))?;
 
         let TaskIo {
+            mode,
             recorder,
             logs,
             logs_dropped,
             ..
         } = state.io;
+        // A replay's receipt names the evidence it was served, so it compares with the original.
+        let evidence = match &mode {
+            EvidenceMode::Live { .. } => recorder.records,
+            EvidenceMode::Replay(book) => book.served().to_vec(),
+        };
         let mut objects = recorder.objects;
         let input_cid = objects.add(task.input.as_bytes().to_vec());
         let output_cid = objects.add(output.clone().into_bytes());
@@ -547,7 +553,7 @@ impl Host {
             input: input_cid,
             task: task.context,
             limits: limits.record(),
-            evidence: recorder.records,
+            evidence,
             output: output_cid,
             canonicalizer: task.canonicalizer,
             canonical_output,
