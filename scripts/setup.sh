@@ -21,6 +21,20 @@ if [ ! -d "$(rustc --print sysroot)/share/doc/rust/html/book" ]; then
   rustup component add rust-docs
 fi
 
+# The snapshotter drives Debian's Chromium (tests use the real browser).
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Chromium from Debian (the snapshotter's browser)"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  if ! $sudo apt-get install -y -qq --no-install-recommends chromium; then
+    # An interrupted earlier install leaves dpkg half-configured; mend it and try once more.
+    $sudo dpkg --configure -a || true
+    $sudo apt-get -f install -y -qq
+    $sudo apt-get install -y -qq --no-install-recommends chromium
+  fi
+fi
+
 # The benchmarks compare against turndown under node; only fetched when asked for.
 if [ "${D402_SETUP_BENCH:-0}" = 1 ]; then
   if ! command -v node >/dev/null 2>&1; then

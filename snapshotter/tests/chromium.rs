@@ -1,0 +1,168 @@
+//! The Chromium snapshotter against pages served on loopback, with the real browser.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use d402_host::egress::{
+    AddressClass, BudgetExceeded, EgressDenied, EgressViolation, NetworkFailure,
+};
+use d402_host::snapshot::{SnapshotError, SnapshotLimits, Snapshotter};
+use d402_host::{FetchSnapshotter, egress::NetworkEgress};
+use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter};
+use url::Url;
+
+/// A page whose visible text is built by JavaScript: a plain fetch sees only the script.
+const SCRIPTED: &str = r#"<html><head><title>Scripted</title></head><body>
+<div id="app"></div>
+<script>
+  var words = ['Built', 'by', 'Java' + 'Script'];
+  document.getElementById('app').innerHTML = '<p id="made">' + words.join(' ') + '</p>';
+</script></body></html>"#;
+
+/// Serves `SCRIPTED` on `/`, never answers on `/hang`, and counts requests.
+fn serve() -> (u16, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let head = String::from_utf8_lossy(&buf).into_owned();
+                if head.starts_with("GET /hang") {
+                    std::thread::sleep(Duration::from_secs(30));
+                    return;
+                }
+                let body = if head.starts_with("GET / ") {
+                    SCRIPTED
+                } else {
+                    ""
+                };
+                let status = if body.is_empty() {
+                    "404 Not Found"
+                } else {
+                    "200 OK"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    (port, hits)
+}
+
+fn limits(allow_private_targets: bool) -> SnapshotLimits {
+    SnapshotLimits {
+        timeout: Duration::from_secs(10),
+        max_bytes: 1024 * 1024,
+        allow_private_targets,
+    }
+}
+
+#[test]
+fn chromium_sees_the_scripted_dom_and_obeys_the_policy() {
+    let chromium = ChromiumSnapshotter::launch(ChromiumConfig::default()).expect("Chromium starts");
+    let (port, hits) = serve();
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+
+    // The browser runs the script; a plain fetch does not.
+    let frozen = chromium.freeze(&url, &limits(true)).expect("snapshot");
+    assert!(
+        frozen
+            .html
+            .contains(r#"<p id="made">Built by JavaScript</p>"#),
+        "{}",
+        frozen.html
+    );
+    let fetched = FetchSnapshotter::new(Arc::new(NetworkEgress::new()))
+        .freeze(&url, &limits(true))
+        .unwrap();
+    assert!(!fetched.html.contains("Built by JavaScript"));
+
+    // One browser, reused: several snapshots in a row.
+    for _ in 0..3 {
+        assert!(
+            chromium
+                .freeze(&url, &limits(true))
+                .unwrap()
+                .html
+                .contains("Built by JavaScript")
+        );
+    }
+
+    // By default loopback is refused before the browser is asked, and nothing is requested.
+    let before = hits.load(Ordering::SeqCst);
+    match chromium.freeze(&url, &limits(false)) {
+        Err(SnapshotError::Violation(EgressViolation::Denied(EgressDenied::InwardAddress {
+            class: AddressClass::Loopback,
+            ..
+        }))) => {}
+        other => panic!("expected a loopback refusal, got {other:?}"),
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), before);
+
+    // The HTML size cap.
+    let small = SnapshotLimits {
+        max_bytes: 64,
+        ..limits(true)
+    };
+    assert!(matches!(
+        chromium.freeze(&url, &small),
+        Err(SnapshotError::Violation(EgressViolation::Budget(
+            BudgetExceeded::Bytes { limit: 64 }
+        )))
+    ));
+
+    // A page that never answers times out within the limit, and the browser still works after.
+    let hang = Url::parse(&format!("http://127.0.0.1:{port}/hang")).unwrap();
+    let started = Instant::now();
+    let short = SnapshotLimits {
+        timeout: Duration::from_millis(1500),
+        ..limits(true)
+    };
+    assert!(matches!(
+        chromium.freeze(&hang, &short),
+        Err(SnapshotError::Network(NetworkFailure::Timeout(_)))
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        chromium
+            .freeze(&url, &limits(true))
+            .unwrap()
+            .html
+            .contains("Built by JavaScript")
+    );
+}
+
+#[test]
+fn a_missing_browser_is_a_clear_error() {
+    let config = ChromiumConfig {
+        executable: "/no/such/chromium".into(),
+        ..ChromiumConfig::default()
+    };
+    let err = ChromiumSnapshotter::launch(config)
+        .err()
+        .expect("no browser");
+    assert!(err.to_string().contains("/no/such/chromium"), "{err}");
+}
