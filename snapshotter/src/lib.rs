@@ -88,7 +88,19 @@ struct Job {
 
 /// A Chromium-backed [`Snapshotter`].
 pub struct ChromiumSnapshotter {
-    jobs: tokio::sync::mpsc::UnboundedSender<Job>,
+    /// `None` only while dropping, so the thread sees the queue close.
+    jobs: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ChromiumSnapshotter {
+    /// Closes the queue and waits for the browser thread to shut the browser down.
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl ChromiumSnapshotter {
@@ -100,7 +112,7 @@ impl ChromiumSnapshotter {
         let (jobs, mut queue) = tokio::sync::mpsc::unbounded_channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel();
         let launch_timeout = config.launch_timeout;
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("d402-chromium".into())
             .spawn(move || {
                 let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -128,11 +140,22 @@ impl ChromiumSnapshotter {
                         let result = snapshot_with_restart(&config, &mut session, &job).await;
                         let _ = job.reply.send(result);
                     }
+                    // The snapshotter was dropped: close the browser and reap it, rather than
+                    // leave it to be killed in the background.
+                    if let Some(mut session) = session {
+                        let shutdown = async {
+                            let _ = session.browser.close().await;
+                            let _ = session.browser.wait().await;
+                        };
+                        if tokio::time::timeout(Duration::from_secs(5), shutdown).await.is_err() {
+                            let _ = session.browser.kill().await;
+                        }
+                    }
                 });
             })
             .map_err(|e| LaunchError::Start(e.to_string()))?;
         match ready_rx.recv_timeout(launch_timeout) {
-            Ok(Ok(())) => Ok(Self { jobs }),
+            Ok(Ok(())) => Ok(Self { jobs: Some(jobs), thread: Some(thread) }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(LaunchError::Timeout(launch_timeout)),
         }
@@ -191,7 +214,8 @@ impl Snapshotter for ChromiumSnapshotter {
             limits: *limits,
             reply,
         };
-        if self.jobs.send(job).is_err() {
+        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok());
+        if !sent {
             return Err(SnapshotError::Network(NetworkFailure::Unavailable(
                 "the browser thread has stopped".into(),
             )));

@@ -1,0 +1,68 @@
+//! Browser start time, and snapshot latency per page with a warm browser, against a page served on
+//! loopback (a Rust book chapter with a script that edits the DOM).
+//!
+//! `cargo bench -p d402-snapshotter --bench snapshot`
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use d402_host::snapshot::{SnapshotLimits, Snapshotter};
+use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter};
+use url::Url;
+
+fn serve(body: String) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+fn page() -> String {
+    let out = std::process::Command::new("rustc").args(["--print", "sysroot"]).output().unwrap();
+    let sysroot = String::from_utf8(out.stdout).unwrap();
+    let path = std::path::Path::new(sysroot.trim())
+        .join("share/doc/rust/html/book/ch01-01-installation.html");
+    let html = std::fs::read_to_string(path).unwrap();
+    // Relative subresources would 404 on this server; the script keeps the page dynamic.
+    html.replace(
+        "</body>",
+        "<script>document.body.insertAdjacentHTML('beforeend', '<p>added by script</p>')</script></body>",
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let port = serve(page());
+    let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+    let limits = SnapshotLimits {
+        timeout: Duration::from_secs(10),
+        max_bytes: 8 * 1024 * 1024,
+        allow_private_targets: true,
+    };
+    let mut group = c.benchmark_group("chromium");
+    group.sample_size(10);
+    group.bench_function("browser start (launch, ready, shut down)", |b| {
+        b.iter(|| ChromiumSnapshotter::launch(ChromiumConfig::default()).unwrap())
+    });
+    let warm = ChromiumSnapshotter::launch(ChromiumConfig::default()).unwrap();
+    warm.freeze(&url, &limits).unwrap();
+    group.bench_function("snapshot, warm browser (Rust book page + script)", |b| {
+        b.iter(|| warm.freeze(&url, &limits).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
