@@ -131,8 +131,18 @@ pub fn check_namespace(namespace: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `ed25519:` and 64 hex digits of a valid public key.
+/// `ed25519:` and 64 lowercase hex digits of a valid public key (lowercase only, so one key has
+/// one spelling and one registration CID).
 pub fn check_public_id(id: &str) -> Result<(), String> {
+    let lower = id
+        .strip_prefix("ed25519:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(crate::registration::is_lower_hex));
+    if !lower {
+        return Err(format!(
+            "{} is not an ed25519 public key (`ed25519:` and 64 lowercase hex digits)",
+            id.chars().take(80).collect::<String>()
+        ));
+    }
     // Verifying an empty message with a dummy signature tells a bad key from a bad signature.
     match verify_signature(id, b"", &"00".repeat(64)) {
         Err(SignatureError::BadSigner(_)) => Err(format!(

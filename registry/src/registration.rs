@@ -118,11 +118,17 @@ impl RegistrationBody {
 }
 
 fn check_signature_hex(signature: &str) -> Result<(), String> {
-    if signature.len() == 128 && signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+    // Lowercase only: `AB` and `ab` decode to the same bytes, so accepting both would let anyone
+    // change a registration's CID without breaking its signature.
+    if signature.len() == 128 && signature.bytes().all(is_lower_hex) {
         Ok(())
     } else {
-        Err("is not an ed25519 signature (128 hex digits)".into())
+        Err("is not an ed25519 signature (128 lowercase hex digits)".into())
     }
+}
+
+pub(crate) fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
 }
 
 /// The terms an author registers a manifest under.

@@ -258,3 +258,19 @@ fn mutate_leaf(leaf: &mut Value, salt: u8) {
         other => other,
     };
 }
+
+/// Hex is one spelling only: an upper-cased signature decodes to the same bytes, so it would give
+/// the same signed terms a second registration CID.
+#[test]
+fn upper_case_hex_is_refused() {
+    let mut value = serde_json::to_value(registration(1000)).unwrap();
+    let sig = value["signature"].as_str().unwrap().to_uppercase();
+    value["signature"] = Value::from(sig);
+    let err = Registration::from_json(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+    assert!(err.field_errors().unwrap().mentions("/signature"), "{err}");
+    let mut value = serde_json::to_value(registration(1000)).unwrap();
+    let publisher = value["publisher"].as_str().unwrap().replace('a', "A");
+    value["publisher"] = Value::from(publisher);
+    let err = Registration::from_json(&serde_json::to_vec(&value).unwrap()).unwrap_err();
+    assert!(err.field_errors().unwrap().mentions("/publisher"), "{err}");
+}
