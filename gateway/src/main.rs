@@ -4,6 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod capability;
+mod keys;
+mod namespace;
 mod run;
 
 /// d402: a peer-to-peer market for sandboxed compute.
@@ -18,18 +21,27 @@ struct Cli {
 enum Command {
     /// Run a capability component locally, or replay a receipt from its evidence.
     Run(run::RunArgs),
+    /// Publish capabilities: template, validate, register, inspect.
+    Capability(capability::CapabilityArgs),
+    /// Create the signing key of a role (publisher, worker, gateway, validator).
+    Keys(keys::KeysArgs),
+    /// Namespace ownership: vouch for a publisher key.
+    Namespace(namespace::NamespaceArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Capability(args) => capability::run(args),
+        Command::Keys(args) => keys::run(args),
+        Command::Namespace(args) => namespace::run(args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             // One clear line: the chain of causes, joined.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
             ExitCode::FAILURE
         }
     }

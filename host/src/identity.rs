@@ -22,6 +22,10 @@ pub enum IdentityError {
     Malformed(String),
     #[error("no randomness available to create a key: {0}")]
     Random(String),
+    #[error("key file {0} does not exist")]
+    Missing(String),
+    #[error("key file {0} already exists; refusing to overwrite a key")]
+    Exists(String),
 }
 
 /// A signing identity. Its `Debug` output never includes the secret.
@@ -56,10 +60,14 @@ impl Identity {
 
     /// Loads `file` from `dir`, or creates it (mode 0600) if it does not exist.
     pub fn load_or_create(dir: &Dir, file: &str) -> Result<Self, IdentityError> {
-        let io = |source| IdentityError::Io {
-            file: file.to_string(),
-            source,
-        };
+        match Self::load(dir, file) {
+            Err(IdentityError::Missing(_)) => Self::create_new(dir, file),
+            other => other,
+        }
+    }
+
+    /// Loads the key in `file`; [`IdentityError::Missing`] if there is none.
+    pub fn load(dir: &Dir, file: &str) -> Result<Self, IdentityError> {
         match dir.read(file) {
             Ok(bytes) => {
                 let seed: [u8; 32] = hex::decode(String::from_utf8_lossy(&bytes).trim())
@@ -69,22 +77,41 @@ impl Identity {
                 Ok(Self::from_seed(seed))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let identity = Self::generate()?;
-                let mut options = OpenOptions::new();
-                options.write(true).create_new(true);
-                #[cfg(unix)]
-                {
-                    use cap_std::fs::OpenOptionsExt;
-                    options.mode(0o600);
-                }
-                let mut f = dir.open_with(file, &options).map_err(io)?;
-                f.write_all(hex::encode(identity.key.to_bytes()).as_bytes())
-                    .and_then(|()| f.sync_all())
-                    .map_err(io)?;
-                Ok(identity)
+                Err(IdentityError::Missing(file.to_string()))
             }
-            Err(e) => Err(io(e)),
+            Err(source) => Err(IdentityError::Io {
+                file: file.to_string(),
+                source,
+            }),
         }
+    }
+
+    /// Creates a fresh key in `file` (mode 0600); [`IdentityError::Exists`] if there is one
+    /// already, which is never overwritten.
+    pub fn create_new(dir: &Dir, file: &str) -> Result<Self, IdentityError> {
+        let io = |source| IdentityError::Io {
+            file: file.to_string(),
+            source,
+        };
+        let identity = Self::generate()?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use cap_std::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = dir.open_with(file, &options).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                IdentityError::Exists(file.to_string())
+            } else {
+                io(e)
+            }
+        })?;
+        f.write_all(hex::encode(identity.key.to_bytes()).as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(io)?;
+        Ok(identity)
     }
 
     /// `ed25519:<hex public key>`: how receipts and peers name this identity.
@@ -160,6 +187,25 @@ mod tests {
         }
         let secret = std::fs::read_to_string(tmp.path().join("worker.key")).unwrap();
         assert!(!format!("{a:?}").contains(secret.trim()));
+    }
+
+    #[test]
+    fn create_new_never_overwrites_and_load_never_creates() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Dir::open_ambient_dir(tmp.path(), cap_std::ambient_authority()).unwrap();
+        assert!(matches!(
+            Identity::load(&dir, "publisher.key"),
+            Err(IdentityError::Missing(_))
+        ));
+        let a = Identity::create_new(&dir, "publisher.key").unwrap();
+        assert!(matches!(
+            Identity::create_new(&dir, "publisher.key"),
+            Err(IdentityError::Exists(_))
+        ));
+        assert_eq!(
+            Identity::load(&dir, "publisher.key").unwrap().public_id(),
+            a.public_id()
+        );
     }
 
     #[test]
