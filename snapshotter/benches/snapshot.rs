@@ -31,7 +31,10 @@ fn serve(body: String) -> u16 {
 }
 
 fn page() -> String {
-    let out = std::process::Command::new("rustc").args(["--print", "sysroot"]).output().unwrap();
+    let out = std::process::Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
     let sysroot = String::from_utf8(out.stdout).unwrap();
     let path = std::path::Path::new(sysroot.trim())
         .join("share/doc/rust/html/book/ch01-01-installation.html");

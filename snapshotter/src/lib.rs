@@ -147,7 +147,10 @@ impl ChromiumSnapshotter {
                             let _ = session.browser.close().await;
                             let _ = session.browser.wait().await;
                         };
-                        if tokio::time::timeout(Duration::from_secs(5), shutdown).await.is_err() {
+                        if tokio::time::timeout(Duration::from_secs(5), shutdown)
+                            .await
+                            .is_err()
+                        {
                             let _ = session.browser.kill().await;
                         }
                     }
@@ -155,7 +158,10 @@ impl ChromiumSnapshotter {
             })
             .map_err(|e| LaunchError::Start(e.to_string()))?;
         match ready_rx.recv_timeout(launch_timeout) {
-            Ok(Ok(())) => Ok(Self { jobs: Some(jobs), thread: Some(thread) }),
+            Ok(Ok(())) => Ok(Self {
+                jobs: Some(jobs),
+                thread: Some(thread),
+            }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(LaunchError::Timeout(launch_timeout)),
         }
@@ -214,7 +220,10 @@ impl Snapshotter for ChromiumSnapshotter {
             limits: *limits,
             reply,
         };
-        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok());
+        let sent = self
+            .jobs
+            .as_ref()
+            .is_some_and(|jobs| jobs.send(job).is_ok());
         if !sent {
             return Err(SnapshotError::Network(NetworkFailure::Unavailable(
                 "the browser thread has stopped".into(),
