@@ -123,7 +123,16 @@ impl FromStr for ContentId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let cid =
             cid::Cid::from_str(s).map_err(|e| CidParseError::Syntax(format!("{s:?}: {e}")))?;
-        Self::checked(cid)
+        let parsed = Self::checked(cid)?;
+        // One spelling per CID: other multibases, upper case, or base32 with stray padding bits
+        // in the last character all decode to the same digest, and would let the text of a
+        // signed document change without changing what it says.
+        if parsed.to_string() != s {
+            return Err(CidParseError::Syntax(format!(
+                "{s:?} is not in canonical form (expected {parsed})"
+            )));
+        }
+        Ok(parsed)
     }
 }
 
@@ -182,6 +191,21 @@ mod tests {
             Err(CidParseError::Syntax(_))
         ));
         assert!(ContentId::from_bytes(&[0xff, 0x00]).is_err());
+    }
+
+    #[test]
+    fn only_the_canonical_text_parses() {
+        let cid = ContentId::of(b"d402");
+        let text = cid.to_string();
+        let last = text.chars().last().unwrap();
+        // The last base32 character carries padding bits: a neighbour may decode the same.
+        let alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+        for c in alphabet.chars().filter(|c| *c != last) {
+            let other = format!("{}{c}", &text[..text.len() - 1]);
+            // Either another CID or an error: never the same CID under a second spelling.
+            assert_ne!(other.parse::<ContentId>().ok(), Some(cid), "{other}");
+        }
+        assert!(text.to_uppercase().parse::<ContentId>().is_err());
     }
 
     #[test]
