@@ -14,6 +14,7 @@ use d402_host::{
     FetchSnapshotter, FrozenPages, Host, HostConfig, Identity, Limits, Receipt, ReplayBook,
     Snapshotter, Task, TaskContext,
 };
+use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter, FallbackSnapshotter};
 use serde_json::json;
 
 #[derive(Args, Debug)]
@@ -34,6 +35,13 @@ pub struct RunArgs {
     /// Serve `snapshot(URL)` from FILE instead of the network (repeatable).
     #[arg(long, value_name = "URL=FILE.html")]
     snapshot: Vec<String>,
+    /// How pages are frozen when no `--snapshot` file is given: a headless Chromium that runs the
+    /// page's scripts (`playwright` is accepted as an alias), a plain HTTP fetch, or none.
+    #[arg(long, value_enum, default_value = "fetch")]
+    snapshotter: SnapshotterKind,
+    /// With `--snapshotter chromium`: fall back to a plain fetch when the browser cannot load a page.
+    #[arg(long, value_name = "true|false", default_value = "false", action = clap::ArgAction::Set)]
+    fallback_to_fetch: bool,
     /// Fuel (deterministic instruction budget).
     #[arg(long, value_name = "N")]
     fuel: Option<u64>,
@@ -67,6 +75,15 @@ pub struct RunArgs {
     /// State folder: content store, compiled-component cache, worker key.
     #[arg(long, default_value = ".d402/run", value_name = "DIR")]
     state: PathBuf,
+}
+
+/// The snapshotters `d402 run` can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SnapshotterKind {
+    #[value(alias = "playwright")]
+    Chromium,
+    Fetch,
+    None,
 }
 
 struct Node {
@@ -116,7 +133,22 @@ fn live(args: RunArgs) -> anyhow::Result<ExitCode> {
     node.host.load(&implementation, &wasm)?;
 
     let snapshotter: Arc<dyn Snapshotter> = if args.snapshot.is_empty() {
-        Arc::new(FetchSnapshotter::new(node.host.network()))
+        let fetch = FetchSnapshotter::new(node.host.network());
+        match args.snapshotter {
+            SnapshotterKind::Fetch => Arc::new(fetch),
+            SnapshotterKind::None => Arc::new(FrozenPages::new()),
+            SnapshotterKind::Chromium => {
+                let chromium = ChromiumSnapshotter::launch(ChromiumConfig::default())?;
+                if args.fallback_to_fetch {
+                    Arc::new(FallbackSnapshotter {
+                        primary: chromium,
+                        fallback: fetch,
+                    })
+                } else {
+                    Arc::new(chromium)
+                }
+            }
+        }
     } else {
         let mut pages = FrozenPages::new();
         for spec in &args.snapshot {

@@ -161,3 +161,54 @@ fn errors_are_one_line() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+/// `--snapshotter chromium` freezes the DOM the page's script builds; `fetch` sees only the HTML.
+#[test]
+fn chromium_snapshotter_from_the_cli() {
+    use std::io::{Read, Write};
+    let page = r#"<html><head><title>Scripted</title></head><body><main><h1>Scripted</h1>
+        <div id="app"></div><script>
+        document.getElementById('app').innerHTML = '<p>' + ['Built', 'by', 'Java' + 'Script'].join(' ') + ' for d402.</p>';
+        </script></main></body></html>"#;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
+                page.len()
+            );
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let input = format!(r#"{{"url": "http://127.0.0.1:{port}/"}}"#);
+    let markdown = |snapshotter: &str| {
+        let out = d402(
+            &state,
+            &[
+                "--wasm",
+                artifacts::PAGE_TO_MARKDOWN_COMPONENT,
+                "--input",
+                &input,
+                "--snapshotter",
+                snapshotter,
+                "--allow-private-targets",
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "{snapshotter}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["output"]["markdown"].as_str().unwrap().to_string()
+    };
+    assert!(markdown("chromium").contains("Built by JavaScript"));
+    assert!(markdown("playwright").contains("Built by JavaScript"));
+    assert!(!markdown("fetch").contains("Built by JavaScript"));
+}

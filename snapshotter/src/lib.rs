@@ -399,9 +399,62 @@ pub async fn request_allowed(raw: &str, allow_private: bool) -> bool {
     !addrs.is_empty() && addrs.into_iter().all(|a| inward_class(a).is_none())
 }
 
+/// Tries `primary` and, when it cannot produce the page (the browser failed, timed out, or the page
+/// would not load), `fallback`: what `--fallback-to-fetch true` does. A policy refusal is final and
+/// is never retried another way.
+pub struct FallbackSnapshotter<P, F> {
+    pub primary: P,
+    pub fallback: F,
+}
+
+impl<P: Snapshotter, F: Snapshotter> Snapshotter for FallbackSnapshotter<P, F> {
+    fn name(&self) -> &'static str {
+        self.primary.name()
+    }
+
+    fn freeze(&self, url: &Url, limits: &SnapshotLimits) -> Result<FrozenHtml, SnapshotError> {
+        match self.primary.freeze(url, limits) {
+            Err(SnapshotError::Network(_)) => self.fallback.freeze(url, limits),
+            other => other,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::request_allowed;
+    use super::{FallbackSnapshotter, request_allowed};
+    use d402_host::FrozenPages;
+    use d402_host::snapshot::{SnapshotError, SnapshotLimits, Snapshotter};
+    use std::time::Duration;
+
+    #[test]
+    fn fallback_retries_failures_but_never_refusals() {
+        let url = url::Url::parse("https://example.com/").unwrap();
+        let mut page = FrozenPages::new();
+        page.insert(url.as_str(), "<p>fallback</p>".into()).unwrap();
+        let limits = SnapshotLimits {
+            timeout: Duration::from_secs(1),
+            max_bytes: 1024,
+            allow_private_targets: false,
+        };
+        // The primary has no page (a network failure): the fallback answers.
+        let both = FallbackSnapshotter {
+            primary: FrozenPages::new(),
+            fallback: page.clone(),
+        };
+        assert_eq!(both.freeze(&url, &limits).unwrap().html, "<p>fallback</p>");
+        // The primary refuses (over the size cap): the refusal stands.
+        let mut big = FrozenPages::new();
+        big.insert(url.as_str(), "x".repeat(2048)).unwrap();
+        let refusing = FallbackSnapshotter {
+            primary: big,
+            fallback: page,
+        };
+        assert!(matches!(
+            refusing.freeze(&url, &limits),
+            Err(SnapshotError::Violation(_))
+        ));
+    }
 
     #[tokio::test]
     async fn only_outward_http_and_local_schemes() {
