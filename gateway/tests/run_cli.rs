@@ -165,28 +165,14 @@ fn errors_are_one_line() {
 /// `--snapshotter chromium` freezes the DOM the page's script builds; `fetch` sees only the HTML.
 #[test]
 fn chromium_snapshotter_from_the_cli() {
-    use std::io::{Read, Write};
     let page = r#"<html><head><title>Scripted</title></head><body><main><h1>Scripted</h1>
         <div id="app"></div><script>
         document.getElementById('app').innerHTML = '<p>' + ['Built', 'by', 'Java' + 'Script'].join(' ') + ' for d402.</p>';
         </script></main></body></html>"#;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{page}",
-                page.len()
-            );
-        }
-    });
+    let server = d402_loopback_server::LoopbackServer::serving(page.as_bytes().to_vec());
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let input = format!(r#"{{"url": "http://127.0.0.1:{port}/"}}"#);
+    let input = format!(r#"{{"url": "{}"}}"#, server.url("127.0.0.1", "/"));
     let markdown = |snapshotter: &str| {
         let out = d402(
             &state,

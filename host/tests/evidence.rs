@@ -17,7 +17,7 @@ use common::{LoopbackServer, host, load};
 fn fetches_are_recorded_and_replayed_without_the_network() {
     let host = host();
     let (cid, _) = load(&host, artifacts::EGRESS_FLOOD_COMPONENT);
-    let server = LoopbackServer::start(b"hello".to_vec());
+    let server = LoopbackServer::serving(b"hello".to_vec());
     let input = format!(
         r#"{{"url": "{}", "count": 3}}"#,
         server.url("127.0.0.1", "/x")
@@ -84,7 +84,7 @@ fn fetches_are_recorded_and_replayed_without_the_network() {
 fn the_fetch_snapshotter_freezes_pages_under_the_address_policy() {
     let host = host();
     let (cid, _) = load(&host, artifacts::PAGE_TO_MARKDOWN_COMPONENT);
-    let server = LoopbackServer::start(
+    let server = LoopbackServer::serving(
         b"<html><head><title>Served</title></head><body><article><h1>Served</h1><p>Served over HTTP on loopback, frozen by the fetch snapshotter.</p></article></body></html>".to_vec(),
     );
     let input = format!(r#"{{"url": "{}"}}"#, server.url("127.0.0.1", "/article"));

@@ -185,7 +185,7 @@ fn forbidden_egress() {
 fn egress_flood() {
     let host = host();
     let (cid, _) = load(&host, artifacts::EGRESS_FLOOD_COMPONENT);
-    let server = LoopbackServer::start(vec![b'x'; 64 * 1024]);
+    let server = LoopbackServer::serving(vec![b'x'; 64 * 1024]);
     let url = server.url("127.0.0.1", "/page");
     let input = format!(r#"{{"url": "{url}"}}"#);
     let open_policy = EgressPolicy {
@@ -244,7 +244,7 @@ fn egress_flood() {
 fn inward_targets_are_refused_by_default() {
     let host = host();
     let (cid, _) = load(&host, artifacts::EGRESS_FLOOD_COMPONENT);
-    let server = LoopbackServer::start(b"secret".to_vec());
+    let server = LoopbackServer::serving(b"secret".to_vec());
     let cases = [
         (server.url("127.0.0.1", "/"), AddressClass::Loopback),
         (server.url("localhost", "/"), AddressClass::Loopback),

@@ -24,7 +24,7 @@ fn resident_bytes() -> u64 {
 #[test]
 fn a_thousand_hostile_runs_do_not_grow_resident_memory() {
     let host = host();
-    let server = LoopbackServer::start(vec![b'x'; 16 * 1024]);
+    let server = LoopbackServer::serving(vec![b'x'; 16 * 1024]);
     let flood_input = format!(r#"{{"url": "{}"}}"#, server.url("127.0.0.1", "/"));
     let mut programs = Vec::new();
     for (_, _, path) in artifacts::HOSTILE {

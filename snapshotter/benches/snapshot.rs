@@ -3,32 +3,13 @@
 //!
 //! `cargo bench -p d402-snapshotter --bench snapshot`
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use d402_host::snapshot::{SnapshotLimits, Snapshotter};
+use d402_loopback_server::LoopbackServer;
 use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter};
 use url::Url;
-
-fn serve(body: String) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
-}
 
 fn page() -> String {
     let out = std::process::Command::new("rustc")
@@ -47,8 +28,8 @@ fn page() -> String {
 }
 
 fn bench(c: &mut Criterion) {
-    let port = serve(page());
-    let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+    let server = LoopbackServer::serving(page().into_bytes());
+    let url = Url::parse(&server.url("127.0.0.1", "/")).unwrap();
     let limits = SnapshotLimits {
         timeout: Duration::from_secs(10),
         max_bytes: 8 * 1024 * 1024,

@@ -1,9 +1,6 @@
 //! The Chromium snapshotter against pages served on loopback, with the real browser.
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use d402_host::egress::{
@@ -11,6 +8,7 @@ use d402_host::egress::{
 };
 use d402_host::snapshot::{SnapshotError, SnapshotLimits, Snapshotter};
 use d402_host::{FetchSnapshotter, egress::NetworkEgress};
+use d402_loopback_server::{LoopbackServer, Reply};
 use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter};
 use url::Url;
 
@@ -23,49 +21,16 @@ const SCRIPTED: &str = r#"<html><head><title>Scripted</title></head><body>
 </script></body></html>"#;
 
 /// Serves `SCRIPTED` on `/`, never answers on `/hang`, and counts requests.
-fn serve() -> (u16, Arc<AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let counter = counter.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                counter.fetch_add(1, Ordering::SeqCst);
-                let head = String::from_utf8_lossy(&buf).into_owned();
-                if head.starts_with("GET /hang") {
-                    std::thread::sleep(Duration::from_secs(30));
-                    return;
-                }
-                let body = if head.starts_with("GET / ") {
-                    SCRIPTED
-                } else {
-                    ""
-                };
-                let status = if body.is_empty() {
-                    "404 Not Found"
-                } else {
-                    "200 OK"
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status}\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
+fn serve() -> LoopbackServer {
+    LoopbackServer::start(|head| {
+        if head.starts_with("GET /hang") {
+            Reply::Hang(Duration::from_secs(30))
+        } else if head.starts_with("GET / ") {
+            Reply::Html(SCRIPTED.as_bytes().to_vec())
+        } else {
+            Reply::NotFound
         }
-    });
-    (port, hits)
+    })
 }
 
 fn limits(allow_private_targets: bool) -> SnapshotLimits {
@@ -79,8 +44,8 @@ fn limits(allow_private_targets: bool) -> SnapshotLimits {
 #[test]
 fn chromium_sees_the_scripted_dom_and_obeys_the_policy() {
     let chromium = ChromiumSnapshotter::launch(ChromiumConfig::default()).expect("Chromium starts");
-    let (port, hits) = serve();
-    let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
+    let server = serve();
+    let url = Url::parse(&server.url("127.0.0.1", "/")).unwrap();
 
     // The browser runs the script; a plain fetch does not.
     let frozen = chromium.freeze(&url, &limits(true)).expect("snapshot");
@@ -108,7 +73,7 @@ fn chromium_sees_the_scripted_dom_and_obeys_the_policy() {
     }
 
     // By default loopback is refused before the browser is asked, and nothing is requested.
-    let before = hits.load(Ordering::SeqCst);
+    let before = server.count();
     match chromium.freeze(&url, &limits(false)) {
         Err(SnapshotError::Violation(EgressViolation::Denied(EgressDenied::InwardAddress {
             class: AddressClass::Loopback,
@@ -116,7 +81,7 @@ fn chromium_sees_the_scripted_dom_and_obeys_the_policy() {
         }))) => {}
         other => panic!("expected a loopback refusal, got {other:?}"),
     }
-    assert_eq!(hits.load(Ordering::SeqCst), before);
+    assert_eq!(server.count(), before);
 
     // The HTML size cap.
     let small = SnapshotLimits {
@@ -131,7 +96,7 @@ fn chromium_sees_the_scripted_dom_and_obeys_the_policy() {
     ));
 
     // A page that never answers times out within the limit, and the browser still works after.
-    let hang = Url::parse(&format!("http://127.0.0.1:{port}/hang")).unwrap();
+    let hang = Url::parse(&server.url("127.0.0.1", "/hang")).unwrap();
     let started = Instant::now();
     let short = SnapshotLimits {
         timeout: Duration::from_millis(1500),

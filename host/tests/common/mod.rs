@@ -1,10 +1,7 @@
 //! Shared test fixtures: a host, component loading, and a tiny loopback HTTP server.
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use d402_host::{ContentId, EngineSettings, Host, HostConfig, Identity, Limits};
 
@@ -30,53 +27,8 @@ pub fn load(host: &Host, path: &str) -> (ContentId, Vec<u8>) {
     (cid, bytes)
 }
 
-/// An HTTP/1.1 server on 127.0.0.1 that answers every request with `body` and counts requests.
-pub struct LoopbackServer {
-    pub port: u16,
-    pub requests: Arc<AtomicUsize>,
-}
-
-impl LoopbackServer {
-    pub fn start(body: Vec<u8>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let body = body.clone();
-                let counter = counter.clone();
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match stream.read(&mut chunk) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let head = format!(
-                        "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = stream.write_all(head.as_bytes());
-                    let _ = stream.write_all(&body);
-                });
-            }
-        });
-        Self { port, requests }
-    }
-
-    pub fn url(&self, host: &str, path: &str) -> String {
-        format!("http://{host}:{}{path}", self.port)
-    }
-
-    pub fn count(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
+#[allow(unused_imports)] // not every test binary that uses this module needs it
+pub use d402_loopback_server::LoopbackServer;
 
 /// The Rust documentation that ships with the toolchain: a corpus of real HTML on every machine.
 pub fn rust_doc_root() -> std::path::PathBuf {
