@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use d402_capability_artifacts as artifacts;
+use d402_corpus::{book_pages, book_url};
 
 fn d402(state: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_d402"))
@@ -14,24 +15,6 @@ fn d402(state: &Path, args: &[&str]) -> Output {
         .expect("running d402")
 }
 
-fn book_pages(n: usize) -> Vec<std::path::PathBuf> {
-    let out = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .unwrap();
-    let root =
-        Path::new(String::from_utf8(out.stdout).unwrap().trim()).join("share/doc/rust/html/book");
-    let mut pages: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("ch"))
-        .collect();
-    pages.sort();
-    assert!(pages.len() >= n);
-    pages.truncate(n);
-    pages
-}
-
 /// Every page of a 50-page corpus: the CLI runs it and `--replay` confirms output CID and fuel.
 #[test]
 fn run_then_replay_matches_on_a_corpus() {
@@ -39,7 +22,7 @@ fn run_then_replay_matches_on_a_corpus() {
     let state = tmp.path().join("state");
     for page in book_pages(50) {
         let name = page.file_name().unwrap().to_string_lossy().into_owned();
-        let url = format!("https://doc.rust-lang.org/book/{name}");
+        let url = book_url(&page);
         let out = d402(
             &state,
             &[

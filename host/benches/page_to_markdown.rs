@@ -26,26 +26,10 @@ struct Page {
 }
 
 fn corpus() -> Vec<(PathBuf, Page)> {
-    let out = std::process::Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .unwrap();
-    let dir =
-        Path::new(String::from_utf8(out.stdout).unwrap().trim()).join("share/doc/rust/html/book");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("ch"))
-        .collect();
-    paths.sort();
-    paths.truncate(PAGES);
-    paths
+    d402_corpus::book_pages(PAGES)
         .into_iter()
         .map(|path| {
-            let url = format!(
-                "https://doc.rust-lang.org/book/{}",
-                path.file_name().unwrap().to_string_lossy()
-            );
+            let url = d402_corpus::book_url(&path);
             let html = std::fs::read_to_string(&path).unwrap();
             let mut pages = FrozenPages::new();
             pages.insert(&url, html.clone()).unwrap();

@@ -12,7 +12,8 @@ use d402_host::{
     ReplayBook, Task,
 };
 
-use common::{book_pages, host_with, load};
+use common::{host_with, load};
+use d402_corpus::{book_pages, book_url};
 
 const PAGES: usize = 60;
 
@@ -39,7 +40,7 @@ fn page_to_markdown_is_deterministic_across_engines_and_replay() {
     let mut nonempty = 0;
     for page in book_pages(PAGES) {
         let name = page.file_name().unwrap().to_string_lossy().into_owned();
-        let url = format!("https://doc.rust-lang.org/book/{name}");
+        let url = book_url(&page);
         let html = std::fs::read_to_string(&page).unwrap();
         let mut pages = FrozenPages::new();
         pages.insert(&url, html).unwrap();

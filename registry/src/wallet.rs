@@ -136,9 +136,9 @@ pub fn evm_checksummed(hex40: &str) -> Option<String> {
     Some(out)
 }
 
-/// An EVM address: `0x` + 40 hex digits with a valid EIP-55 checksum.
-pub fn check_evm(wallet: &str) -> Result<(), String> {
-    let hex40 = wallet
+/// The 40 hex digits of an EVM address, or why it is not one.
+fn evm_hex(wallet: &str) -> Result<&str, String> {
+    wallet
         .strip_prefix("0x")
         .filter(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
         .ok_or_else(|| {
@@ -146,11 +146,21 @@ pub fn check_evm(wallet: &str) -> Result<(), String> {
                 "{} is not an EVM address (0x and 40 hex digits)",
                 excerpt(wallet)
             )
-        })?;
+        })
+}
+
+/// All letters one case: the address carries no EIP-55 checksum information.
+fn single_case(hex40: &str) -> bool {
+    hex40 == hex40.to_ascii_lowercase() || hex40 == hex40.to_ascii_uppercase()
+}
+
+/// An EVM address: `0x` + 40 hex digits with a valid EIP-55 checksum.
+pub fn check_evm(wallet: &str) -> Result<(), String> {
+    let hex40 = evm_hex(wallet)?;
     let checksummed = evm_checksummed(hex40).unwrap_or_default();
     if checksummed == wallet {
         Ok(())
-    } else if hex40 == hex40.to_ascii_lowercase() || hex40 == hex40.to_ascii_uppercase() {
+    } else if single_case(hex40) {
         Err(format!(
             "{wallet} has no EIP-55 checksum; write it as {checksummed}"
         ))
@@ -165,16 +175,8 @@ pub fn check_evm(wallet: &str) -> Result<(), String> {
 /// checksum information (all letters one case) is given its EIP-55 checksum; a mixed-case one must
 /// already carry a valid checksum (so a typo is caught, not blessed).
 pub fn normalize_evm(wallet: &str) -> Result<String, String> {
-    let hex40 = wallet
-        .strip_prefix("0x")
-        .filter(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-        .ok_or_else(|| {
-            format!(
-                "{} is not an EVM address (0x and 40 hex digits)",
-                excerpt(wallet)
-            )
-        })?;
-    if hex40 == hex40.to_ascii_lowercase() || hex40 == hex40.to_ascii_uppercase() {
+    let hex40 = evm_hex(wallet)?;
+    if single_case(hex40) {
         return Ok(evm_checksummed(hex40).unwrap_or_default());
     }
     check_evm(wallet)?;

@@ -12,13 +12,7 @@ use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter};
 use url::Url;
 
 fn page() -> String {
-    let out = std::process::Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .unwrap();
-    let sysroot = String::from_utf8(out.stdout).unwrap();
-    let path = std::path::Path::new(sysroot.trim())
-        .join("share/doc/rust/html/book/ch01-01-installation.html");
+    let path = d402_corpus::rust_doc_root().join("book/ch01-01-installation.html");
     let html = std::fs::read_to_string(path).unwrap();
     // Relative subresources would 404 on this server; the script keeps the page dynamic.
     html.replace(

@@ -33,6 +33,16 @@ fn serve() -> LoopbackServer {
     })
 }
 
+/// The snapshot of `url` holds the DOM the page's script built.
+fn assert_scripted(chromium: &ChromiumSnapshotter, url: &Url) {
+    let frozen = chromium.freeze(url, &limits(true)).expect("snapshot");
+    assert!(
+        frozen.html.contains("Built by JavaScript"),
+        "{}",
+        frozen.html
+    );
+}
+
 fn limits(allow_private_targets: bool) -> SnapshotLimits {
     SnapshotLimits {
         timeout: Duration::from_secs(10),
@@ -63,13 +73,7 @@ fn chromium_sees_the_scripted_dom_and_obeys_the_policy() {
 
     // One browser, reused: several snapshots in a row.
     for _ in 0..3 {
-        assert!(
-            chromium
-                .freeze(&url, &limits(true))
-                .unwrap()
-                .html
-                .contains("Built by JavaScript")
-        );
+        assert_scripted(&chromium, &url);
     }
 
     // By default loopback is refused before the browser is asked, and nothing is requested.
@@ -111,13 +115,7 @@ fn chromium_sees_the_scripted_dom_and_obeys_the_policy() {
         "{:?}",
         started.elapsed()
     );
-    assert!(
-        chromium
-            .freeze(&url, &limits(true))
-            .unwrap()
-            .html
-            .contains("Built by JavaScript")
-    );
+    assert_scripted(&chromium, &url);
 }
 
 #[test]
