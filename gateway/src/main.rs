@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod capability;
 mod keys;
 mod namespace;
+mod node;
 mod run;
 
 /// d402: a peer-to-peer market for sandboxed compute.
@@ -27,6 +28,9 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Namespace ownership: vouch for a publisher key.
     Namespace(namespace::NamespaceArgs),
+    /// Run a node of the peer network: a worker (--offer), a validator (--validate) or a
+    /// bootstrap (neither).
+    Node(node::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Command::Capability(args) => capability::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Namespace(args) => namespace::run(args),
+        Command::Node(args) => node::run(args),
     };
     match result {
         Ok(code) => code,

@@ -123,6 +123,13 @@ impl Identity {
         self.key.verifying_key()
     }
 
+    /// The 32-byte secret seed. The node derives its libp2p network key from it, so a peer id
+    /// and the key that signs that peer's receipts are one identity and a worker cannot sign as
+    /// another. Never print or log it.
+    pub fn secret_seed(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// Signs `message` and returns the signature in hex.
     pub fn sign(&self, message: &[u8]) -> String {
         hex::encode(self.key.sign(message).to_bytes())

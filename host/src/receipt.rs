@@ -18,6 +18,13 @@ pub struct CapabilityRef {
     pub version: String,
 }
 
+impl std::fmt::Display for CapabilityRef {
+    /// `ID@VERSION`, as offers and leases name capabilities.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.id, self.version)
+    }
+}
+
 /// The deterministic context of a task: the clock the capability sees and the seed of its
 /// randomness both come from here, so a replay must use the same values.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

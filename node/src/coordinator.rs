@@ -1,0 +1,692 @@
+//! The client side of the task protocol: submit an intent into the network and await the
+//! validated outcome. Tests use it directly; the gateway wraps it in HTTP.
+//!
+//! One task goes: find the workers that offer the capability (DHT provider records) → ask each
+//! for a bid → order the bids by reputation, excluding workers caught lying → lease → collect
+//! signed claims until enough agree (mode `single`, `race` or `quorum`) → have a validator
+//! re-execute from the evidence → record a reputation event for every worker involved.
+//!
+//! *Freeze once, compare many* (DESIGN.md §8): when the capability reads the outside world, the
+//! first leased worker runs live and freezes what it saw; every other worker in the quorum and the
+//! validator replay that same frozen evidence, so honest outputs agree byte for byte.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use d402_host::{ContentId, ContentStore, Receipt};
+use d402_registry::{CreatorWallets, Manifest, Registration, ValidationClass};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use crate::objects;
+use crate::quorum::{Tally, agreement_key};
+use crate::reputation::{ReputationEvent, Standing};
+use crate::state::NodeState;
+use crate::swarm::{NetError, NetHandle};
+use crate::validator::{Verdict, judge};
+use crate::wire::{Claim, Intent, Lease, TaskRequest, TaskResponse, ValidationRequest};
+
+/// How long claims already leased may still arrive once a quorum agrees.
+const MINORITY_GRACE: Duration = Duration::from_secs(2);
+
+/// How many workers must do a task, and how their results combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One worker; another only if it fails.
+    Single,
+    /// `fanout` workers at once; the first valid claim wins.
+    Race,
+    /// Workers until `quorum` claims agree.
+    Quorum,
+}
+
+/// A published capability, as the coordinator serves it to workers.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub registration: Registration,
+    pub manifest: Manifest,
+    pub registration_cid: ContentId,
+    pub manifest_cid: ContentId,
+}
+
+impl Offer {
+    /// Puts the registration, manifest and component in `store` (so workers can fetch them by
+    /// CID from this node) after checking that they belong together.
+    pub fn publish(
+        store: &ContentStore,
+        registration: Registration,
+        manifest: Manifest,
+        component: &[u8],
+    ) -> Result<Self, TaskError> {
+        let bad = |e: String| TaskError::Offer(e);
+        registration.verify().map_err(|e| bad(e.to_string()))?;
+        registration
+            .check_manifest(&manifest)
+            .map_err(|e| bad(e.to_string()))?;
+        manifest
+            .check_component(component)
+            .map_err(|e| bad(e.to_string()))?;
+        let reg_bytes =
+            d402_host::content_id::canonical_json(&registration).map_err(|e| bad(e.to_string()))?;
+        let (manifest_cid, manifest_bytes) =
+            manifest.canonical().map_err(|e| bad(e.to_string()))?;
+        let registration_cid = store.put(&reg_bytes).map_err(|e| bad(e.to_string()))?;
+        store
+            .put_verified(&manifest_cid, &manifest_bytes)
+            .map_err(|e| bad(e.to_string()))?;
+        store.put(component).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            registration,
+            manifest,
+            registration_cid,
+            manifest_cid,
+        })
+    }
+
+    pub fn capability(&self) -> String {
+        self.manifest.capability_ref().to_string()
+    }
+}
+
+/// One task to submit.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub task_id: String,
+    pub input: String,
+    pub mode: Mode,
+    /// Workers leased at once (at least the quorum in `quorum` mode).
+    pub fanout: usize,
+    /// Agreeing claims needed in `quorum` mode.
+    pub quorum: usize,
+    /// Time for the whole task.
+    pub deadline: Duration,
+    /// Time one worker gets before its lease expires and the task moves on.
+    pub lease_time: Duration,
+    /// Most a worker may be paid, in atomic units.
+    pub budget: u64,
+    /// The task's clock, as the capability sees it.
+    pub timestamp_ms: u64,
+    /// Whether a validator must re-execute and sign off.
+    pub validate: bool,
+}
+
+impl TaskSpec {
+    /// A task with the manifest's default quorum and sensible times.
+    pub fn new(task_id: impl Into<String>, input: impl Into<String>, offer: &Offer) -> Self {
+        let quorum = offer.manifest.validation.quorum.max(1) as usize;
+        Self {
+            task_id: task_id.into(),
+            input: input.into(),
+            mode: if quorum > 1 {
+                Mode::Quorum
+            } else {
+                Mode::Single
+            },
+            fanout: quorum,
+            quorum,
+            deadline: Duration::from_secs(60),
+            lease_time: Duration::from_secs(30),
+            budget: 1_000_000,
+            timestamp_ms: crate::now_ms(),
+            validate: true,
+        }
+    }
+}
+
+/// A worker's claim that the network did not accept, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub worker: PeerId,
+    pub reason: String,
+}
+
+/// The validated result of a task.
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    pub output: String,
+    /// Receipts of the agreeing workers.
+    pub receipts: Vec<Receipt>,
+    pub workers: Vec<PeerId>,
+    /// Where each agreeing worker is paid (same order as `workers`).
+    pub payout_wallets: Vec<CreatorWallets>,
+    pub verdict: Option<Verdict>,
+    pub rejected: Vec<Rejection>,
+    /// Every worker leased, in order (including those that failed).
+    pub leased: Vec<PeerId>,
+}
+
+/// Why a task did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("offer does not hold: {0}")]
+    Offer(String),
+    #[error("no worker offers {0}")]
+    NoWorkers(String),
+    #[error(
+        "no worker bid for {capability} ({declined} declined, {excluded} excluded by reputation)"
+    )]
+    NoBids {
+        capability: String,
+        declined: usize,
+        excluded: usize,
+    },
+    #[error(
+        "no {quorum} claims agreed before workers ran out ({claims} claims, {failed} leases failed)"
+    )]
+    NoQuorum {
+        quorum: usize,
+        claims: usize,
+        failed: usize,
+    },
+    #[error("the deadline passed")]
+    DeadlinePassed,
+    #[error("no validator for {0} answered")]
+    NoValidator(String),
+    #[error("the validator rejected the agreed result: {0}")]
+    ValidationFailed(String),
+    #[error("evidence of the agreed claim: {0}")]
+    Evidence(#[from] objects::FetchError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+/// The client API of the peer network.
+#[derive(Clone)]
+pub struct Coordinator {
+    pub(crate) net: NetHandle,
+    pub(crate) store: ContentStore,
+    pub(crate) state: NodeState,
+}
+
+/// A bid with what we know of its worker.
+struct Candidate {
+    peer: PeerId,
+    worker: String,
+    payout_wallets: CreatorWallets,
+}
+
+/// The DHT key workers announce their offers under.
+pub fn offer_key(capability: &str) -> String {
+    format!("d402/offer/{capability}")
+}
+
+/// The DHT key validators announce under.
+pub fn validator_key(capability: &str) -> String {
+    format!("d402/validate/{capability}")
+}
+
+/// The peer id a worker's `ed25519:<hex>` key implies: nodes derive their network key from their
+/// signing key, so a claim signed by one worker cannot come from another peer.
+pub fn peer_of(public_id: &str) -> Option<PeerId> {
+    let bytes = hex::decode(public_id.strip_prefix("ed25519:")?).ok()?;
+    let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(&bytes).ok()?;
+    Some(libp2p::identity::PublicKey::from(key).to_peer_id())
+}
+
+impl Coordinator {
+    pub fn standing(&self, peer: &PeerId) -> Standing {
+        self.state.standing(peer).unwrap_or_default()
+    }
+
+    /// Workers announcing `capability`, waiting up to `patience` for at least one.
+    pub async fn find_workers(
+        &self,
+        capability: &str,
+        patience: Duration,
+    ) -> Result<HashSet<PeerId>, TaskError> {
+        self.find(&offer_key(capability), patience)
+            .await?
+            .ok_or_else(|| TaskError::NoWorkers(capability.into()))
+    }
+
+    async fn find(
+        &self,
+        key: &str,
+        patience: Duration,
+    ) -> Result<Option<HashSet<PeerId>>, TaskError> {
+        let until = Instant::now() + patience;
+        loop {
+            let mut found = self.net.find_providers(key).await?;
+            found.remove(&self.net.peer_id());
+            if !found.is_empty() {
+                return Ok(Some(found));
+            }
+            if Instant::now() >= until {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Runs one task through the network and returns the validated outcome.
+    pub async fn submit(&self, offer: &Offer, spec: TaskSpec) -> Result<TaskOutcome, TaskError> {
+        let started = Instant::now();
+        let deadline = started + spec.deadline;
+        let capability = offer.capability();
+        let workers = self
+            .find_workers(&capability, spec.deadline.min(Duration::from_secs(10)))
+            .await?;
+        let mut candidates = self.collect_bids(&spec, &capability, workers).await?;
+
+        let class = offer.manifest.validation.class;
+        let (needed, parallel) = match spec.mode {
+            Mode::Single => (1, 1),
+            Mode::Race => (1, spec.fanout.max(1)),
+            Mode::Quorum => (spec.quorum.max(1), spec.fanout.max(spec.quorum).max(1)),
+        };
+        let reads_world = offer.manifest.permissions.snapshot
+            || !offer.manifest.permissions.egress_hosts.is_empty();
+        // Freeze once when several workers must agree on what they saw.
+        let freeze_first = reads_world && spec.mode == Mode::Quorum && needed > 1;
+        let mut lease = Lease {
+            lease_id: String::new(),
+            task_id: spec.task_id.clone(),
+            capability: capability.clone(),
+            registration: offer.registration_cid,
+            manifest: offer.manifest_cid,
+            implementation: offer.manifest.implementation.cid,
+            input: spec.input.clone(),
+            timestamp_ms: spec.timestamp_ms,
+            expires_at_ms: 0,
+            evidence: Vec::new(),
+            evidence_objects: Vec::new(),
+        };
+
+        let mut claims: Vec<(Candidate, Claim, u64)> = Vec::new();
+        let mut tally = Tally::default();
+        let mut rejected = Vec::new();
+        let mut leased = Vec::new();
+        let mut failed = 0;
+        let mut in_flight = FuturesUnordered::new();
+        let mut frozen = !freeze_first;
+
+        // Once enough claims agree, claims already leased get a short grace to arrive, so a
+        // minority is judged (and a liar caught) even when the honest claims came first.
+        let mut grace_until: Option<Instant> = None;
+        loop {
+            let reached = tally.outcome(needed).is_some();
+            if reached && in_flight.is_empty() {
+                break;
+            }
+            if !reached {
+                let missing = needed - tally.best();
+                let want = if !frozen {
+                    1
+                } else if leased.len() < parallel {
+                    parallel - leased.len() + in_flight.len()
+                } else {
+                    missing
+                };
+                while in_flight.len() < want {
+                    let Some(candidate) = candidates.pop_front() else {
+                        break;
+                    };
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    let lease_for = spec.lease_time.min(deadline - now);
+                    lease.lease_id = format!("{}/{}", spec.task_id, leased.len() + 1);
+                    lease.expires_at_ms = crate::now_ms() + lease_for.as_millis() as u64;
+                    leased.push(candidate.peer);
+                    let request = TaskRequest::Lease(Box::new(lease.clone()));
+                    let net = self.net.clone();
+                    in_flight.push(async move {
+                        let sent = Instant::now();
+                        let reply = net.task(candidate.peer, request, lease_for).await;
+                        (candidate, reply, sent.elapsed().as_millis() as u64)
+                    });
+                }
+                if in_flight.is_empty() {
+                    return Err(TaskError::NoQuorum {
+                        quorum: needed,
+                        claims: claims.len(),
+                        failed,
+                    });
+                }
+            }
+            let wait_until = if reached {
+                *grace_until.get_or_insert_with(|| (Instant::now() + MINORITY_GRACE).min(deadline))
+            } else {
+                deadline
+            };
+            let (candidate, reply, latency) =
+                match tokio::time::timeout_at(wait_until.into(), in_flight.next()).await {
+                    Ok(Some(next)) => next,
+                    _ if reached => break,
+                    _ => return Err(TaskError::DeadlinePassed),
+                };
+            let claim = match reply {
+                Ok(TaskResponse::Claim(claim)) => *claim,
+                Ok(TaskResponse::Refused { code, message }) => {
+                    tracing::info!(peer = %candidate.peer, code, "lease refused: {message}");
+                    failed += 1;
+                    continue;
+                }
+                Ok(other) => {
+                    tracing::warn!(peer = %candidate.peer, "unexpected answer to a lease: {other:?}");
+                    self.event(&candidate.peer, ReputationEvent::Rejected);
+                    failed += 1;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::info!(peer = %candidate.peer, "lease lost: {e}");
+                    self.event(&candidate.peer, ReputationEvent::TimedOut);
+                    failed += 1;
+                    continue;
+                }
+            };
+            // The claim must be this worker's, for this lease, consistent with its receipt.
+            let request = ValidationRequest {
+                task_id: spec.task_id.clone(),
+                lease: lease.clone(),
+                claims: Vec::new(),
+            };
+            if let Err(reason) = self.check_claim(&request, &candidate, &claim) {
+                self.event(&candidate.peer, ReputationEvent::Rejected);
+                rejected.push(Rejection {
+                    worker: candidate.peer,
+                    reason,
+                });
+                continue;
+            }
+            if !frozen {
+                // The first claim's evidence becomes what everyone else replays.
+                match self.fetch_claim_objects(&candidate, &claim).await {
+                    Ok(()) => {
+                        lease.evidence = claim.receipt.body.evidence.clone();
+                        lease.evidence_objects = claim.evidence_objects.clone();
+                        frozen = true;
+                    }
+                    Err(e) => {
+                        rejected.push(Rejection {
+                            worker: candidate.peer,
+                            reason: e.to_string(),
+                        });
+                        continue;
+                    }
+                }
+            }
+            tally.add(claims.len(), agreement_key(&claim, class));
+            claims.push((candidate, claim, latency));
+        }
+        drop(in_flight);
+        let Some(outcome) = tally.outcome(needed) else {
+            return Err(TaskError::DeadlinePassed);
+        };
+
+        let winner = &claims[outcome.majority[0]];
+        if !lease.evidence_objects.is_empty() || freeze_first {
+            // Already fetched from the freezing worker.
+        } else {
+            self.fetch_claim_objects(&winner.0, &winner.1).await?;
+            lease.evidence_objects = winner.1.evidence_objects.clone();
+        }
+        let verdict = if spec.validate {
+            let all_claims = claims.iter().map(|(_, c, _)| c.clone()).collect();
+            Some(
+                self.validate(
+                    &capability,
+                    ValidationRequest {
+                        task_id: spec.task_id.clone(),
+                        lease: lease.clone(),
+                        claims: all_claims,
+                    },
+                    deadline,
+                )
+                .await?,
+            )
+        } else {
+            None
+        };
+        let rejected_by_validator: HashSet<String> = verdict
+            .iter()
+            .flat_map(|v| v.body.rejected.iter().map(|r| r.worker.clone()))
+            .collect();
+        for &i in &outcome.majority {
+            let (candidate, _, latency) = &claims[i];
+            if rejected_by_validator.contains(&candidate.worker) {
+                self.event(&candidate.peer, ReputationEvent::Rejected);
+            } else {
+                self.event(
+                    &candidate.peer,
+                    ReputationEvent::Accepted {
+                        latency_ms: *latency,
+                    },
+                );
+            }
+        }
+        for &i in &outcome.minority {
+            let (candidate, _, _) = &claims[i];
+            self.event(&candidate.peer, ReputationEvent::Rejected);
+            rejected.push(Rejection {
+                worker: candidate.peer,
+                reason: format!("outvoted: agreed result was {}", outcome.agreed),
+            });
+        }
+        if outcome
+            .majority
+            .iter()
+            .any(|&i| rejected_by_validator.contains(&claims[i].0.worker))
+        {
+            return Err(TaskError::ValidationFailed(format!(
+                "re-execution did not reproduce {}",
+                outcome.agreed
+            )));
+        }
+        Ok(TaskOutcome {
+            output: winner.1.output.clone(),
+            receipts: outcome
+                .majority
+                .iter()
+                .map(|&i| claims[i].1.receipt.clone())
+                .collect(),
+            workers: outcome.majority.iter().map(|&i| claims[i].0.peer).collect(),
+            payout_wallets: outcome
+                .majority
+                .iter()
+                .map(|&i| claims[i].0.payout_wallets.clone())
+                .collect(),
+            verdict,
+            rejected,
+            leased,
+        })
+    }
+
+    async fn collect_bids(
+        &self,
+        spec: &TaskSpec,
+        capability: &str,
+        workers: HashSet<PeerId>,
+    ) -> Result<VecDeque<Candidate>, TaskError> {
+        let intent = Intent {
+            task_id: spec.task_id.clone(),
+            capability: capability.to_string(),
+            deadline_ms: crate::now_ms() + spec.deadline.as_millis() as u64,
+            budget: spec.budget,
+            input_bytes: spec.input.len() as u64,
+        };
+        let mut asks = FuturesUnordered::new();
+        for peer in workers {
+            let net = self.net.clone();
+            let request = TaskRequest::Intent(intent.clone());
+            asks.push(async move { (peer, net.task(peer, request, Duration::from_secs(5)).await) });
+        }
+        let (mut declined, mut excluded) = (0, 0);
+        let mut bids = Vec::new();
+        while let Some((peer, reply)) = asks.next().await {
+            match reply {
+                Ok(TaskResponse::Bid(bid))
+                    if bid.price <= spec.budget && peer_of(&bid.worker) == Some(peer) =>
+                {
+                    let standing = self.standing(&peer);
+                    if standing.excluded() {
+                        excluded += 1;
+                    } else {
+                        bids.push((standing, bid.price, peer, bid.worker, bid.payout_wallets));
+                    }
+                }
+                Ok(TaskResponse::Bid(_)) => {
+                    // A bid over budget or signed for another key: not to be trusted.
+                    self.event(&peer, ReputationEvent::Rejected);
+                    declined += 1;
+                }
+                _ => declined += 1,
+            }
+        }
+        if bids.is_empty() {
+            return Err(TaskError::NoBids {
+                capability: capability.to_string(),
+                declined,
+                excluded,
+            });
+        }
+        // Best reputation first; then faster, then cheaper, then a stable order.
+        bids.sort_by(|a, b| {
+            b.0.score()
+                .total_cmp(&a.0.score())
+                .then(
+                    a.0.mean_latency_ms()
+                        .unwrap_or(u64::MAX)
+                        .cmp(&b.0.mean_latency_ms().unwrap_or(u64::MAX)),
+                )
+                .then(a.1.cmp(&b.1))
+                .then(a.2.cmp(&b.2))
+        });
+        Ok(bids
+            .into_iter()
+            .map(|(_, _, peer, worker, payout_wallets)| Candidate {
+                peer,
+                worker,
+                payout_wallets,
+            })
+            .collect())
+    }
+
+    fn check_claim(
+        &self,
+        request: &ValidationRequest,
+        candidate: &Candidate,
+        claim: &Claim,
+    ) -> Result<(), String> {
+        if claim.lease_id.split('/').next() != Some(request.task_id.as_str()) {
+            return Err("claim is for another lease".into());
+        }
+        if claim.receipt.body.worker != candidate.worker {
+            return Err("claim is signed by another worker".into());
+        }
+        judge(request, claim, ValidationClass::NonVerifiable, None)
+    }
+
+    async fn fetch_claim_objects(
+        &self,
+        candidate: &Candidate,
+        claim: &Claim,
+    ) -> Result<(), objects::FetchError> {
+        let peers = [candidate.peer];
+        for cid in claim
+            .receipt
+            .body
+            .evidence
+            .iter()
+            .chain(&claim.evidence_objects)
+        {
+            objects::ensure(&self.net, &self.store, &self.state, *cid, &peers).await?;
+        }
+        Ok(())
+    }
+
+    async fn validate(
+        &self,
+        capability: &str,
+        request: ValidationRequest,
+        deadline: Instant,
+    ) -> Result<Verdict, TaskError> {
+        let patience = deadline
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_secs(10));
+        let validators = self
+            .find(&validator_key(capability), patience)
+            .await?
+            .ok_or_else(|| TaskError::NoValidator(capability.into()))?;
+        let mut last_problem = String::new();
+        for peer in validators {
+            let timeout = deadline.saturating_duration_since(Instant::now());
+            match self
+                .net
+                .task(
+                    peer,
+                    TaskRequest::Validate(Box::new(request.clone())),
+                    timeout,
+                )
+                .await
+            {
+                Ok(TaskResponse::Verdict(verdict)) => {
+                    if verdict.verify().is_err() || peer_of(&verdict.body.validator) != Some(peer) {
+                        last_problem = format!("validator {peer} sent a verdict it did not sign");
+                        continue;
+                    }
+                    if verdict.body.task_id != request.task_id {
+                        last_problem = format!("validator {peer} judged another task");
+                        continue;
+                    }
+                    return Ok(*verdict);
+                }
+                Ok(TaskResponse::Refused { code, message }) => {
+                    last_problem = format!("{code}: {message}");
+                }
+                Ok(other) => last_problem = format!("unexpected answer {other:?}"),
+                Err(e) => last_problem = e.to_string(),
+            }
+        }
+        Err(TaskError::NoValidator(format!(
+            "{capability} ({last_problem})"
+        )))
+    }
+
+    fn event(&self, peer: &PeerId, event: ReputationEvent) {
+        if let Err(e) = self.state.update_standing(peer, |s| s.apply(event)) {
+            tracing::warn!("cannot record reputation of {peer}: {e}");
+        }
+    }
+
+    /// Every worker's standing, by peer id.
+    pub fn reputation(&self) -> BTreeMap<String, Standing> {
+        self.state.all_standings().unwrap_or_default()
+    }
+
+    pub fn net(&self) -> &NetHandle {
+        &self.net
+    }
+
+    pub fn store(&self) -> &ContentStore {
+        &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signing_key_names_its_peer() {
+        let identity = d402_host::Identity::from_seed([7; 32]);
+        let keypair =
+            libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_seed()).unwrap();
+        assert_eq!(
+            peer_of(&identity.public_id()),
+            Some(keypair.public().to_peer_id())
+        );
+        assert_eq!(peer_of("ed25519:zz"), None);
+        assert_eq!(peer_of("nope"), None);
+    }
+
+    #[test]
+    fn arc_is_send() {
+        fn send<T: Send + Sync>() {}
+        send::<std::sync::Arc<Coordinator>>();
+    }
+}

@@ -1,0 +1,50 @@
+//! The d402 peer network (DESIGN.md §8): nodes talk over rust-libp2p (TCP + noise + yamux,
+//! identify with signed peer records, Kademlia, ping, request-response), workers sell the
+//! capabilities they offer, validators re-execute claimed work from its evidence, and a
+//! coordinator drives the task protocol:
+//!
+//! intent → bids → lease → execution → signed claim → quorum → validation → reputation.
+//!
+//! ```no_run
+//! # async fn demo(offer: d402_node::Offer) -> Result<(), Box<dyn std::error::Error>> {
+//! use d402_node::{Node, NodeConfig, TaskSpec};
+//! let mut config = NodeConfig::new("client", "/tmp/d402-client");
+//! config.peers.push(d402_node::peer_addr("127.0.0.1:4001")?);
+//! let node = Node::start(config).await?;
+//! let spec = TaskSpec::new("task-1", r#"{"url":"https://example.com/"}"#, &offer);
+//! let outcome = node.coordinator().submit(&offer, spec).await?;
+//! println!("{}", outcome.output);
+//! # Ok(()) }
+//! ```
+
+#![deny(unsafe_code)]
+
+pub mod admission;
+pub mod coordinator;
+mod execution;
+pub mod node;
+pub mod objects;
+pub mod quorum;
+pub mod reputation;
+pub mod state;
+pub mod swarm;
+pub mod validator;
+pub mod wire;
+pub mod worker;
+
+pub use libp2p::{Multiaddr, PeerId};
+
+pub use coordinator::{Coordinator, Mode, Offer, TaskError, TaskOutcome, TaskSpec};
+pub use node::{Node, NodeConfig, NodeError};
+pub use reputation::Standing;
+pub use swarm::{NetError, NetHandle, peer_addr};
+pub use validator::Verdict;
+pub use worker::{Fault, WorkerConfig};
+
+/// Milliseconds since the Unix epoch (deadlines and lease expiry travel as wall-clock times).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,251 @@
+//! The validator role: re-executes claimed work from its evidence and signs a verdict.
+//!
+//! A validator never touches the network for the capability: it replays the frozen evidence the
+//! claims name (a replay that asks for anything unrecorded fails). What it compares depends on the
+//! manifest's validation class (DESIGN.md §8):
+//! - *exact*: output CID and fuel must equal the validator's own run;
+//! - *canonicalizable*: the canonical hash must equal the validator's;
+//! - *non-verifiable*: only the receipt's signature and terms are checked.
+//!
+//! *Scoreable* needs a comparator capability and is refused for now. The verdict is signed with
+//! the validator's own key, which lives only in the validator process.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use d402_host::content_id::{CanonicalJsonError, canonical_json};
+use d402_host::identity::verify_signature;
+use d402_host::{ContentId, ContentStore, EvidenceMode, Host, ReplayBook};
+use d402_registry::ValidationClass;
+use libp2p::PeerId;
+use serde::{Deserialize, Serialize};
+
+use crate::admission::{self, Refusal};
+use crate::state::NodeState;
+use crate::swarm::NetHandle;
+use crate::wire::{Claim, TaskResponse, ValidationRequest};
+
+/// What the validator computed itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reference {
+    pub output: ContentId,
+    pub canonical_output: ContentId,
+    pub fuel_used: u64,
+}
+
+/// A claim the validator did not accept, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RejectedClaim {
+    /// `ed25519:<hex>` of the worker that made the claim.
+    pub worker: String,
+    pub receipt: ContentId,
+    pub reason: String,
+}
+
+/// The signed part of a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerdictBody {
+    pub task_id: String,
+    pub capability: String,
+    pub class: ValidationClass,
+    /// `ed25519:<hex>` of the validator.
+    pub validator: String,
+    /// The validator's own run; `None` for classes that are not re-executed.
+    pub reference: Option<Reference>,
+    /// CIDs of the receipts that hold up.
+    pub accepted: Vec<ContentId>,
+    pub rejected: Vec<RejectedClaim>,
+}
+
+/// A verdict signed by a validator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Verdict {
+    #[serde(flatten)]
+    pub body: VerdictBody,
+    pub signature: String,
+}
+
+impl Verdict {
+    /// Checks the validator's signature.
+    pub fn verify(&self) -> Result<(), String> {
+        let message = canonical_json(&self.body).map_err(|e| e.to_string())?;
+        verify_signature(&self.body.validator, &message, &self.signature).map_err(|e| e.to_string())
+    }
+}
+
+/// A running validator.
+pub struct Validator {
+    /// `ID@VERSION`s this node validates (`--validate`).
+    pub(crate) capabilities: BTreeSet<String>,
+    pub(crate) host: Arc<Host>,
+    pub(crate) store: ContentStore,
+    pub(crate) state: NodeState,
+    pub(crate) net: NetHandle,
+}
+
+impl Validator {
+    pub(crate) async fn validate(
+        self: Arc<Self>,
+        from: PeerId,
+        request: ValidationRequest,
+    ) -> TaskResponse {
+        match self.check(from, request).await {
+            Ok(verdict) => TaskResponse::Verdict(Box::new(verdict)),
+            Err(refusal) => TaskResponse::Refused {
+                code: refusal.code().into(),
+                message: refusal.to_string(),
+            },
+        }
+    }
+
+    async fn check(
+        self: Arc<Self>,
+        from: PeerId,
+        request: ValidationRequest,
+    ) -> Result<Verdict, Refusal> {
+        let lease = &request.lease;
+        if !self.capabilities.contains(&lease.capability) {
+            return Err(Refusal::NotOffered(lease.capability.clone()));
+        }
+        let admitted =
+            admission::admit(&self.net, &self.store, &self.state, lease, &[from]).await?;
+        let class = admitted.manifest.validation.class;
+        let this = self.clone();
+        let request_for_run = request.clone();
+        let reference = match class {
+            ValidationClass::Scoreable => {
+                return Err(Refusal::Execution(
+                    "scoreable validation needs a comparator capability, which this validator does not run".into(),
+                ));
+            }
+            ValidationClass::NonVerifiable => None,
+            ValidationClass::Exact | ValidationClass::Canonicalizable => Some(
+                tokio::task::spawn_blocking(move || this.re_execute(&request_for_run, &admitted))
+                    .await
+                    .map_err(|e| Refusal::Execution(format!("validation task failed: {e}")))??,
+            ),
+        };
+        let mut accepted = Vec::new();
+        let mut rejected = Vec::new();
+        for claim in &request.claims {
+            let receipt_cid = claim
+                .receipt
+                .cid()
+                .map_err(|e: CanonicalJsonError| Refusal::Execution(e.to_string()))?;
+            match judge(&request, claim, class, reference.as_ref()) {
+                Ok(()) => accepted.push(receipt_cid),
+                Err(reason) => rejected.push(RejectedClaim {
+                    worker: claim.receipt.body.worker.clone(),
+                    receipt: receipt_cid,
+                    reason,
+                }),
+            }
+        }
+        let body = VerdictBody {
+            task_id: request.task_id.clone(),
+            capability: lease.capability.clone(),
+            class,
+            validator: self.host.identity().public_id(),
+            reference,
+            accepted,
+            rejected,
+        };
+        let signature = self
+            .host
+            .identity()
+            .sign(&canonical_json(&body).map_err(|e| Refusal::Execution(e.to_string()))?);
+        Ok(Verdict { body, signature })
+    }
+
+    /// Replays the task from the claims' evidence; never goes to the network.
+    fn re_execute(
+        &self,
+        request: &ValidationRequest,
+        admitted: &admission::Admitted,
+    ) -> Result<Reference, Refusal> {
+        let evidence = if request.lease.evidence.is_empty() {
+            request
+                .claims
+                .first()
+                .map(|c| c.receipt.body.evidence.clone())
+                .unwrap_or_default()
+        } else {
+            request.lease.evidence.clone()
+        };
+        let book = ReplayBook::load(&self.store, &evidence)
+            .map_err(|e| Refusal::Execution(format!("evidence: {e}")))?;
+        let execution = crate::execution::run(
+            &self.host,
+            &self.store,
+            &request.lease,
+            admitted,
+            EvidenceMode::Replay(book),
+            false,
+        )?;
+        Ok(Reference {
+            output: execution.receipt.body.output,
+            canonical_output: execution.receipt.body.canonical_output,
+            fuel_used: execution.receipt.body.fuel_used,
+        })
+    }
+}
+
+/// Whether one claim holds up against the lease and the validator's own run.
+pub(crate) fn judge(
+    request: &ValidationRequest,
+    claim: &Claim,
+    class: ValidationClass,
+    reference: Option<&Reference>,
+) -> Result<(), String> {
+    let receipt = &claim.receipt;
+    receipt
+        .verify()
+        .map_err(|e| format!("receipt does not verify: {e}"))?;
+    let body = &receipt.body;
+    let lease = &request.lease;
+    if body.task.id != lease.task_id || body.task.timestamp_ms != lease.timestamp_ms {
+        return Err("receipt is for another task".into());
+    }
+    if body.implementation != lease.implementation {
+        return Err(format!(
+            "ran implementation {}, leased {}",
+            body.implementation, lease.implementation
+        ));
+    }
+    if body.input != ContentId::of(lease.input.as_bytes()) {
+        return Err("ran another input".into());
+    }
+    if body.output != ContentId::of(claim.output.as_bytes()) {
+        return Err("claimed output does not match its receipt".into());
+    }
+    match (class, reference) {
+        (ValidationClass::Exact, Some(r)) => {
+            if body.output != r.output {
+                return Err(format!(
+                    "output {} != re-executed {}",
+                    body.output, r.output
+                ));
+            }
+            if body.fuel_used != r.fuel_used {
+                return Err(format!(
+                    "fuel {} != re-executed {}",
+                    body.fuel_used, r.fuel_used
+                ));
+            }
+        }
+        (ValidationClass::Canonicalizable, Some(r))
+            if body.canonical_output != r.canonical_output =>
+        {
+            return Err(format!(
+                "canonical output {} != re-executed {}",
+                body.canonical_output, r.canonical_output
+            ));
+        }
+        _ => {}
+    }
+    Ok(())
+}
