@@ -9,15 +9,12 @@
 //! Not a criterion bench: each sample is a whole network round trip across six nodes, and what
 //! matters is the rate, so it runs a fixed number of tasks and reports rates and ratios.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use d402_host::{Host, HostConfig, Identity, Task};
+use d402_network_support::*;
 use d402_node::{Mode, TaskSpec};
-use support::*;
 
 const TASKS: usize = 200;
 
@@ -35,7 +32,7 @@ async fn bench() {
     let dir = tmp.path();
 
     // Baseline: the same component, same input, in a local host, no network.
-    let bytes = component(d402_capability_artifacts::MERKLE_VERIFY_COMPONENT);
+    let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
     let host = Host::new(
         HostConfig::default(),
         Arc::new(Identity::from_seed([1; 32])),

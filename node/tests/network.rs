@@ -1,16 +1,14 @@
 //! The peer network end to end: real nodes on 127.0.0.1 over libp2p, real components in the
 //! host, real Chromium for the quorum task.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use d402_loopback_server::LoopbackServer;
+use d402_network_support::*;
 use d402_node::wire::{Lease, TaskRequest, TaskResponse};
 use d402_node::{Fault, Mode, Node, NodeConfig, TaskSpec};
 use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter};
-use support::*;
 
 fn init_logs() {
     let _ = tracing_subscriber::fmt()
@@ -356,7 +354,7 @@ async fn a_worker_refuses_what_does_not_verify() {
     };
 
     // A lease naming another implementation than the registered manifest's.
-    let other_component = component(d402_capability_artifacts::EXTRACT_METADATA_COMPONENT);
+    let other_component = component(artifacts::EXTRACT_METADATA_COMPONENT);
     let other_cid = client.coordinator().store().put(&other_component).unwrap();
     let wrong_impl = Lease {
         implementation: other_cid,
@@ -411,4 +409,167 @@ async fn a_worker_refuses_what_does_not_verify() {
         }
         other => panic!("expected a claim, got {other:?}"),
     }
+}
+
+/// Raw bytes on the task protocol, for hostile-peer tests: the request is written as given (no
+/// framing, no JSON), the response read whole.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl libp2p::request_response::Codec for RawCodec {
+    type Protocol = libp2p::StreamProtocol;
+    type Request = Vec<u8>;
+    type Response = Vec<u8>;
+
+    async fn read_request<T>(&mut self, _: &Self::Protocol, _: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        Ok(Vec::new())
+    }
+
+    async fn read_response<T>(&mut self, _: &Self::Protocol, io: &mut T) -> std::io::Result<Vec<u8>>
+    where
+        T: futures::AsyncRead + Unpin + Send,
+    {
+        use futures::AsyncReadExt;
+        let mut out = Vec::new();
+        io.take(1 << 20).read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
+    async fn write_request<T>(
+        &mut self,
+        _: &Self::Protocol,
+        io: &mut T,
+        req: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        use futures::AsyncWriteExt;
+        // Large writes may be cut short when the node drops the stream: that is the point.
+        let _ = io.write_all(&req).await;
+        let _ = io.close().await;
+        Ok(())
+    }
+
+    async fn write_response<T>(
+        &mut self,
+        _: &Self::Protocol,
+        _: &mut T,
+        _: Vec<u8>,
+    ) -> std::io::Result<()>
+    where
+        T: futures::AsyncWrite + Unpin + Send,
+    {
+        Ok(())
+    }
+}
+
+/// Malformed, truncated and oversized messages from a hostile peer are dropped; the node keeps
+/// serving honest peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hostile_messages_are_dropped_and_the_node_carries_on() {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, ProtocolSupport};
+    use libp2p::swarm::SwarmEvent;
+
+    init_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let worker = start(
+        dir,
+        "worker",
+        &[],
+        Some(worker_config(&[MERKLE], fetch_snapshotter())),
+        &[],
+    )
+    .await;
+
+    let mut attacker = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| {
+            request_response::Behaviour::with_codec(
+                RawCodec,
+                [(d402_node::wire::TASK_PROTOCOL, ProtocolSupport::Outbound)],
+                request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
+            )
+        })
+        .unwrap()
+        .build();
+    attacker.dial(worker.listen_addr()).unwrap();
+
+    let frame = |payload: &[u8]| {
+        let mut f = (payload.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(payload);
+        f
+    };
+    let mut declared_huge = u32::MAX.to_be_bytes().to_vec();
+    declared_huge.extend_from_slice(b"{}");
+    let hostile: Vec<(&str, Vec<u8>)> = vec![
+        ("not JSON", frame(b"\xff\xfe not json")),
+        ("wrong shape", frame(br#"{"type":"lease","leaseId":7}"#)),
+        (
+            "unknown type",
+            frame(br#"{"type":"shell","cmd":"rm -rf /"}"#),
+        ),
+        (
+            "truncated",
+            frame(br#"{"type":"intent","taskId":"t"}"#)[..12].to_vec(),
+        ),
+        ("declares 4 GiB", declared_huge),
+        (
+            "oversized",
+            frame(&vec![b' '; d402_node::wire::MAX_TASK_FRAME + 1]),
+        ),
+    ];
+    let peer = worker.peer_id();
+    for (what, bytes) in hostile {
+        let id = attacker.behaviour_mut().send_request(&peer, bytes);
+        let answered = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match attacker.select_next_some().await {
+                    SwarmEvent::Behaviour(request_response::Event::Message {
+                        message:
+                            request_response::Message::Response {
+                                request_id,
+                                response,
+                            },
+                        ..
+                    }) if request_id == id => {
+                        break Some(response);
+                    }
+                    SwarmEvent::Behaviour(request_response::Event::OutboundFailure {
+                        request_id,
+                        ..
+                    }) if request_id == id => break None,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no outcome"));
+        assert!(
+            answered.as_ref().is_none_or(|r| r.is_empty()),
+            "{what}: the node answered a hostile message: {answered:?}"
+        );
+    }
+
+    // The node is still up and serves an honest client.
+    let client = start(dir, "client", &[&worker], None, &[]).await;
+    wait_discovered(&client, &[&worker]).await;
+    let offer = merkle_offer(&client);
+    let spec = TaskSpec {
+        validate: false,
+        ..TaskSpec::new("after-hostile", merkle_input("z"), &offer)
+    };
+    let outcome = client.coordinator().submit(&offer, spec).await.unwrap();
+    assert_eq!(outcome.workers, vec![worker.peer_id()]);
 }

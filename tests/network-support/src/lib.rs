@@ -1,14 +1,12 @@
 //! A local d402 network for tests: real nodes on 127.0.0.1 over real libp2p, real components,
 //! real Chromium where a test asks for it.
 
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use d402_capability_artifacts as artifacts;
+pub use d402_capability_artifacts as artifacts;
 use d402_host::egress::NetworkEgress;
 use d402_host::{FetchSnapshotter, Identity, Snapshotter};
 use d402_node::{Node, NodeConfig, Offer, WorkerConfig};
