@@ -70,6 +70,35 @@ pub mod contracts {
     ];
 }
 
+/// An artifact's code hashes: keccak256 of the creation bytecode and of the runtime bytecode (the
+/// latter is what `cast keccak $(cast code <address>)` gives for a deployed contract, so an
+/// operator can check a deployment against `rails/contracts/DEPLOYMENTS.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeHashes {
+    pub contract: &'static str,
+    pub creation: alloy::primitives::B256,
+    pub runtime: alloy::primitives::B256,
+}
+
+/// The code hashes of the checked-in artifacts.
+pub fn code_hashes() -> Vec<CodeHashes> {
+    contracts::ARTIFACTS
+        .iter()
+        .map(|(name, json)| {
+            let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+            let hash = |key: &str| {
+                let hex = v[key].as_str().unwrap_or_default();
+                alloy::primitives::keccak256(alloy::hex::decode(hex).unwrap_or_default())
+            };
+            CodeHashes {
+                contract: name,
+                creation: hash("bytecode"),
+                runtime: hash("deployedBytecode"),
+            }
+        })
+        .collect()
+}
+
 /// The token a rail is paid in: a USDC-like EIP-3009 token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Asset {
