@@ -341,3 +341,102 @@ async fn accepted_vouchers_survive_a_restart_and_are_claimed_once() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn close_after_the_grace_period_returns_the_rest_and_payees_pull_what_they_are_owed() {
+    let c = channel_world(SafetyCaps::default(), "channel.redb").await;
+    open(&c, 100_000).await;
+    let mut ledger = BuyerLedger::default();
+    let t = task_terms(&c, 0);
+    let split = t.split().unwrap();
+    let req = c.rail.challenge(&t).unwrap();
+    let p = ledger.pay(&c.w.buyer, c.contract, c.channel_id, &req);
+    let v: SignedVoucher = serde_json::from_value(p.payload.clone()).unwrap();
+
+    // A plain claim credits the payees; each pulls its own credit.
+    let anyone = PaymentChannel::new(c.contract, c.w.anvil.provider(&c.w.others[5]));
+    let voucher = PaymentChannel::Voucher {
+        worker: v.worker,
+        creator: v.creator,
+        gateway: v.gateway,
+        workerTotal: v.worker_total,
+        creatorTotal: v.creator_total,
+        gatewayTotal: v.gateway_total,
+        signature: v.signature.clone(),
+    };
+    let r = anyone
+        .claim(c.channel_id, vec![voucher])
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(r.status());
+    assert_eq!(c.w.balance(c.workers[0]).await, 0, "credited, not yet paid");
+    let as_worker = PaymentChannel::new(c.contract, c.w.anvil.provider(&c.w.others[0]));
+    as_worker
+        .withdraw()
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert_eq!(c.w.balance(c.workers[0]).await, split.worker.get());
+
+    // Only the buyer may ask to close; the rest returns after the grace period, not before.
+    let as_buyer = PaymentChannel::new(c.contract, c.w.anvil.provider(&c.w.buyer));
+    let r = anyone
+        .requestClose(c.channel_id)
+        .gas(100_000)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(!r.status(), "a stranger cannot close the channel");
+    assert!(
+        as_buyer
+            .requestClose(c.channel_id)
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap()
+            .status()
+    );
+    let r = anyone
+        .close(c.channel_id)
+        .gas(100_000)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(!r.status(), "the grace period is not over");
+    let buyer_before = c.w.balance(c.w.buyer.address()).await;
+    c.w.anvil.advance_time(3_601).await.unwrap();
+    let r = anyone
+        .close(c.channel_id)
+        .send()
+        .await
+        .unwrap()
+        .get_receipt()
+        .await
+        .unwrap();
+    assert!(r.status());
+    let spent = split.worker.get() + split.creator.get() + split.gateway.get();
+    assert_eq!(
+        c.w.balance(c.w.buyer.address()).await,
+        buyer_before + 100_000 - spent
+    );
+    assert_eq!(
+        c.w.balance(c.contract).await,
+        split.creator.get() + split.gateway.get(),
+        "credits not yet pulled stay payable"
+    );
+}

@@ -148,6 +148,60 @@ impl BaseDirect {
         }
     }
 
+    /// The checks that need no chain (x402 fields, recipient, amount, time window, EIP-712
+    /// signature): microseconds, so a gateway can refuse a bad payment before any RPC.
+    /// Returns the parsed payload, its authorization and its value.
+    pub fn verify_offchain(
+        &self,
+        payload: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> Result<(ExactEvmPayload, Authorization, Atomic), RailError> {
+        let network = self.chain.network();
+        super::check_accepted(payload, requirements, SCHEME, &network)?;
+        let token = self.chain.asset.address;
+        if !super::same_address(&requirements.asset, &token.to_string()) {
+            return Err(VerifyError::Asset {
+                expected: token.to_string(),
+                got: requirements.asset.clone(),
+            }
+            .into());
+        }
+        let p = Self::parse(&payload.payload)?;
+        let auth = Authorization::from_payload(&p);
+        let pay_to = parse_address(NAME, "payTo", &requirements.pay_to)?;
+        if auth.to != pay_to {
+            return Err(VerifyError::Recipient {
+                expected: pay_to.to_string(),
+                got: auth.to.to_string(),
+            }
+            .into());
+        }
+        let amount: Atomic = requirements.amount.parse()?;
+        let value = to_atomic(auth.value)?;
+        if value != amount {
+            return Err(VerifyError::Value {
+                expected: amount,
+                got: value,
+            }
+            .into());
+        }
+        check_window(&auth, now_unix())?;
+        let digest = auth.digest(
+            AuthorizationKind::Transfer,
+            &self.chain.asset.name,
+            &self.chain.asset.version,
+            self.chain.chain_id,
+            token,
+        );
+        if super::eip712::recover(&digest, &p.signature) != Some(auth.from) {
+            return Err(VerifyError::Signature {
+                expected: auth.from.to_string(),
+            }
+            .into());
+        }
+        Ok((p, auth, value))
+    }
+
     /// The transaction that used an authorization, from the token's `AuthorizationUsed` log.
     async fn find_use(&self, auth: &Authorization) -> Result<Option<TxHash>, RailError> {
         let logs = self
@@ -208,48 +262,7 @@ impl Rail for BaseDirect {
         requirements: &PaymentRequirements,
     ) -> Result<Verified, RailError> {
         let network = self.chain.network();
-        super::check_accepted(payload, requirements, SCHEME, &network)?;
-        let token = self.chain.asset.address;
-        if !super::same_address(&requirements.asset, &token.to_string()) {
-            return Err(VerifyError::Asset {
-                expected: token.to_string(),
-                got: requirements.asset.clone(),
-            }
-            .into());
-        }
-        let p = Self::parse(&payload.payload)?;
-        let auth = Authorization::from_payload(&p);
-        let pay_to = parse_address(NAME, "payTo", &requirements.pay_to)?;
-        if auth.to != pay_to {
-            return Err(VerifyError::Recipient {
-                expected: pay_to.to_string(),
-                got: auth.to.to_string(),
-            }
-            .into());
-        }
-        let amount: Atomic = requirements.amount.parse()?;
-        let value = to_atomic(auth.value)?;
-        if value != amount {
-            return Err(VerifyError::Value {
-                expected: amount,
-                got: value,
-            }
-            .into());
-        }
-        check_window(&auth, now_unix())?;
-        let digest = auth.digest(
-            AuthorizationKind::Transfer,
-            &self.chain.asset.name,
-            &self.chain.asset.version,
-            self.chain.chain_id,
-            token,
-        );
-        if super::eip712::recover(&digest, &p.signature) != Some(auth.from) {
-            return Err(VerifyError::Signature {
-                expected: auth.from.to_string(),
-            }
-            .into());
-        }
+        let (p, auth, value) = self.verify_offchain(payload, requirements)?;
         let id = self.settlement_id(&auth);
         let used = VerifyError::AuthorizationUsed {
             nonce: auth.nonce.to_string(),

@@ -323,6 +323,61 @@ impl BaseTaskEscrow {
         }
     }
 
+    /// The checks that need no chain (x402 fields, terms, nonce binding, amount, window,
+    /// signature). Returns the terms, the parsed payload, its authorization and its value.
+    pub fn verify_offchain(
+        &self,
+        payload: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> Result<(EscrowTerms, ExactEvmPayload, Authorization, Atomic), RailError> {
+        let network = self.chain.network();
+        super::check_accepted(payload, requirements, SCHEME, &network)?;
+        let token = self.chain.asset.address;
+        if !super::same_address(&requirements.asset, &token.to_string()) {
+            return Err(VerifyError::Asset {
+                expected: token.to_string(),
+                got: requirements.asset.clone(),
+            }
+            .into());
+        }
+        let terms = Self::terms_of(requirements)?;
+        let p = Self::parse(&payload.payload)?;
+        let auth = Authorization::from_payload(&p);
+        if auth.to != self.address() {
+            return Err(VerifyError::Recipient {
+                expected: self.address().to_string(),
+                got: auth.to.to_string(),
+            }
+            .into());
+        }
+        let value = to_atomic(auth.value)?;
+        if value != terms.amount || requirements.amount != terms.amount.to_string() {
+            return Err(VerifyError::Value {
+                expected: terms.amount,
+                got: value,
+            }
+            .into());
+        }
+        if auth.nonce != terms.nonce(self.address(), self.validator) {
+            return Err(VerifyError::Nonce.into());
+        }
+        check_window(&auth, now_unix())?;
+        let digest = auth.digest(
+            AuthorizationKind::Receive,
+            &self.chain.asset.name,
+            &self.chain.asset.version,
+            self.chain.chain_id,
+            token,
+        );
+        if eip712::recover(&digest, &p.signature) != Some(auth.from) {
+            return Err(VerifyError::Signature {
+                expected: auth.from.to_string(),
+            }
+            .into());
+        }
+        Ok((terms, p, auth, value))
+    }
+
     /// The split stored on chain for a funded task.
     async fn stored_terms(&self, task: &TaskId) -> Result<(Address, EscrowTerms), RailError> {
         let t = self.escrow.tasks(task.0).call().await.map_err(chain_err)?;
@@ -406,50 +461,7 @@ impl Rail for BaseTaskEscrow {
         requirements: &PaymentRequirements,
     ) -> Result<Verified, RailError> {
         let network = self.chain.network();
-        super::check_accepted(payload, requirements, SCHEME, &network)?;
-        let token = self.chain.asset.address;
-        if !super::same_address(&requirements.asset, &token.to_string()) {
-            return Err(VerifyError::Asset {
-                expected: token.to_string(),
-                got: requirements.asset.clone(),
-            }
-            .into());
-        }
-        let terms = Self::terms_of(requirements)?;
-        let p = Self::parse(&payload.payload)?;
-        let auth = Authorization::from_payload(&p);
-        if auth.to != self.address() {
-            return Err(VerifyError::Recipient {
-                expected: self.address().to_string(),
-                got: auth.to.to_string(),
-            }
-            .into());
-        }
-        let value = to_atomic(auth.value)?;
-        if value != terms.amount || requirements.amount != terms.amount.to_string() {
-            return Err(VerifyError::Value {
-                expected: terms.amount,
-                got: value,
-            }
-            .into());
-        }
-        if auth.nonce != terms.nonce(self.address(), self.validator) {
-            return Err(VerifyError::Nonce.into());
-        }
-        check_window(&auth, now_unix())?;
-        let digest = auth.digest(
-            AuthorizationKind::Receive,
-            &self.chain.asset.name,
-            &self.chain.asset.version,
-            self.chain.chain_id,
-            token,
-        );
-        if eip712::recover(&digest, &p.signature) != Some(auth.from) {
-            return Err(VerifyError::Signature {
-                expected: auth.from.to_string(),
-            }
-            .into());
-        }
+        let (terms, p, auth, value) = self.verify_offchain(payload, requirements)?;
         let id = self.id(&terms.task_id, "fund");
         let used = VerifyError::AuthorizationUsed {
             nonce: auth.nonce.to_string(),
