@@ -339,3 +339,68 @@ async fn the_open_escrow_cap_counts_funded_tasks() {
         ))
     ));
 }
+
+/// A funding whose intent was recorded but whose transaction never left (a crash) is sent on
+/// restart, once; a release interrupted the same way is completed; nothing is paid twice.
+#[tokio::test]
+async fn interrupted_funding_and_release_reconcile_once() {
+    let e = escrow_world(SafetyCaps::default()).await;
+    let t = commission_terms(&e, "escrow-crash", 300_000);
+    let req = e.rail.challenge(&t).unwrap();
+    let payload = buyer::pay_escrow(&e.w.buyer, &req, now()).unwrap();
+    let verified = e.rail.verify(&payload, &req).await.unwrap();
+    let outbox = e.w.outbox("escrow.redb.crash");
+    let rail = BaseTaskEscrow::new(
+        e.w.chain.clone(),
+        e.rail.address(),
+        e.validator.address(),
+        &e.w.facilitator,
+        e.gateway,
+        outbox.clone(),
+        SafetyCaps::default(),
+    );
+    outbox
+        .record_intent(
+            &verified.settlement_id,
+            "base-task-escrow",
+            serde_json::json!({ "payload": verified.payload, "terms": escrow_terms(&req) }),
+        )
+        .unwrap();
+    let report = rail.reconcile().await.unwrap();
+    assert_eq!(report.resent, vec![verified.settlement_id.clone()]);
+    assert_eq!(e.w.balance(e.rail.address()).await, 300_000);
+    assert_eq!(rail.reconcile().await.unwrap(), Default::default());
+
+    let et = escrow_terms(&req);
+    let sig = sign_release(&e.validator, 31337, e.rail.address(), &et, e.worker).unwrap();
+    // The release went out (sent by someone, e.g. the process before it died) but was never
+    // recorded as done: reconciliation sees the task settled and confirms without resending.
+    let release_id = format!("escrow:{}:{}:release", e.rail.address(), t.task_id.0).to_lowercase();
+    outbox
+        .record_intent(
+            &release_id,
+            "base-task-escrow",
+            serde_json::json!({ "worker": e.worker, "signature": alloy::hex::encode_prefixed(&sig) }),
+        )
+        .unwrap();
+    let escrow = TaskEscrow::new(e.rail.address(), e.w.anvil.provider(&e.w.others[4]));
+    assert!(
+        escrow
+            .settle(t.task_id.0, e.worker, sig.into())
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap()
+            .status()
+    );
+    let report = rail.reconcile().await.unwrap();
+    assert_eq!(report.confirmed, vec![release_id.clone()]);
+    assert!(report.resent.is_empty());
+    assert_eq!(e.w.balance(e.worker).await, 300_000 - 45_000 - 7_500);
+    assert_eq!(
+        outbox.get(&release_id).unwrap().unwrap().state,
+        d402_rails::SettlementState::Confirmed
+    );
+}
