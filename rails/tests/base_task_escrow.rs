@@ -316,7 +316,23 @@ async fn the_open_escrow_cap_counts_funded_tasks() {
         ..SafetyCaps::default()
     };
     let e = escrow_world(caps).await;
+    // Two challenges issued while nothing is open are each under the cap; paid together they
+    // would not be, so the second funding is refused before the buyer's money moves.
+    let late = e
+        .rail
+        .challenge(&commission_terms(&e, "cap-0", 150_000))
+        .unwrap();
+    let late_payment = buyer::pay_escrow(&e.w.buyer, &late, now()).unwrap();
+    let late_verified = e.rail.verify(&late_payment, &late).await.unwrap();
     fund(&e, &commission_terms(&e, "cap-1", 200_000)).await;
+    let buyer_before = e.w.balance(e.w.buyer.address()).await;
+    assert!(matches!(
+        e.rail.settle(&late_verified).await,
+        Err(RailError::Cap(
+            d402_rails::CapExceeded::OpenTaskEscrowBudget { .. }
+        ))
+    ));
+    assert_eq!(e.w.balance(e.w.buyer.address()).await, buyer_before);
     // 200,000 open + 100,001 would exceed 300,000; 99,999 is just under.
     assert!(matches!(
         e.rail.challenge(&commission_terms(&e, "cap-2", 100_001)),

@@ -8,7 +8,9 @@
 //! `finalize` pays worker, creator and gateway in one transaction. If the deadline passes first,
 //! anyone (the buyer, a finalizer) can `refund`.
 
+use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use alloy::primitives::{Address, B256, TxHash, U256, keccak256};
 use alloy::providers::DynProvider;
@@ -135,6 +137,10 @@ pub struct BaseTaskEscrow {
     gateway_wallet: Address,
     outbox: Outbox,
     caps: SafetyCaps,
+    /// Open escrows by task (funded or being funded, not yet released or refunded), for the
+    /// open-escrow cap. Built from the outbox on first use, then kept up to date; `None` means
+    /// "rebuild from the outbox".
+    open: Mutex<Option<BTreeMap<B256, Atomic>>>,
 }
 
 impl BaseTaskEscrow {
@@ -160,6 +166,7 @@ impl BaseTaskEscrow {
             gateway_wallet,
             outbox,
             caps,
+            open: Mutex::new(None),
         }
     }
 
@@ -190,9 +197,37 @@ impl BaseTaskEscrow {
         })
     }
 
+    fn open_escrows(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<B256, Atomic>>> {
+        // A panic while holding the lock leaves plain data behind; keep using it.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The sum of open escrows this rail funded, for the open-escrow cap.
     fn open_escrow_total(&self) -> Result<Atomic, RailError> {
-        let mut open = Atomic::ZERO;
+        let mut open = self.open_escrows();
+        if open.is_none() {
+            *open = Some(self.scan_open_escrows()?);
+        }
+        open.iter()
+            .flat_map(|m| m.values())
+            .try_fold(Atomic::ZERO, |a, b| a.checked_add(*b))
+            .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))
+    }
+
+    /// Records `task` as open (`Some(amount)`) or closed (`None`) in the cache.
+    fn note_open(&self, task: B256, amount: Option<Atomic>) {
+        if let Some(map) = self.open_escrows().as_mut() {
+            match amount {
+                Some(a) => map.insert(task, a),
+                None => map.remove(&task),
+            };
+        }
+    }
+
+    /// Open escrows according to the outbox: fundings not failed, without a confirmed release
+    /// or refund.
+    fn scan_open_escrows(&self) -> Result<BTreeMap<B256, Atomic>, RailError> {
+        let mut open = BTreeMap::new();
         let records = self.outbox.all()?;
         for r in records
             .iter()
@@ -207,13 +242,11 @@ impl BaseTaskEscrow {
                     && o.state == SettlementState::Confirmed
             });
             if !closed {
-                let amount = r.request["terms"]["amount"]
-                    .as_str()
-                    .and_then(|s| s.parse::<Atomic>().ok())
-                    .unwrap_or(Atomic::ZERO);
-                open = open
-                    .checked_add(amount)
-                    .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))?;
+                let terms: Option<EscrowTerms> =
+                    serde_json::from_value(r.request["terms"].clone()).ok();
+                if let Some(t) = terms {
+                    open.insert(t.task_id, t.amount);
+                }
             }
         }
         Ok(open)
@@ -519,9 +552,24 @@ impl Rail for BaseTaskEscrow {
         let terms = Self::terms_of(&verified.requirements)?;
         let p = Self::parse(&verified.payload)?;
         let id = self.id(&terms.task_id, "fund");
+        // Checked again here: several challenges may have been issued under the cap and paid
+        // together. Refusing now leaves the buyer's authorization unused.
+        let open_after = self
+            .open_escrow_total()?
+            .checked_add(terms.amount)
+            .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))?;
+        self.caps.check(&Exposure {
+            task_budget: terms.amount,
+            open_task_escrow_after: Some(open_after),
+            ..Exposure::default()
+        })?;
         self.intent(&id, json!({ "payload": verified.payload, "terms": terms }))?;
-        let tx = self.send_fund(&terms, &p).await?;
-        let fee = self.conclude(&id, tx).await?;
+        self.note_open(terms.task_id, Some(terms.amount));
+        let sent = match self.send_fund(&terms, &p).await {
+            Ok(tx) => self.conclude(&id, tx).await.map(|fee| (tx, fee)),
+            Err(e) => Err(e),
+        };
+        let (tx, fee) = sent.inspect_err(|_| *self.open_escrows() = None)?;
         Ok(self.settlement(
             id,
             tx,
@@ -578,6 +626,7 @@ impl Rail for BaseTaskEscrow {
         self.intent(&id, json!({}))?;
         let tx = self.send_refund(task_id.0).await?;
         let fee = self.conclude(&id, tx).await?;
+        self.note_open(task_id.0, None);
         Ok(self.settlement(
             id,
             tx,
@@ -591,6 +640,8 @@ impl Rail for BaseTaskEscrow {
     }
 
     async fn reconcile(&self) -> Result<ReconcileReport, RailError> {
+        // Whatever reconciliation settles, the open-escrow total is rebuilt from the outbox.
+        *self.open_escrows() = None;
         let mut report = ReconcileReport::default();
         for record in self.outbox.in_flight(NAME)? {
             let mut parts = record.id.rsplitn(2, ':');
