@@ -71,7 +71,7 @@ impl Split {
     /// use d402_rails::{Atomic, split::{GatewayFee, Split, SplitTerms}};
     /// let terms = SplitTerms { creator_bps: 1_000, gateway_fee: GatewayFee::Bps(250) };
     /// let s = Split::compute(Atomic::new(10_001), &terms).unwrap();
-    /// assert_eq!((s.worker.get(), s.creator.get(), s.gateway.get()), (8_752, 1_000, 249));
+    /// assert_eq!((s.worker.get(), s.creator.get(), s.gateway.get()), (8_751, 1_000, 250));
     /// ```
     pub fn compute(gross: Atomic, terms: &SplitTerms) -> Result<Split, SplitError> {
         let creator = share(gross, terms.creator_bps)?;
