@@ -420,9 +420,9 @@ impl BaseTaskEscrow {
                 task_id: task.0,
                 amount: to_atomic(t.amount)?,
                 creator: t.creator,
-                creator_amount: to_atomic(t.creatorAmount)?,
+                creator_amount: Atomic::new(t.creatorAmount.to::<u128>()),
                 gateway: t.gateway,
-                gateway_amount: to_atomic(t.gatewayAmount)?,
+                gateway_amount: Atomic::new(t.gatewayAmount.to::<u128>()),
                 deadline: t.deadline,
             },
         ))
