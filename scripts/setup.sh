@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what d402's build and tests need, idempotently. Safe to run again: every step checks first.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -33,6 +34,26 @@ if ! command -v chromium >/dev/null 2>&1; then
     $sudo apt-get -f install -y -qq
     $sudo apt-get install -y -qq --no-install-recommends chromium
   fi
+fi
+
+# The EVM rails' tests run a real chain (anvil) and check the contracts' bytecode with the pinned
+# Solidity compiler (solcjs); both come from npm, pinned in rails/contracts/package.json and its
+# lock file, and are installed outside the clone, under $D402_TOOLS.
+D402_TOOLS="${D402_TOOLS:-$HOME/.cache/d402-tools}"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  say "installing node.js and npm from Debian (for anvil and solc from npm)"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+if ! cmp -s rails/contracts/package-lock.json "$D402_TOOLS/package-lock.json" \
+   || [ ! -x "$D402_TOOLS/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" ] \
+   || [ ! -f "$D402_TOOLS/node_modules/solc/soljson.js" ]; then
+  say "installing anvil and solc from npm into $D402_TOOLS (pinned in rails/contracts/package.json)"
+  mkdir -p "$D402_TOOLS"
+  cp rails/contracts/package.json rails/contracts/package-lock.json "$D402_TOOLS/"
+  (cd "$D402_TOOLS" && npm ci --no-audit --no-fund --silent)
 fi
 
 # The benchmarks compare against turndown under node; only fetched when asked for.

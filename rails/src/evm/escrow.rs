@@ -1,0 +1,710 @@
+//! `base-task-escrow`: one task's payment held by the `TaskEscrow` contract.
+//!
+//! The challenge fixes the task's terms (task id, amount, creator and gateway shares, deadline)
+//! and names the EIP-3009 nonce the buyer must sign: the contract's hash of those terms and of the
+//! validator's address. `settle` submits the buyer's `receiveWithAuthorization` through
+//! `TaskEscrow.fund`, which can only fund the task with those terms. When the validator role has
+//! accepted the result it signs a [`Release`](super::eip712::Release) for the worker, and
+//! `finalize` pays worker, creator and gateway in one transaction. If the deadline passes first,
+//! anyone (the buyer, a finalizer) can `refund`.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+use alloy::primitives::{Address, B256, TxHash, U256, keccak256};
+use alloy::providers::DynProvider;
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolValue;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use x402_chain_eip155::v1_eip155_exact::types::ExactEvmPayload;
+
+use super::buyer::{Authorization, AuthorizationKind};
+use super::contracts::{TaskEscrow, TestUsd};
+use super::direct::check_window;
+use super::eip712::{self, Release as ReleaseMessage};
+use super::{EvmChain, SETTLE_MARGIN_SECS, chain_err, now_unix, parse_address, to_atomic, to_u256};
+use crate::amount::Atomic;
+use crate::caps::{Exposure, SafetyCaps};
+use crate::error::{RailError, VerifyError};
+use crate::outbox::{Outbox, OutboxError, SettlementState};
+use crate::rail::{
+    ChainId, PaymentPayload, PaymentRequirements, Payout, Rail, RailKind, ReconcileReport, Release,
+    Settlement, TaskId, Terms, Verified,
+};
+
+pub const NAME: &str = "base-task-escrow";
+pub const SCHEME: &str = "d402-task-escrow";
+
+/// The on-chain state of a task (`TaskEscrow.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    None,
+    Funded,
+    Settled,
+    Refunded,
+}
+
+/// The terms a task's money is bound to, as the challenge's `extra` carries them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EscrowTerms {
+    pub task_id: B256,
+    pub amount: Atomic,
+    pub creator: Address,
+    pub creator_amount: Atomic,
+    pub gateway: Address,
+    pub gateway_amount: Atomic,
+    pub deadline: u64,
+}
+
+impl EscrowTerms {
+    fn to_contract(&self) -> TaskEscrow::Terms {
+        TaskEscrow::Terms {
+            taskId: self.task_id,
+            amount: to_u256(self.amount),
+            creator: self.creator,
+            creatorAmount: to_u256(self.creator_amount),
+            gateway: self.gateway,
+            gatewayAmount: to_u256(self.gateway_amount),
+            deadline: self.deadline,
+        }
+    }
+
+    /// `TaskEscrow.termsNonce`: the EIP-3009 nonce that binds the buyer's money to these terms.
+    pub fn nonce(&self, escrow: Address, validator: Address) -> B256 {
+        keccak256(
+            (
+                escrow,
+                validator,
+                self.task_id,
+                to_u256(self.amount),
+                self.creator,
+                to_u256(self.creator_amount),
+                self.gateway,
+                to_u256(self.gateway_amount),
+                self.deadline,
+            )
+                .abi_encode(),
+        )
+    }
+
+    /// The worker's share.
+    pub fn worker_amount(&self) -> Atomic {
+        self.amount
+            .checked_sub(self.creator_amount)
+            .and_then(|a| a.checked_sub(self.gateway_amount))
+            .unwrap_or(Atomic::ZERO)
+    }
+}
+
+/// The validator role's approval of a task's split: its signature over `Release`. Runs wherever
+/// the validator key lives (never the gateway process, seed 000 "Key custody").
+pub fn sign_release(
+    validator: &PrivateKeySigner,
+    chain_id: u64,
+    escrow: Address,
+    terms: &EscrowTerms,
+    worker: Address,
+) -> Result<Vec<u8>, RailError> {
+    let digest = eip712::digest(
+        &ReleaseMessage {
+            taskId: terms.task_id,
+            worker,
+            workerAmount: to_u256(terms.worker_amount()),
+            creatorAmount: to_u256(terms.creator_amount),
+            gatewayAmount: to_u256(terms.gateway_amount),
+        },
+        &eip712::escrow_domain(chain_id, escrow),
+    );
+    validator
+        .sign_hash_sync(&digest)
+        .map(|s| s.as_bytes().to_vec())
+        .map_err(|e| RailError::Refused(format!("signing failed: {e}")))
+}
+
+/// The `base-task-escrow` rail.
+pub struct BaseTaskEscrow {
+    chain: EvmChain,
+    provider: DynProvider,
+    sender: Address,
+    token: TestUsd::TestUsdInstance<DynProvider>,
+    escrow: TaskEscrow::TaskEscrowInstance<DynProvider>,
+    validator: Address,
+    gateway_wallet: Address,
+    outbox: Outbox,
+    caps: SafetyCaps,
+    /// Open escrows by task (funded or being funded, not yet released or refunded), for the
+    /// open-escrow cap. Built from the outbox on first use, then kept up to date; `None` means
+    /// "rebuild from the outbox".
+    open: Mutex<Option<BTreeMap<B256, Atomic>>>,
+}
+
+impl BaseTaskEscrow {
+    /// A rail on `chain` using the `TaskEscrow` at `escrow`, whose validator is `validator`;
+    /// transactions are sent (and gas paid) by `sender`; gateway fees go to `gateway_wallet`.
+    pub fn new(
+        chain: EvmChain,
+        escrow: Address,
+        validator: Address,
+        sender: &PrivateKeySigner,
+        gateway_wallet: Address,
+        outbox: Outbox,
+        caps: SafetyCaps,
+    ) -> Self {
+        let provider = chain.provider(sender);
+        BaseTaskEscrow {
+            token: TestUsd::new(chain.asset.address, provider.clone()),
+            escrow: TaskEscrow::new(escrow, provider.clone()),
+            sender: sender.address(),
+            chain,
+            provider,
+            validator,
+            gateway_wallet,
+            outbox,
+            caps,
+            open: Mutex::new(None),
+        }
+    }
+
+    /// Deploys a `TaskEscrow` for `token` with `validator` as its release signer.
+    pub async fn deploy(
+        provider: &DynProvider,
+        token: Address,
+        validator: Address,
+    ) -> Result<Address, RailError> {
+        let c = TaskEscrow::deploy(provider.clone(), token, validator)
+            .await
+            .map_err(chain_err)?;
+        Ok(*c.address())
+    }
+
+    pub fn address(&self) -> Address {
+        *self.escrow.address()
+    }
+
+    /// A task's state on chain.
+    pub async fn task_state(&self, task: &TaskId) -> Result<TaskState, RailError> {
+        let t = self.escrow.tasks(task.0).call().await.map_err(chain_err)?;
+        Ok(match t.state {
+            0 => TaskState::None,
+            1 => TaskState::Funded,
+            2 => TaskState::Settled,
+            _ => TaskState::Refunded,
+        })
+    }
+
+    fn open_escrows(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<B256, Atomic>>> {
+        // A panic while holding the lock leaves plain data behind; keep using it.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The sum of open escrows this rail funded, for the open-escrow cap.
+    fn open_escrow_total(&self) -> Result<Atomic, RailError> {
+        let mut open = self.open_escrows();
+        if open.is_none() {
+            *open = Some(self.scan_open_escrows()?);
+        }
+        open.iter()
+            .flat_map(|m| m.values())
+            .try_fold(Atomic::ZERO, |a, b| a.checked_add(*b))
+            .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))
+    }
+
+    /// Records `task` as open (`Some(amount)`) or closed (`None`) in the cache.
+    fn note_open(&self, task: B256, amount: Option<Atomic>) {
+        if let Some(map) = self.open_escrows().as_mut() {
+            match amount {
+                Some(a) => map.insert(task, a),
+                None => map.remove(&task),
+            };
+        }
+    }
+
+    /// Open escrows according to the outbox: fundings not failed, without a confirmed release
+    /// or refund.
+    fn scan_open_escrows(&self) -> Result<BTreeMap<B256, Atomic>, RailError> {
+        let mut open = BTreeMap::new();
+        let records = self.outbox.all()?;
+        for r in records
+            .iter()
+            .filter(|r| r.rail == NAME && r.id.ends_with(":fund"))
+        {
+            if matches!(r.state, SettlementState::Failed { .. }) {
+                continue;
+            }
+            let base = r.id.trim_end_matches(":fund");
+            let closed = records.iter().any(|o| {
+                (o.id == format!("{base}:release") || o.id == format!("{base}:refund"))
+                    && o.state == SettlementState::Confirmed
+            });
+            if !closed {
+                let terms: Option<EscrowTerms> =
+                    serde_json::from_value(r.request["terms"].clone()).ok();
+                if let Some(t) = terms {
+                    open.insert(t.task_id, t.amount);
+                }
+            }
+        }
+        Ok(open)
+    }
+
+    fn id(&self, task: &B256, what: &str) -> String {
+        format!("escrow:{}:{}:{what}", self.address(), task).to_lowercase()
+    }
+
+    fn terms_of(requirements: &PaymentRequirements) -> Result<EscrowTerms, VerifyError> {
+        let extra = requirements
+            .extra
+            .as_ref()
+            .and_then(|e| e.get("terms"))
+            .ok_or_else(|| VerifyError::Requirements("`extra.terms` is missing".into()))?;
+        serde_json::from_value(extra.clone()).map_err(|e| VerifyError::Requirements(e.to_string()))
+    }
+
+    fn parse(payload: &serde_json::Value) -> Result<ExactEvmPayload, VerifyError> {
+        serde_json::from_value(payload.clone()).map_err(|e| VerifyError::Payload(e.to_string()))
+    }
+
+    async fn send_fund(
+        &self,
+        terms: &EscrowTerms,
+        p: &ExactEvmPayload,
+    ) -> Result<TxHash, RailError> {
+        let a = &p.authorization;
+        let pending = self
+            .escrow
+            .fund(
+                terms.to_contract(),
+                a.from,
+                U256::from(a.valid_after.as_secs()),
+                U256::from(a.valid_before.as_secs()),
+                p.signature.clone(),
+            )
+            .send()
+            .await
+            .map_err(chain_err)?;
+        Ok(*pending.tx_hash())
+    }
+
+    async fn send_release(
+        &self,
+        task: B256,
+        worker: Address,
+        signature: &[u8],
+    ) -> Result<TxHash, RailError> {
+        let pending = self
+            .escrow
+            .settle(task, worker, signature.to_vec().into())
+            .send()
+            .await
+            .map_err(chain_err)?;
+        Ok(*pending.tx_hash())
+    }
+
+    async fn send_refund(&self, task: B256) -> Result<TxHash, RailError> {
+        let pending = self.escrow.refund(task).send().await.map_err(chain_err)?;
+        Ok(*pending.tx_hash())
+    }
+
+    /// Records the sent transaction, waits for it and records the outcome.
+    async fn conclude(&self, id: &str, tx: TxHash) -> Result<u128, RailError> {
+        self.outbox.mark_sent(id, &tx.to_string())?;
+        match super::wait_receipt(&self.provider, tx).await? {
+            Some(r) if r.status() => {
+                self.outbox.mark_confirmed(id, Some(&tx.to_string()))?;
+                Ok(super::receipt_fee(&r))
+            }
+            Some(_) => {
+                self.outbox.mark_failed(id, "transaction reverted")?;
+                Err(RailError::Reverted {
+                    tx: tx.to_string(),
+                    reason: format!("{id} reverted"),
+                })
+            }
+            None => Err(RailError::Chain(format!("no receipt for {tx} yet"))),
+        }
+    }
+
+    fn intent(&self, id: &str, request: serde_json::Value) -> Result<(), RailError> {
+        match self.outbox.record_intent(id, NAME, request) {
+            Ok(_) => Ok(()),
+            Err(OutboxError::AlreadyRecorded { .. }) => Err(RailError::Replay(id.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn settlement(
+        &self,
+        id: String,
+        tx: TxHash,
+        fee: u128,
+        payer: Option<String>,
+        payouts: Vec<Payout>,
+    ) -> Settlement {
+        Settlement {
+            rail: NAME.into(),
+            network: self.chain.network().to_string(),
+            settlement_id: id,
+            tx_hashes: vec![tx.to_string()],
+            payer,
+            payouts,
+            fee_native: fee,
+        }
+    }
+
+    /// The checks that need no chain (x402 fields, terms, nonce binding, amount, window,
+    /// signature). Returns the terms, the parsed payload, its authorization and its value.
+    pub fn verify_offchain(
+        &self,
+        payload: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> Result<(EscrowTerms, ExactEvmPayload, Authorization, Atomic), RailError> {
+        let network = self.chain.network();
+        super::check_accepted(payload, requirements, SCHEME, &network)?;
+        let token = self.chain.asset.address;
+        if !super::same_address(&requirements.asset, &token.to_string()) {
+            return Err(VerifyError::Asset {
+                expected: token.to_string(),
+                got: requirements.asset.clone(),
+            }
+            .into());
+        }
+        let terms = Self::terms_of(requirements)?;
+        let p = Self::parse(&payload.payload)?;
+        let auth = Authorization::from_payload(&p);
+        if auth.to != self.address() {
+            return Err(VerifyError::Recipient {
+                expected: self.address().to_string(),
+                got: auth.to.to_string(),
+            }
+            .into());
+        }
+        let value = to_atomic(auth.value)?;
+        if value != terms.amount || requirements.amount != terms.amount.to_string() {
+            return Err(VerifyError::Value {
+                expected: terms.amount,
+                got: value,
+            }
+            .into());
+        }
+        if auth.nonce != terms.nonce(self.address(), self.validator) {
+            return Err(VerifyError::Nonce.into());
+        }
+        check_window(&auth, now_unix())?;
+        let digest = auth.digest(
+            AuthorizationKind::Receive,
+            &self.chain.asset.name,
+            &self.chain.asset.version,
+            self.chain.chain_id,
+            token,
+        );
+        if eip712::recover(&digest, &p.signature) != Some(auth.from) {
+            return Err(VerifyError::Signature {
+                expected: auth.from.to_string(),
+            }
+            .into());
+        }
+        Ok((terms, p, auth, value))
+    }
+
+    /// The split stored on chain for a funded task.
+    async fn stored_terms(&self, task: &TaskId) -> Result<(Address, EscrowTerms), RailError> {
+        let t = self.escrow.tasks(task.0).call().await.map_err(chain_err)?;
+        Ok((
+            t.buyer,
+            EscrowTerms {
+                task_id: task.0,
+                amount: to_atomic(t.amount)?,
+                creator: t.creator,
+                creator_amount: Atomic::new(t.creatorAmount.to::<u128>()),
+                gateway: t.gateway,
+                gateway_amount: Atomic::new(t.gatewayAmount.to::<u128>()),
+                deadline: t.deadline,
+            },
+        ))
+    }
+}
+
+#[async_trait]
+impl Rail for BaseTaskEscrow {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn kind(&self) -> RailKind {
+        RailKind::TaskEscrow
+    }
+
+    fn network(&self) -> ChainId {
+        self.chain.network()
+    }
+
+    fn challenge(&self, terms: &Terms) -> Result<PaymentRequirements, RailError> {
+        let split = terms.split()?;
+        let creator_bps = terms.commission.as_ref().map_or(0, |c| c.bps);
+        let open_after = self
+            .open_escrow_total()?
+            .checked_add(terms.price)
+            .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))?;
+        self.caps.check(&Exposure {
+            task_budget: terms.price,
+            creator_bps,
+            open_task_escrow_after: Some(open_after),
+            ..Exposure::default()
+        })?;
+        let creator = match &terms.commission {
+            Some(c) if c.bps > 0 => parse_address(NAME, "creator wallet", &c.wallet)?,
+            _ => Address::ZERO,
+        };
+        let escrow_terms = EscrowTerms {
+            task_id: terms.task_id.0,
+            amount: terms.price,
+            creator,
+            creator_amount: split.creator,
+            gateway: self.gateway_wallet,
+            gateway_amount: split.gateway,
+            deadline: terms.deadline_unix,
+        };
+        let nonce = escrow_terms.nonce(self.address(), self.validator);
+        Ok(PaymentRequirements {
+            scheme: SCHEME.into(),
+            network: self.chain.network(),
+            amount: terms.price.to_string(),
+            pay_to: self.address().to_checksum(None),
+            max_timeout_seconds: terms.max_timeout_seconds,
+            asset: self.chain.asset.address.to_checksum(None),
+            extra: Some(super::asset_extra(
+                &self.chain.asset,
+                json!({
+                    "terms": escrow_terms,
+                    "validator": self.validator,
+                    "nonce": nonce,
+                }),
+            )),
+        })
+    }
+
+    async fn verify(
+        &self,
+        payload: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> Result<Verified, RailError> {
+        let network = self.chain.network();
+        let (terms, p, auth, value) = self.verify_offchain(payload, requirements)?;
+        let id = self.id(&terms.task_id, "fund");
+        let used = VerifyError::AuthorizationUsed {
+            nonce: auth.nonce.to_string(),
+        };
+        if self.outbox.get(&id)?.is_some()
+            || self.task_state(&TaskId(terms.task_id)).await? != TaskState::None
+            || self
+                .token
+                .authorizationState(auth.from, auth.nonce)
+                .call()
+                .await
+                .map_err(chain_err)?
+        {
+            return Err(used.into());
+        }
+        let balance = to_atomic(
+            self.token
+                .balanceOf(auth.from)
+                .call()
+                .await
+                .map_err(chain_err)?,
+        )?;
+        if balance < value {
+            return Err(VerifyError::InsufficientFunds {
+                balance,
+                needed: value,
+            }
+            .into());
+        }
+        self.escrow
+            .fund(
+                terms.to_contract(),
+                auth.from,
+                U256::from(auth.valid_after),
+                U256::from(auth.valid_before),
+                p.signature.clone(),
+            )
+            .from(self.sender)
+            .call()
+            .await
+            .map_err(|e| VerifyError::Simulation(e.to_string()))?;
+        Ok(Verified {
+            rail: NAME.into(),
+            network: network.to_string(),
+            payer: auth.from.to_string(),
+            amount: value,
+            settlement_id: id,
+            requirements: requirements.clone(),
+            payload: payload.payload.clone(),
+        })
+    }
+
+    /// Funds the task's escrow: the money is then held by the contract, bound to the task.
+    async fn settle(&self, verified: &Verified) -> Result<Settlement, RailError> {
+        let terms = Self::terms_of(&verified.requirements)?;
+        let p = Self::parse(&verified.payload)?;
+        let id = self.id(&terms.task_id, "fund");
+        // Checked again here: several challenges may have been issued under the cap and paid
+        // together. Refusing now leaves the buyer's authorization unused.
+        let open_after = self
+            .open_escrow_total()?
+            .checked_add(terms.amount)
+            .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))?;
+        self.caps.check(&Exposure {
+            task_budget: terms.amount,
+            open_task_escrow_after: Some(open_after),
+            ..Exposure::default()
+        })?;
+        self.intent(&id, json!({ "payload": verified.payload, "terms": terms }))?;
+        self.note_open(terms.task_id, Some(terms.amount));
+        let sent = match self.send_fund(&terms, &p).await {
+            Ok(tx) => self.conclude(&id, tx).await.map(|fee| (tx, fee)),
+            Err(e) => Err(e),
+        };
+        let (tx, fee) = sent.inspect_err(|_| *self.open_escrows() = None)?;
+        Ok(self.settlement(
+            id,
+            tx,
+            fee,
+            Some(p.authorization.from.to_string()),
+            vec![Payout {
+                to: self.address().to_string(),
+                amount: terms.amount,
+            }],
+        ))
+    }
+
+    async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {
+        let Release::Task {
+            task_id,
+            worker,
+            validator_signature,
+        } = release
+        else {
+            return Err(RailError::Unsupported {
+                rail: NAME,
+                operation: "release pending vouchers",
+            });
+        };
+        let worker = parse_address(NAME, "worker", worker)?;
+        let (buyer, terms) = self.stored_terms(task_id).await?;
+        let id = self.id(&task_id.0, "release");
+        self.intent(
+            &id,
+            json!({ "worker": worker, "signature": alloy::hex::encode_prefixed(validator_signature) }),
+        )?;
+        let tx = self
+            .send_release(task_id.0, worker, validator_signature)
+            .await?;
+        let fee = self.conclude(&id, tx).await?;
+        let payouts = [
+            (worker, terms.worker_amount()),
+            (terms.creator, terms.creator_amount),
+            (terms.gateway, terms.gateway_amount),
+        ]
+        .into_iter()
+        .filter(|(_, a)| !a.is_zero())
+        .map(|(to, amount)| Payout {
+            to: to.to_string(),
+            amount,
+        })
+        .collect();
+        Ok(self.settlement(id, tx, fee, Some(buyer.to_string()), payouts))
+    }
+
+    async fn refund(&self, task_id: &TaskId) -> Result<Settlement, RailError> {
+        let (buyer, terms) = self.stored_terms(task_id).await?;
+        let id = self.id(&task_id.0, "refund");
+        self.intent(&id, json!({}))?;
+        let tx = self.send_refund(task_id.0).await?;
+        let fee = self.conclude(&id, tx).await?;
+        self.note_open(task_id.0, None);
+        Ok(self.settlement(
+            id,
+            tx,
+            fee,
+            Some(buyer.to_string()),
+            vec![Payout {
+                to: buyer.to_string(),
+                amount: terms.amount,
+            }],
+        ))
+    }
+
+    async fn reconcile(&self) -> Result<ReconcileReport, RailError> {
+        // Whatever reconciliation settles, the open-escrow total is rebuilt from the outbox.
+        *self.open_escrows() = None;
+        let mut report = ReconcileReport::default();
+        for record in self.outbox.in_flight(NAME)? {
+            let mut parts = record.id.rsplitn(2, ':');
+            let what = parts.next().unwrap_or_default().to_string();
+            let task = parts
+                .next()
+                .and_then(|rest| rest.rsplit(':').next())
+                .and_then(|t| B256::from_str(t).ok())
+                .ok_or_else(|| RailError::Refused(format!("unreadable outbox id {}", record.id)))?;
+            let state = self.task_state(&TaskId(task)).await?;
+            let done = match what.as_str() {
+                "fund" => state != TaskState::None,
+                "release" => state == TaskState::Settled,
+                _ => state == TaskState::Refunded,
+            };
+            let impossible = match what.as_str() {
+                "fund" => false,
+                "release" => state == TaskState::Refunded,
+                _ => state == TaskState::Settled,
+            };
+            if done {
+                self.outbox
+                    .mark_confirmed(&record.id, record.tx_hash.as_deref())?;
+                report.confirmed.push(record.id);
+                continue;
+            }
+            if impossible {
+                self.outbox
+                    .mark_failed(&record.id, "the task ended the other way")?;
+                report.failed.push(record.id);
+                continue;
+            }
+            let tx = match what.as_str() {
+                "fund" => {
+                    let p = Self::parse(&record.request["payload"])?;
+                    if p.authorization.valid_before.as_secs() <= now_unix() + SETTLE_MARGIN_SECS {
+                        self.outbox
+                            .mark_failed(&record.id, "authorization expired before funding")?;
+                        report.failed.push(record.id);
+                        continue;
+                    }
+                    let terms: EscrowTerms =
+                        serde_json::from_value(record.request["terms"].clone())
+                            .map_err(|e| RailError::Refused(e.to_string()))?;
+                    self.send_fund(&terms, &p).await?
+                }
+                "release" => {
+                    let worker = parse_address(
+                        NAME,
+                        "worker",
+                        record.request["worker"].as_str().unwrap_or_default(),
+                    )?;
+                    let sig = alloy::hex::decode(
+                        record.request["signature"].as_str().unwrap_or_default(),
+                    )
+                    .map_err(|e| RailError::Refused(e.to_string()))?;
+                    self.send_release(task, worker, &sig).await?
+                }
+                _ => self.send_refund(task).await?,
+            };
+            self.conclude(&record.id, tx).await?;
+            report.resent.push(record.id);
+        }
+        Ok(report)
+    }
+}

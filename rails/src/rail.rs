@@ -1,0 +1,222 @@
+//! The [`Rail`] abstraction: how a price becomes money moved.
+//!
+//! ```text
+//! challenge(terms) ─▶ PaymentRequirements   (in the 402's PAYMENT-REQUIRED accepts[])
+//! verify(payload, requirements) ─▶ Verified (off chain, plus read-only chain calls)
+//! settle(verified) ─▶ Settlement            (direct: the transfer; escrow: funds the task;
+//!                                            channel: accepts the voucher for the next claim)
+//! finalize(release) ─▶ Settlement           (escrow: pays the split; channel: batch claim)
+//! refund(task) ─▶ Settlement                (escrow: after the deadline, to the buyer)
+//! ```
+//!
+//! Rails are object safe (`Box<dyn Rail>`), so a gateway can hold the rails it was configured
+//! with in one list whatever chain they run on.
+
+use std::fmt;
+
+use alloy::primitives::{B256, keccak256};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::amount::Atomic;
+use crate::error::RailError;
+use crate::split::{GatewayFee, Split, SplitTerms};
+
+/// x402 v2 payment requirements, one entry of a 402's `accepts` (from the `x402-types` crate, with
+/// string fields so that every rail and chain shares one type).
+pub type PaymentRequirements = x402_types::proto::v2::PaymentRequirements;
+/// x402 v2 payment payload (the decoded `PAYMENT-SIGNATURE` header); `payload` is scheme specific
+/// and each rail parses it.
+pub type PaymentPayload =
+    x402_types::proto::v2::PaymentPayload<PaymentRequirements, serde_json::Value>;
+/// The body of a 402 (`PAYMENT-REQUIRED`, base64 JSON).
+pub type PaymentRequired = x402_types::proto::v2::PaymentRequired;
+pub use x402_types::chain::ChainId;
+pub use x402_types::proto::v2::{ResourceInfo, X402Version2};
+
+/// A task's identity on chain: 32 bytes. Escrow contracts and vouchers are keyed by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskId(pub B256);
+
+impl TaskId {
+    /// The task id for a d402 task label (e.g. its intent CID): keccak256 of the label's bytes.
+    pub fn from_label(label: &str) -> TaskId {
+        TaskId(keccak256(label.as_bytes()))
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What kind of rail: decides which [`Rail`] methods apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RailKind {
+    /// The buyer pays one payee directly (`exact`). Refuses commission-bearing terms.
+    Direct,
+    /// Funds are held per task and released as a split or refunded.
+    TaskEscrow,
+    /// A buyer-funded channel; vouchers are claimed in batches.
+    Channel,
+}
+
+/// The creator's cut of a commission-bearing capability, from its signed registration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Commission {
+    /// The creator's wallet on this rail's chain.
+    pub wallet: String,
+    pub bps: u16,
+}
+
+/// What the gateway sells one task for: server-owned policy, never taken from the client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Terms {
+    pub task_id: TaskId,
+    /// Gross price in the asset's atomic units.
+    pub price: Atomic,
+    /// Direct rails: who is paid. Escrow and channel rails: the worker expected to be paid
+    /// (the validator names the actual worker when the split is released).
+    pub pay_to: String,
+    /// `Some` for a commission-bearing capability.
+    pub commission: Option<Commission>,
+    pub gateway_fee: GatewayFee,
+    /// How long the buyer's signed payment stays valid.
+    pub max_timeout_seconds: u64,
+    /// Unix time after which an unfinished task may be refunded (escrow rails).
+    pub deadline_unix: u64,
+}
+
+impl Terms {
+    /// The split these terms imply.
+    pub fn split(&self) -> Result<Split, RailError> {
+        let terms = SplitTerms {
+            creator_bps: self.commission.as_ref().map_or(0, |c| c.bps),
+            gateway_fee: self.gateway_fee,
+        };
+        Ok(Split::compute(self.price, &terms)?)
+    }
+
+    /// Whether the terms owe a creator anything.
+    pub fn bears_commission(&self) -> bool {
+        self.commission.as_ref().is_some_and(|c| c.bps > 0)
+    }
+}
+
+/// A payment that passed verification: ready to settle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verified {
+    pub rail: String,
+    pub network: String,
+    /// Who paid.
+    pub payer: String,
+    pub amount: Atomic,
+    /// The deterministic settlement identity (outbox key), e.g. the EIP-3009 nonce.
+    pub settlement_id: String,
+    pub requirements: PaymentRequirements,
+    /// The scheme payload, as verified, to settle with.
+    pub payload: serde_json::Value,
+}
+
+/// One transfer a settlement made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Payout {
+    pub to: String,
+    pub amount: Atomic,
+}
+
+/// Money moved (or locked) on chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settlement {
+    pub rail: String,
+    pub network: String,
+    pub settlement_id: String,
+    /// Transactions sent for this settlement; empty when nothing had to be sent (a voucher
+    /// accepted into a channel, an outbox entry already confirmed).
+    pub tx_hashes: Vec<String>,
+    pub payer: Option<String>,
+    pub payouts: Vec<Payout>,
+    /// Gas or fee paid by the settling party, in the chain's native atomic units (wei).
+    pub fee_native: u128,
+}
+
+/// What [`Rail::finalize`] releases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Release {
+    /// Task escrow: pay the task's split to `worker`, approved by the validator role's signature.
+    Task {
+        task_id: TaskId,
+        worker: String,
+        validator_signature: Vec<u8>,
+    },
+    /// Channel: claim every voucher accepted so far, in as few transactions as possible.
+    PendingVouchers,
+}
+
+/// What a restart's reconciliation found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    /// In flight and found executed on chain: now confirmed.
+    pub confirmed: Vec<String>,
+    /// In flight and not on chain but still valid: sent again.
+    pub resent: Vec<String>,
+    /// In flight and no longer possible: marked failed.
+    pub failed: Vec<String>,
+}
+
+/// A payment rail. See the module docs for the flow.
+#[async_trait]
+pub trait Rail: Send + Sync {
+    /// The rail's name as the gateway advertises it: `base-x402-direct`, `base-task-escrow`,
+    /// `base-channel`, `solana-direct`, …
+    fn name(&self) -> &'static str;
+
+    fn kind(&self) -> RailKind;
+
+    /// The CAIP-2 network, e.g. `eip155:31337`.
+    fn network(&self) -> ChainId;
+
+    /// The payment requirements for `terms`, after the safety caps and the commission policy
+    /// have been checked. A direct rail refuses commission-bearing terms
+    /// ([`RailError::CommissionOnDirectRail`]).
+    fn challenge(&self, terms: &Terms) -> Result<PaymentRequirements, RailError>;
+
+    /// Checks a buyer's payment against the requirements the gateway issued. Refusals are
+    /// [`RailError::Verify`] with an x402 reason string.
+    async fn verify(
+        &self,
+        payload: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> Result<Verified, RailError>;
+
+    /// Moves (or locks) the verified payment on chain, through the outbox.
+    async fn settle(&self, verified: &Verified) -> Result<Settlement, RailError>;
+
+    /// Escrow and channel rails: releases held funds.
+    async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {
+        let _ = release;
+        Err(RailError::Unsupported {
+            rail: self.name(),
+            operation: "finalize",
+        })
+    }
+
+    /// Escrow rails: returns an unfinished task's funds to the buyer after its deadline.
+    async fn refund(&self, task_id: &TaskId) -> Result<Settlement, RailError> {
+        let _ = task_id;
+        Err(RailError::Unsupported {
+            rail: self.name(),
+            operation: "refund",
+        })
+    }
+
+    /// Reconciles this rail's in-flight outbox entries against the chain. Call on start.
+    async fn reconcile(&self) -> Result<ReconcileReport, RailError>;
+}
