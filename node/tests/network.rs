@@ -188,13 +188,26 @@ async fn a_worker_killed_mid_task_loses_its_lease() {
         lease_time: Duration::from_secs(20),
         ..TaskSpec::new("killed-1", merkle_input("a"), &offer)
     };
+    let implementation = offer.manifest.implementation.cid;
     let coordinator = client.coordinator().clone();
     let task = tokio::spawn(async move { coordinator.submit(&offer, spec).await });
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The doomed worker holds the lease once it has fetched the component to run it.
+    eventually(
+        Duration::from_secs(30),
+        "the doomed worker to take the lease",
+        || {
+            let store = doomed.coordinator().store().clone();
+            async move { store.contains(&implementation).unwrap() }
+        },
+    )
+    .await;
     let started = std::time::Instant::now();
     doomed.shutdown();
     let outcome = task.await.unwrap().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the lost lease was noticed when the connection dropped, not at its 20 s expiry"
+    );
     assert_eq!(outcome.leased, vec![doomed.peer_id(), steady.peer_id()]);
     assert_eq!(outcome.workers, vec![steady.peer_id()]);
     let out: serde_json::Value = serde_json::from_str(&outcome.output).unwrap();
