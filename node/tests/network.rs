@@ -586,3 +586,52 @@ async fn hostile_messages_are_dropped_and_the_node_carries_on() {
     let outcome = client.coordinator().submit(&offer, spec).await.unwrap();
     assert_eq!(outcome.workers, vec![worker.peer_id()]);
 }
+
+/// `race` mode: several workers at once, the first valid claim wins; `single` mode uses one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn race_and_single_modes() {
+    init_logs();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
+    let mut slow = worker_config(&[MERKLE], fetch_snapshotter());
+    slow.fault = Some(Fault::Stall(Duration::from_secs(5)));
+    let slow = start(dir, "slow", &[&bootstrap], Some(slow), &[]).await;
+    let fast = start(
+        dir,
+        "fast",
+        &[&bootstrap],
+        Some(worker_config(&[MERKLE], fetch_snapshotter())),
+        &[],
+    )
+    .await;
+    let client = start(dir, "client", &[&bootstrap], None, &[]).await;
+    let everyone = [&bootstrap, &slow, &fast, &client];
+    for node in everyone {
+        wait_discovered(node, &everyone).await;
+    }
+    let offer = merkle_offer(&client);
+    let race = TaskSpec {
+        mode: Mode::Race,
+        fanout: 2,
+        quorum: 1,
+        validate: false,
+        ..TaskSpec::new("race-1", merkle_input("r"), &offer)
+    };
+    let started = std::time::Instant::now();
+    let outcome = client.coordinator().submit(&offer, race).await.unwrap();
+    assert_eq!(outcome.leased.len(), 2, "both workers raced");
+    assert_eq!(outcome.workers, vec![fast.peer_id()], "the first claim won");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "did not wait for the slow worker"
+    );
+
+    let single = TaskSpec {
+        mode: Mode::Single,
+        validate: false,
+        ..TaskSpec::new("single-1", merkle_input("s"), &offer)
+    };
+    let outcome = client.coordinator().submit(&offer, single).await.unwrap();
+    assert_eq!(outcome.leased.len(), 1);
+}
