@@ -308,7 +308,8 @@ impl Coordinator {
         let mut grace_until: Option<Instant> = None;
         loop {
             let reached = tally.outcome(needed).is_some();
-            if reached && in_flight.is_empty() {
+            // A race ends at the first valid claim; a quorum waits out the grace for the rest.
+            if reached && (in_flight.is_empty() || spec.mode != Mode::Quorum) {
                 break;
             }
             if !reached {
