@@ -5,10 +5,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod capability;
+mod client_cli;
 mod keys;
 mod namespace;
 mod node;
 mod run;
+mod serve;
 
 /// d402: a peer-to-peer market for sandboxed compute.
 #[derive(Parser)]
@@ -28,9 +30,11 @@ enum Command {
     Keys(keys::KeysArgs),
     /// Namespace ownership: vouch for a publisher key.
     Namespace(namespace::NamespaceArgs),
-    /// Run a node of the peer network: a worker (--offer), a validator (--validate) or a
-    /// bootstrap (neither).
-    Node(node::NodeArgs),
+    /// Run a node of the peer network: a worker (--offer), a validator (--validate), a gateway
+    /// (--http-port: sells the --offer capabilities over HTTP for x402 payments) or a bootstrap.
+    Node(Box<node::NodeArgs>),
+    /// Buy work from a gateway: discover what it sells, or pay for one task.
+    Client(client_cli::ClientArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,7 +44,8 @@ fn main() -> ExitCode {
         Command::Capability(args) => capability::run(args),
         Command::Keys(args) => keys::run(args),
         Command::Namespace(args) => namespace::run(args),
-        Command::Node(args) => node::run(args),
+        Command::Node(args) => node::run(*args),
+        Command::Client(args) => client_cli::run(args),
     };
     match result {
         Ok(code) => code,

@@ -12,10 +12,12 @@ use d402_host::egress::NetworkEgress;
 use d402_host::{FetchSnapshotter, FrozenPages, Snapshotter};
 use d402_node::Multiaddr;
 use d402_node::{Node, NodeConfig, WorkerConfig, peer_addr};
-use d402_registry::CreatorWallets;
 use d402_registry::wallet::{check_solana, normalize_evm};
+use d402_registry::{AcceptancePolicy, CreatorWallets};
 use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter, FallbackSnapshotter};
 use serde::Deserialize;
+
+use crate::serve;
 
 /// Flags of `d402 node` (seed 001's names). Every flag may also be set in the `--config` file.
 #[derive(Args, Debug, Default, Deserialize)]
@@ -71,6 +73,84 @@ pub struct NodeArgs {
     /// Let capabilities reach loopback and private addresses (local networks only).
     #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
     allow_private_targets: Option<bool>,
+    /// Gateway: address of the HTTP API [default: 127.0.0.1].
+    #[arg(long, value_name = "IP")]
+    http_host: Option<String>,
+    /// Gateway: port of the HTTP API; setting it makes this node a gateway (0: any free port).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// Gateway: the rail buyers pay on.
+    #[arg(long, value_enum)]
+    payment: Option<serve::PaymentRail>,
+    /// Gateway: gross price of one task, e.g. '$0.01'.
+    #[arg(long, value_name = "PRICE")]
+    gateway_price: Option<String>,
+    /// Gateway: most the workers of one task are paid, e.g. 0.01 [default: the price].
+    #[arg(long, value_name = "AMOUNT")]
+    gateway_budget: Option<String>,
+    /// Gateway: the gateway's fee on split rails, in basis points [default: 0].
+    #[arg(long, value_name = "BPS")]
+    gateway_fee_bps: Option<u16>,
+    /// Gateway: refuse capabilities without a registration (always true: a gateway sells
+    /// registered capabilities only) [default: true].
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+    require_capability_registration: Option<bool>,
+    /// Gateway: refuse registrations whose publisher signature does not verify [default: true].
+    #[arg(long, value_name = "true|false", action = clap::ArgAction::Set)]
+    require_signed_capability_registration: Option<bool>,
+    /// Gateway: the creator commission cap [default: D402_MAX_CREATOR_COMMISSION_BPS or 2000].
+    #[arg(long, value_name = "BPS")]
+    max_creator_commission_bps: Option<u32>,
+    /// Gateway: a trusted namespace and its owner, NAMESPACE=ed25519:<hex> (repeatable).
+    #[arg(long, value_name = "NS=OWNER")]
+    #[serde(default)]
+    trust_namespace: Vec<String>,
+    /// Gateway: sell only this exact manifest CID (repeatable).
+    #[arg(long, value_name = "CID")]
+    #[serde(default)]
+    accept_manifest_cid: Vec<String>,
+    /// Gateway: sell only manifests naming this implementation CID (repeatable).
+    #[arg(long, value_name = "CID")]
+    #[serde(default)]
+    accept_implementation_cid: Vec<String>,
+    /// Gateway: a published capability to serve to workers and sell: a directory holding
+    /// registration.json, manifest.json and component.wasm (repeatable).
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    publish: Vec<PathBuf>,
+    /// Gateway: the EVM chain's JSON-RPC URL.
+    #[arg(long, value_name = "URL")]
+    evm_rpc_url: Option<String>,
+    /// Gateway: the EIP-3009 token prices are paid in.
+    #[arg(long, value_name = "0xADDRESS")]
+    evm_token: Option<String>,
+    /// Gateway: the token's EIP-712 domain name [default: USD Coin].
+    #[arg(long)]
+    evm_token_name: Option<String>,
+    /// Gateway: the token's EIP-712 domain version [default: 2].
+    #[arg(long)]
+    evm_token_version: Option<String>,
+    /// Gateway: the token's decimals [default: 6].
+    #[arg(long)]
+    evm_token_decimals: Option<u8>,
+    /// Gateway, base-task-escrow: the TaskEscrow contract.
+    #[arg(long, value_name = "0xADDRESS")]
+    escrow_address: Option<String>,
+    /// Gateway, base-task-escrow: the escrow's release signer address.
+    #[arg(long, value_name = "0xADDRESS")]
+    escrow_validator: Option<String>,
+    /// Gateway: the key that submits settlements and pays their gas (file or hex).
+    #[arg(long, value_name = "FILE|HEX")]
+    facilitator_key: Option<String>,
+    /// Gateway, base-task-escrow: the key that signs split releases after validation.
+    #[arg(long, value_name = "FILE|HEX")]
+    release_key: Option<String>,
+    /// Gateway: where direct payments and gateway fees go [default: the facilitator address].
+    #[arg(long, value_name = "0xADDRESS")]
+    gateway_wallet: Option<String>,
+    /// Gateway: how long POST /tasks waits for a result before answering 202 [default: 30000].
+    #[arg(long, value_name = "MS")]
+    gateway_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -110,6 +190,43 @@ impl NodeArgs {
             evm_payout_wallet: self.evm_payout_wallet.or(file.evm_payout_wallet),
             price: self.price.or(file.price),
             allow_private_targets: self.allow_private_targets.or(file.allow_private_targets),
+            http_host: self.http_host.or(file.http_host),
+            http_port: self.http_port.or(file.http_port),
+            payment: self.payment.or(file.payment),
+            gateway_price: self.gateway_price.or(file.gateway_price),
+            gateway_budget: self.gateway_budget.or(file.gateway_budget),
+            gateway_fee_bps: self.gateway_fee_bps.or(file.gateway_fee_bps),
+            require_capability_registration: self
+                .require_capability_registration
+                .or(file.require_capability_registration),
+            require_signed_capability_registration: self
+                .require_signed_capability_registration
+                .or(file.require_signed_capability_registration),
+            max_creator_commission_bps: self
+                .max_creator_commission_bps
+                .or(file.max_creator_commission_bps),
+            trust_namespace: list(self.trust_namespace, file.trust_namespace),
+            accept_manifest_cid: list(self.accept_manifest_cid, file.accept_manifest_cid),
+            accept_implementation_cid: list(
+                self.accept_implementation_cid,
+                file.accept_implementation_cid,
+            ),
+            publish: if self.publish.is_empty() {
+                file.publish
+            } else {
+                self.publish
+            },
+            evm_rpc_url: self.evm_rpc_url.or(file.evm_rpc_url),
+            evm_token: self.evm_token.or(file.evm_token),
+            evm_token_name: self.evm_token_name.or(file.evm_token_name),
+            evm_token_version: self.evm_token_version.or(file.evm_token_version),
+            evm_token_decimals: self.evm_token_decimals.or(file.evm_token_decimals),
+            escrow_address: self.escrow_address.or(file.escrow_address),
+            escrow_validator: self.escrow_validator.or(file.escrow_validator),
+            facilitator_key: self.facilitator_key.or(file.facilitator_key),
+            release_key: self.release_key.or(file.release_key),
+            gateway_wallet: self.gateway_wallet.or(file.gateway_wallet),
+            gateway_wait_ms: self.gateway_wait_ms.or(file.gateway_wait_ms),
         })
     }
 }
@@ -148,6 +265,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<std::process::ExitCode> {
         .map(|p| peer_addr(p).map_err(|e| anyhow!("--peer: {e}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let offers = capability_list("offer", &args.offer)?;
+    let gateway = gateway_settings(&args, &offers)?;
+    // On a gateway, --offer names what it sells (seed 001); the work is done by workers.
+    let offers = if gateway.is_some() {
+        BTreeSet::new()
+    } else {
+        offers
+    };
     let validate = capability_list("validate", &args.validate)?;
     let mut payout = CreatorWallets::default();
     if let Some(w) = &args.solana_payout_wallet {
@@ -158,6 +282,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<std::process::ExitCode> {
         payout.evm = Some(normalize_evm(w).map_err(|e| anyhow!("--evm-payout-wallet: {e}"))?);
     }
 
+    let gateway_state = std::path::Path::new(&state).join("gateway");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
         let worker = if offers.is_empty() {
@@ -180,7 +305,18 @@ pub fn run(args: NodeArgs) -> anyhow::Result<std::process::ExitCode> {
         config.worker = worker;
         config.validate = validate.clone();
         let node = Node::start(config).await?;
+        let mut http = None;
+        if let Some(settings) = gateway {
+            let (gw, listener) = serve::start(&node, &gateway_state, settings).await?;
+            let addr = listener.local_addr()?;
+            let sold: Vec<String> = gw.listings.keys().cloned().collect();
+            for r in gw.refused.values() {
+                eprintln!("{label}: not selling {}: {}", r.capability, r.reason);
+            }
+            http = Some((gw, listener, addr, sold));
+        }
         let role = match (offers.is_empty(), validate.is_empty()) {
+            _ if http.is_some() => "gateway",
             (true, true) => "bootstrap",
             (false, true) => "worker",
             (true, false) => "validator",
@@ -197,20 +333,91 @@ pub fn run(args: NodeArgs) -> anyhow::Result<std::process::ExitCode> {
                 "publicKey": node.public_id(),
                 "offers": offers,
                 "validates": validate,
+                "http": http.as_ref().map(|(_, _, a, _)| format!("http://{a}")),
+                "sells": http.as_ref().map(|(_, _, _, s)| s.clone()),
             })
         );
         eprintln!(
             "{label}: {role} listening on {} (Ctrl-C stops)",
             node.listen_addr()
         );
-        tokio::signal::ctrl_c()
-            .await
-            .context("waiting for Ctrl-C")?;
+        match http {
+            Some((gw, listener, _, _)) => serve::serve(gw, listener).await?,
+            None => tokio::signal::ctrl_c()
+                .await
+                .context("waiting for Ctrl-C")?,
+        }
         eprintln!("{label}: stopping");
         node.shutdown();
         anyhow::Ok(())
     })?;
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The gateway settings, when `--http-port` makes this node a gateway.
+fn gateway_settings(
+    args: &NodeArgs,
+    sells: &BTreeSet<String>,
+) -> anyhow::Result<Option<serve::GatewaySettings>> {
+    let Some(http_port) = args.http_port else {
+        return Ok(None);
+    };
+    if args.require_capability_registration == Some(false) {
+        bail!(
+            "--require-capability-registration false: a gateway sells registered capabilities only"
+        );
+    }
+    let mut acceptance = AcceptancePolicy::from_env().map_err(|e| anyhow!("{e}"))?;
+    if let Some(bps) = args.max_creator_commission_bps {
+        acceptance.max_creator_commission_bps = bps;
+    }
+    acceptance.require_signature = args.require_signed_capability_registration.unwrap_or(true);
+    acceptance.required_rails = vec![d402_registry::wallet::Rail::Evm];
+    for t in &args.trust_namespace {
+        let (ns, owner) = t
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--trust-namespace {t:?}: expected NAMESPACE=ed25519:<hex>"))?;
+        acceptance = acceptance.trust(ns, owner);
+    }
+    let cids =
+        |flag: &str, v: &[String]| -> anyhow::Result<Option<BTreeSet<d402_host::ContentId>>> {
+            if v.is_empty() {
+                return Ok(None);
+            }
+            v.iter()
+                .map(|c| c.parse().map_err(|_| anyhow!("--{flag} {c:?}: not a CID")))
+                .collect::<anyhow::Result<_>>()
+                .map(Some)
+        };
+    acceptance.accepted_manifest_cids = cids("accept-manifest-cid", &args.accept_manifest_cid)?;
+    acceptance.accepted_implementation_cids =
+        cids("accept-implementation-cid", &args.accept_implementation_cid)?;
+    Ok(Some(serve::GatewaySettings {
+        http_host: args.http_host.clone().unwrap_or_else(|| "127.0.0.1".into()),
+        http_port,
+        rail: args.payment.unwrap_or(serve::PaymentRail::BaseX402Direct),
+        price: args.gateway_price.clone().unwrap_or_else(|| "$0.01".into()),
+        budget: args.gateway_budget.clone(),
+        fee_bps: args.gateway_fee_bps.unwrap_or(0),
+        sells: sells.iter().cloned().collect(),
+        publish: args.publish.clone(),
+        acceptance,
+        evm_rpc_url: args.evm_rpc_url.clone(),
+        evm_token: args.evm_token.clone(),
+        evm_token_name: args
+            .evm_token_name
+            .clone()
+            .unwrap_or_else(|| "USD Coin".into()),
+        evm_token_version: args.evm_token_version.clone().unwrap_or_else(|| "2".into()),
+        evm_token_decimals: args.evm_token_decimals.unwrap_or(6),
+        escrow: args.escrow_address.clone(),
+        escrow_validator: args.escrow_validator.clone(),
+        facilitator_key: args.facilitator_key.clone(),
+        release_key: args.release_key.clone(),
+        gateway_wallet: args.gateway_wallet.clone(),
+        allow_private_targets: args.allow_private_targets.unwrap_or(false),
+        wait_ms: args.gateway_wait_ms.unwrap_or(30_000),
+    }))
 }
 
 fn snapshotter(kind: SnapshotterKind, fallback: bool) -> anyhow::Result<Arc<dyn Snapshotter>> {

@@ -605,6 +605,8 @@ impl Rail for BaseTaskEscrow {
             .send_release(task_id.0, worker, validator_signature)
             .await?;
         let fee = self.conclude(&id, tx).await?;
+        // Released money is no longer held: it stops counting against the open-escrow cap.
+        self.note_open(task_id.0, None);
         let payouts = [
             (worker, terms.worker_amount()),
             (terms.creator, terms.creator_amount),

@@ -1,0 +1,87 @@
+//! `d402 client`: buy work from a gateway. `discover` prints what it sells; `run` answers the
+//! 402, pays within `--max-spend` and prints the result and receipt as one JSON document.
+
+use anyhow::{Context, anyhow};
+use clap::{Args, Subcommand};
+use d402_gateway::client::{Buyer, discover};
+use d402_rails::Atomic;
+
+#[derive(Args)]
+pub struct ClientArgs {
+    #[command(subcommand)]
+    command: ClientCommand,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Print the gateway's /.well-known/d402-gateway.json.
+    Discover {
+        #[arg(long, value_name = "URL")]
+        gateway: String,
+    },
+    /// Buy one task: pay the challenge, wait, print {result, receipt, payment}.
+    Run {
+        #[arg(long, value_name = "URL")]
+        gateway: String,
+        /// ID@VERSION, e.g. web.page_to_markdown@1.
+        #[arg(long, value_name = "ID@VERSION")]
+        capability: String,
+        /// The input, a JSON object.
+        #[arg(long, value_name = "JSON")]
+        input: String,
+        /// The buyer's EVM key: a file holding hex, or hex.
+        #[arg(long, value_name = "FILE|HEX")]
+        wallet: String,
+        /// Refuse to pay more than this per task, e.g. '$0.05' (in the asset's whole units).
+        #[arg(long, value_name = "PRICE")]
+        max_spend: Option<String>,
+        /// Decimals of the asset the gateway prices in [default: 6].
+        #[arg(long, default_value_t = 6)]
+        decimals: u8,
+    },
+}
+
+pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match args.command {
+            ClientCommand::Discover { gateway } => {
+                let d = discover(&reqwest::Client::new(), &gateway).await?;
+                println!("{}", serde_json::to_string_pretty(&d)?);
+            }
+            ClientCommand::Run {
+                gateway,
+                capability,
+                input,
+                wallet,
+                max_spend,
+                decimals,
+            } => {
+                let input: serde_json::Value =
+                    serde_json::from_str(&input).context("--input is not JSON")?;
+                let signer = crate::serve::load_key("--wallet", &wallet)?;
+                let cap = max_spend
+                    .map(|m| Atomic::parse_price(&m, decimals))
+                    .transpose()
+                    .map_err(|e| anyhow!("--max-spend: {e}"))?;
+                let purchase = Buyer::new(&gateway, signer, cap)
+                    .run(&capability, input)
+                    .await?;
+                let t = &purchase.task;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "taskId": t["taskId"],
+                        "result": t["result"],
+                        "receipt": t["receipt"],
+                        "verdict": t["verdict"],
+                        "payment": t["payment"],
+                        "paid": purchase.paid.to_string(),
+                    }))?
+                );
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Ok(std::process::ExitCode::SUCCESS)
+}

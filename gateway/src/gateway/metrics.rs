@@ -1,0 +1,103 @@
+//! `/metrics`: counters of the money flow in the Prometheus text format. Plain atomics: the
+//! gateway counts a handful of events and needs no registry.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The gateway's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub http_requests: AtomicU64,
+    pub challenges: AtomicU64,
+    pub challenges_refused: AtomicU64,
+    pub payments_verified: AtomicU64,
+    pub payments_refused: AtomicU64,
+    pub payments_settled: AtomicU64,
+    pub replays_refused: AtomicU64,
+    pub idempotent_replays: AtomicU64,
+    pub tasks_dispatched: AtomicU64,
+    pub tasks_delivered: AtomicU64,
+    pub tasks_failed: AtomicU64,
+    pub tasks_refunded: AtomicU64,
+}
+
+impl Metrics {
+    pub fn inc(&self, c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus exposition text.
+    pub fn render(&self) -> String {
+        let rows: [(&str, &str, &AtomicU64); 12] = [
+            (
+                "d402_http_requests_total",
+                "HTTP requests served",
+                &self.http_requests,
+            ),
+            (
+                "d402_challenges_total",
+                "402 challenges issued",
+                &self.challenges,
+            ),
+            (
+                "d402_challenges_refused_total",
+                "challenges refused by policy or a safety cap",
+                &self.challenges_refused,
+            ),
+            (
+                "d402_payments_verified_total",
+                "payments that passed verification",
+                &self.payments_verified,
+            ),
+            (
+                "d402_payments_refused_total",
+                "payments refused (402 with a reason)",
+                &self.payments_refused,
+            ),
+            (
+                "d402_payments_settled_total",
+                "payments settled or escrowed on chain",
+                &self.payments_settled,
+            ),
+            (
+                "d402_replay_rejections_total",
+                "replayed payments refused",
+                &self.replays_refused,
+            ),
+            (
+                "d402_idempotent_replays_total",
+                "stored responses returned for a repeated payment-identifier",
+                &self.idempotent_replays,
+            ),
+            (
+                "d402_tasks_dispatched_total",
+                "paid tasks sent into the network",
+                &self.tasks_dispatched,
+            ),
+            (
+                "d402_tasks_delivered_total",
+                "tasks delivered with a validated result",
+                &self.tasks_delivered,
+            ),
+            (
+                "d402_tasks_failed_total",
+                "paid tasks that failed",
+                &self.tasks_failed,
+            ),
+            (
+                "d402_tasks_refunded_total",
+                "escrows refunded to the buyer",
+                &self.tasks_refunded,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, help, c) in rows {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+}

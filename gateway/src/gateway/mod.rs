@@ -1,0 +1,764 @@
+//! The gateway (DESIGN.md §9–§11): sells the peer network's capabilities over HTTP for x402
+//! payments.
+//!
+//! ```text
+//! POST /tasks (no payment)  ─▶ policy checks ─▶ rail.challenge ─▶ 402 PAYMENT-REQUIRED
+//! POST /tasks (PAYMENT-SIGNATURE) ─▶ replay / idempotency checks ─▶ rail.verify
+//!   ─▶ commit Verified ─▶ rail.settle ─▶ commit Settled ─▶ dispatch into the network
+//!   ─▶ commit Validated ─▶ rail.finalize (split) ─▶ commit Delivered
+//!                       └▶ failure ─▶ commit RefundPending ─▶ rail.refund after the deadline
+//! ```
+//!
+//! [`Gateway`] holds the state and the flow; [`api`] is the thin axum layer over it.
+
+pub mod api;
+pub mod metrics;
+pub mod policy;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use base64::Engine;
+use d402_node::{Coordinator, TaskSpec};
+use d402_rails::evm::escrow::{EscrowTerms, sign_release};
+use d402_rails::rail::{ResourceInfo, X402Version2};
+use d402_rails::{
+    Commission, Outbox, PaymentPayload, PaymentRequired, PaymentRequirements, Rail, RailError,
+    RailKind, Release, SettlementState, TaskId, Terms,
+};
+use d402_registry::AcceptancePolicy;
+use serde::Serialize;
+
+pub use metrics::Metrics;
+pub use policy::{Listing, Refused, SalePolicy};
+pub use store::{Challenge, StoreError, TaskRecord, TaskState, TaskStore};
+
+/// The x402 extension key of the buyer's idempotency id.
+pub const PAYMENT_IDENTIFIER: &str = "payment-identifier";
+
+/// Everything the gateway refuses or fails with. Each variant has a stable `code` and an HTTP
+/// status ([`GatewayError::code`], [`GatewayError::status`]); the API renders it once.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("no capability {0} is sold here")]
+    UnknownCapability(String),
+    #[error("{capability} is not sold: {reason}")]
+    CapabilityRefused {
+        capability: String,
+        code: &'static str,
+        reason: String,
+    },
+    #[error("{0}")]
+    Input(#[from] policy::InputRefusal),
+    #[error("no challenge issued: {0}")]
+    ChallengeRefused(String),
+    #[error("payment required: {message}")]
+    PaymentRequired {
+        /// The x402 reason (`invalid_exact_evm_payload_signature`, …) when a payment was refused.
+        reason: Option<&'static str>,
+        message: String,
+        required: Box<PaymentRequired>,
+    },
+    #[error("payment header: {0}")]
+    PaymentHeader(String),
+    #[error("payment-identifier {0:?} was used with a different payment")]
+    IdempotencyConflict(String),
+    #[error("no task {0}")]
+    TaskNotFound(String),
+    #[error("task {id} has no {what} yet (state {state:?})")]
+    NotReady {
+        id: String,
+        what: &'static str,
+        state: TaskState,
+    },
+    #[error("payment rail: {0}")]
+    Rail(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl GatewayError {
+    /// The stable machine-readable code clients match on.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            UnknownCapability(_) => "unknown_capability",
+            CapabilityRefused { code, .. } => code,
+            Input(policy::InputRefusal::TooLarge { .. }) => "input_too_large",
+            Input(policy::InputRefusal::NotAnObject) => "invalid_input",
+            Input(policy::InputRefusal::Url { .. }) => "url_refused",
+            ChallengeRefused(_) => "challenge_refused",
+            PaymentRequired { reason, .. } => reason.unwrap_or("payment_required"),
+            PaymentHeader(_) => "invalid_payment_header",
+            IdempotencyConflict(_) => "payment_identifier_conflict",
+            TaskNotFound(_) => "task_not_found",
+            NotReady { .. } => "not_ready",
+            Rail(_) => "rail_unavailable",
+            Store(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> u16 {
+        use GatewayError::*;
+        match self {
+            UnknownCapability(_) | TaskNotFound(_) => 404,
+            CapabilityRefused { .. } | ChallengeRefused(_) => 403,
+            Input(policy::InputRefusal::TooLarge { .. }) => 413,
+            Input(_) => 422,
+            PaymentRequired { .. } => 402,
+            PaymentHeader(_) => 400,
+            IdempotencyConflict(_) | NotReady { .. } => 409,
+            Rail(_) => 502,
+            Store(_) => 500,
+        }
+    }
+}
+
+/// The gateway's configuration, all server-owned.
+pub struct GatewayConfig {
+    pub policy: SalePolicy,
+    pub acceptance: AcceptancePolicy,
+    /// The rail the gateway sells on.
+    pub rail: Arc<dyn Rail>,
+    /// The rail's outbox (the same database the rail writes), read on restart.
+    pub outbox: Outbox,
+    /// Escrow rails: the key that signs split releases once the network's validator has
+    /// accepted a result. Seed 000 wants this key outside the HTTP process in production; it is
+    /// a hook here so that a remote signer can replace it.
+    pub release_signer: Option<PrivateKeySigner>,
+    /// The public base URL, e.g. `http://127.0.0.1:8080` (the x402 `resource`).
+    pub public_url: String,
+    pub label: String,
+}
+
+/// A running gateway: listings, rail, task records, the network's coordinator.
+pub struct Gateway {
+    pub policy: SalePolicy,
+    pub rail: Arc<dyn Rail>,
+    outbox: Outbox,
+    release_signer: Option<PrivateKeySigner>,
+    pub listings: BTreeMap<String, Listing>,
+    pub refused: BTreeMap<String, Refused>,
+    pub store: TaskStore,
+    coordinator: Coordinator,
+    pub metrics: Metrics,
+    pub public_url: String,
+    pub label: String,
+}
+
+/// What `POST /tasks` produced.
+pub struct Submitted {
+    pub record: TaskRecord,
+    /// The stored response of an earlier request with the same `payment-identifier`.
+    pub replay: bool,
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn now_unix() -> u64 {
+    now_ms() / 1000
+}
+
+/// Hex BLAKE3 of a JSON value's bytes (serde_json sorts object keys, so equal values give equal
+/// digests).
+pub fn digest_json(v: &impl Serialize) -> String {
+    let bytes = serde_json::to_vec(v).unwrap_or_default();
+    blake3::hash(&bytes).to_hex().to_string()
+}
+
+fn random_id() -> String {
+    let mut b = [0u8; 16];
+    // The OS RNG failing is not recoverable in any useful way; fall back to time + counter.
+    if d402_rails::evm::buyer::random_nonce()
+        .map(|n| b.copy_from_slice(&n.0[..16]))
+        .is_err()
+    {
+        b[..8].copy_from_slice(&now_ms().to_le_bytes());
+    }
+    hex::encode(b)
+}
+
+/// The `payment-identifier` id in a payload's extensions (`{"payment-identifier": {"info":
+/// {"id": …}}}`), if the buyer gave one.
+pub fn payment_identifier(payload: &PaymentPayload) -> Option<String> {
+    let ext = serde_json::to_value(&payload.extensions).ok()?;
+    let info = &ext.get(PAYMENT_IDENTIFIER)?["info"];
+    info.get("id")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty() && s.len() <= 128)
+        .map(str::to_string)
+}
+
+impl Gateway {
+    /// Builds the gateway: checks every offer against the acceptance policy and the rail before
+    /// anything is sold, opens the task database.
+    pub fn new(
+        config: GatewayConfig,
+        coordinator: Coordinator,
+        offers: Vec<d402_node::Offer>,
+        store: TaskStore,
+    ) -> Self {
+        let mut listings = BTreeMap::new();
+        let mut refused = BTreeMap::new();
+        for offer in offers {
+            match policy::list(&config.acceptance, config.rail.kind(), offer) {
+                Ok(l) => {
+                    listings.insert(l.offer.capability(), l);
+                }
+                Err(r) => {
+                    refused.insert(r.capability.clone(), r);
+                }
+            }
+        }
+        Gateway {
+            policy: config.policy,
+            rail: config.rail,
+            outbox: config.outbox,
+            release_signer: config.release_signer,
+            listings,
+            refused,
+            store,
+            coordinator,
+            metrics: Metrics::default(),
+            public_url: config.public_url,
+            label: config.label,
+        }
+    }
+
+    fn listing(&self, capability: &str) -> Result<&Listing, GatewayError> {
+        if let Some(r) = self.refused.get(capability) {
+            return Err(GatewayError::CapabilityRefused {
+                capability: capability.into(),
+                code: r.code,
+                reason: r.reason.clone(),
+            });
+        }
+        self.listings
+            .get(capability)
+            .ok_or_else(|| GatewayError::UnknownCapability(capability.into()))
+    }
+
+    /// The terms of a new task of `listing`: server-owned price, split and deadlines.
+    fn terms(&self, listing: &Listing, task_id: &str) -> Terms {
+        let bps = listing.accepted.creator_commission_bps.min(u16::MAX as u32) as u16;
+        let commission = (bps > 0).then(|| Commission {
+            wallet: listing
+                .accepted
+                .creator_wallets
+                .evm
+                .clone()
+                .unwrap_or_default(),
+            bps,
+        });
+        Terms {
+            task_id: TaskId::from_label(task_id),
+            price: self.policy.price,
+            pay_to: self.policy.pay_to.clone(),
+            commission,
+            gateway_fee: self.policy.gateway_fee,
+            max_timeout_seconds: self.policy.max_timeout_seconds,
+            deadline_unix: now_unix()
+                + self.policy.max_timeout_seconds
+                + self.policy.task_deadline.as_secs()
+                + self.policy.refund_after.as_secs(),
+        }
+    }
+
+    /// Issues a challenge for `capability` and `input` (already policy-checked): the
+    /// requirements are recorded before the 402 leaves, so a payment answering them can be tied
+    /// back to what was offered.
+    pub fn challenge(
+        &self,
+        capability: &str,
+        input: &str,
+        error: Option<(&'static str, String)>,
+    ) -> GatewayError {
+        match self.issue(capability, input, true) {
+            Ok((required, _)) => {
+                self.metrics.inc(&self.metrics.challenges);
+                let (reason, message) = match error {
+                    Some((r, m)) => (Some(r), m),
+                    None => (None, "payment required".to_string()),
+                };
+                let mut required = required;
+                required.error = Some(reason.unwrap_or("payment_required").to_string());
+                GatewayError::PaymentRequired {
+                    reason,
+                    message,
+                    required: Box::new(required),
+                }
+            }
+            Err(e) => {
+                self.metrics.inc(&self.metrics.challenges_refused);
+                e
+            }
+        }
+    }
+
+    /// The requirements for a new task of `capability`, and what they were issued for. With
+    /// `record`, the challenge is committed before it is returned (it is about to leave).
+    fn issue(
+        &self,
+        capability: &str,
+        input: &str,
+        record: bool,
+    ) -> Result<(PaymentRequired, Challenge), GatewayError> {
+        let listing = self.listing(capability)?;
+        let task_id = random_id();
+        let terms = self.terms(listing, &task_id);
+        let requirements = self.rail.challenge(&terms).map_err(|e| match e {
+            RailError::Cap(c) => GatewayError::ChallengeRefused(c.to_string()),
+            e @ RailError::CommissionOnDirectRail { .. } => {
+                GatewayError::ChallengeRefused(e.to_string())
+            }
+            e => GatewayError::Rail(e.to_string()),
+        })?;
+        let bound = self.rail.kind() != RailKind::Direct;
+        let challenge = Challenge {
+            capability: capability.to_string(),
+            task_id: bound.then(|| task_id.clone()),
+            input_digest: bound.then(|| digest_json(&input)),
+            deadline_unix: terms.deadline_unix,
+        };
+        if record && bound {
+            self.store
+                .record_challenge(&digest_json(&requirements), &challenge)?;
+        }
+        let required = PaymentRequired {
+            x402_version: X402Version2,
+            error: None,
+            resource: Some(ResourceInfo {
+                url: format!("{}/tasks", self.public_url),
+                description: Some(format!("one {capability} task")),
+                mime_type: Some("application/json".into()),
+            }),
+            accepts: vec![requirements],
+            extensions: Default::default(),
+        };
+        Ok((required, challenge))
+    }
+
+    /// The requirements a payment must answer and the challenge they came from. On a direct
+    /// rail they are the same for every task of a capability, so they are issued afresh and
+    /// the rail's checks name exactly what differs (asset, network, amount); on a split rail
+    /// they are bound to one task and must be ones this gateway recorded.
+    fn answered(
+        &self,
+        capability: &str,
+        input: &str,
+        payment: &PaymentPayload,
+    ) -> Result<Option<(PaymentRequirements, Challenge)>, GatewayError> {
+        if self.rail.kind() == RailKind::Direct {
+            let (required, challenge) = self.issue(capability, input, false)?;
+            return Ok(required.accepts.into_iter().next().map(|r| (r, challenge)));
+        }
+        Ok(
+            match self.store.challenge(&digest_json(&payment.accepted))? {
+                Some(c) if c.capability == capability => Some((payment.accepted.clone(), c)),
+                _ => None,
+            },
+        )
+    }
+
+    /// `POST /tasks`: challenge, or verify + settle + dispatch, and wait up to the policy's
+    /// wait for the result.
+    pub async fn submit(
+        self: &Arc<Self>,
+        capability: &str,
+        input: &serde_json::Value,
+        payment: Option<PaymentPayload>,
+    ) -> Result<Submitted, GatewayError> {
+        self.listing(capability)?;
+        let input = self.policy.check_input(input)?;
+        let Some(payment) = payment else {
+            return Err(self.challenge(capability, &input, None));
+        };
+        let offered = input.clone();
+        let refuse = |reason: &'static str, message: String| {
+            self.metrics.inc(&self.metrics.payments_refused);
+            Err(self.challenge(capability, &offered, Some((reason, message))))
+        };
+
+        let digest = digest_json(&payment.payload);
+        let payment_id = payment_identifier(&payment);
+        if let Some(pid) = &payment_id
+            && let Some((stored_digest, task)) = self.store.by_payment_id(pid)?
+        {
+            if stored_digest != digest {
+                return Err(GatewayError::IdempotencyConflict(pid.clone()));
+            }
+            let record = self
+                .store
+                .get(&task)?
+                .ok_or_else(|| GatewayError::TaskNotFound(task.clone()))?;
+            self.metrics.inc(&self.metrics.idempotent_replays);
+            return Ok(Submitted {
+                record: self.wait_for(record).await?,
+                replay: true,
+            });
+        }
+        if self.store.by_payment_digest(&digest)?.is_some() {
+            self.metrics.inc(&self.metrics.replays_refused);
+            return refuse(
+                "authorization_already_used",
+                "this payment was already used for a task".into(),
+            );
+        }
+
+        let Some((requirements, challenge)) = self.answered(capability, &input, &payment)? else {
+            return refuse(
+                "invalid_payment_requirements",
+                "the accepted requirements were not issued by this gateway for this capability"
+                    .into(),
+            );
+        };
+        if let Some(d) = &challenge.input_digest
+            && *d != digest_json(&input)
+        {
+            return refuse(
+                "invalid_payment_requirements",
+                "the payment is bound to a task with a different input".into(),
+            );
+        }
+
+        let verified = match self.rail.verify(&payment, &requirements).await {
+            Ok(v) => v,
+            Err(RailError::Verify(v)) => return refuse(v.reason(), v.to_string()),
+            Err(e) => return Err(GatewayError::Rail(e.to_string())),
+        };
+        let task_id = challenge.task_id.clone().unwrap_or_else(random_id);
+        let now = now_ms();
+        let mut record = TaskRecord {
+            id: task_id,
+            capability: capability.to_string(),
+            input,
+            rail: self.rail.name().to_string(),
+            state: TaskState::Verified,
+            requirements,
+            payment,
+            payment_digest: digest,
+            payment_id,
+            verified,
+            settlement: None,
+            release: None,
+            refund: None,
+            output: None,
+            receipts: Vec::new(),
+            verdict: None,
+            worker_wallet: None,
+            error: None,
+            deadline_unix: challenge.deadline_unix,
+            created_ms: now,
+            updated_ms: now,
+        };
+        // Committed before anything is sent: a crash from here on is reconciled on restart.
+        if self.store.insert_new(&record)?.is_some() {
+            self.metrics.inc(&self.metrics.replays_refused);
+            return refuse(
+                "authorization_already_used",
+                "this payment was already used for a task".into(),
+            );
+        }
+        self.metrics.inc(&self.metrics.payments_verified);
+        match self.rail.settle(&record.verified).await {
+            Ok(s) => {
+                record.settlement = Some(s);
+                self.transition(&mut record, TaskState::Settled)?;
+                self.metrics.inc(&self.metrics.payments_settled);
+            }
+            Err(RailError::Replay(_)) => {
+                record.error = Some("payment already settled for another task".into());
+                self.transition(&mut record, TaskState::Failed)?;
+                return refuse(
+                    "authorization_already_used",
+                    "this payment was already used".into(),
+                );
+            }
+            Err(e) => {
+                // Left `Verified`: the outbox holds the intent and a restart reconciles it.
+                record.error = Some(e.to_string());
+                self.store.put(&record)?;
+                return Err(GatewayError::Rail(e.to_string()));
+            }
+        }
+        self.spawn_run(record.clone());
+        Ok(Submitted {
+            record: self.wait_for(record).await?,
+            replay: false,
+        })
+    }
+
+    /// Waits up to the policy's wait for a task to leave the states before delivery.
+    async fn wait_for(&self, record: TaskRecord) -> Result<TaskRecord, GatewayError> {
+        let until = tokio::time::Instant::now() + self.policy.wait;
+        let mut record = record;
+        while matches!(
+            record.state,
+            TaskState::Verified | TaskState::Settled | TaskState::Validated
+        ) && tokio::time::Instant::now() < until
+        {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            if let Some(r) = self.store.get(&record.id)? {
+                record = r;
+            }
+        }
+        Ok(record)
+    }
+
+    fn transition(&self, r: &mut TaskRecord, state: TaskState) -> Result<(), StoreError> {
+        r.state = state;
+        r.updated_ms = now_ms();
+        self.store.put(r)
+    }
+
+    fn spawn_run(self: &Arc<Self>, record: TaskRecord) {
+        let gw = Arc::clone(self);
+        tokio::spawn(async move {
+            let id = record.id.clone();
+            if let Err(e) = gw.run(record).await {
+                eprintln!("{}: task {id}: {e}", gw.label);
+            }
+        });
+    }
+
+    /// Runs a settled task through the network, then releases the split or arranges the refund.
+    async fn run(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
+        if record.state == TaskState::Settled {
+            let listing = self.listing(&record.capability)?.clone();
+            let spec = TaskSpec {
+                mode: listing.mode,
+                fanout: listing.fanout,
+                quorum: listing.quorum,
+                deadline: self.policy.task_deadline,
+                budget: u64::try_from(self.policy.worker_budget.get()).unwrap_or(u64::MAX),
+                ..TaskSpec::new(record.id.clone(), record.input.clone(), &listing.offer)
+            };
+            self.metrics.inc(&self.metrics.tasks_dispatched);
+            match self.coordinator.submit(&listing.offer, spec).await {
+                Ok(outcome) if outcome.output.len() <= self.policy.max_output_bytes => {
+                    record.output = Some(outcome.output.clone());
+                    record.receipts = outcome
+                        .receipts
+                        .iter()
+                        .filter_map(|r| serde_json::to_value(r).ok())
+                        .collect();
+                    record.verdict = outcome
+                        .verdict
+                        .as_ref()
+                        .and_then(|v| serde_json::to_value(v).ok());
+                    record.worker_wallet =
+                        outcome.payout_wallets.iter().find_map(|w| w.evm.clone());
+                    self.transition(&mut record, TaskState::Validated)?;
+                }
+                Ok(outcome) => {
+                    record.error = Some(format!(
+                        "output of {} bytes exceeds the gateway's limit of {}",
+                        outcome.output.len(),
+                        self.policy.max_output_bytes
+                    ));
+                    return self.fail(record).await;
+                }
+                Err(e) => {
+                    record.error = Some(e.to_string());
+                    return self.fail(record).await;
+                }
+            }
+        }
+        if record.state == TaskState::Validated {
+            self.release(record).await?;
+        }
+        Ok(())
+    }
+
+    /// Pays the split of a validated task (escrow rails) and marks it delivered.
+    async fn release(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
+        if self.rail.kind() == RailKind::TaskEscrow {
+            let (Some(signer), Some(worker)) = (&self.release_signer, &record.worker_wallet) else {
+                record.error = Some(
+                    "no release signer or no worker EVM wallet: the escrow is refunded instead"
+                        .into(),
+                );
+                return self.fail(record).await;
+            };
+            let terms: EscrowTerms = record
+                .requirements
+                .extra
+                .as_ref()
+                .and_then(|e| e.get("terms"))
+                .and_then(|t| serde_json::from_value(t.clone()).ok())
+                .ok_or_else(|| GatewayError::Rail("escrow terms missing".into()))?;
+            let worker: Address = worker
+                .parse()
+                .map_err(|_| GatewayError::Rail(format!("worker wallet {worker} is invalid")))?;
+            let escrow: Address = record
+                .requirements
+                .pay_to
+                .parse()
+                .map_err(|_| GatewayError::Rail("escrow address invalid".into()))?;
+            let chain_id: u64 = record
+                .requirements
+                .network
+                .reference()
+                .parse()
+                .map_err(|_| GatewayError::Rail("network is not eip155".into()))?;
+            let signature = sign_release(signer, chain_id, escrow, &terms, worker)
+                .map_err(|e| GatewayError::Rail(e.to_string()))?;
+            let release = Release::Task {
+                task_id: TaskId::from_label(&record.id),
+                worker: worker.to_string(),
+                validator_signature: signature,
+            };
+            match self.rail.finalize(&release).await {
+                Ok(s) => record.release = Some(s),
+                // Recorded by an earlier attempt: the outbox reconciles it.
+                Err(RailError::Replay(_)) => {}
+                Err(e) => {
+                    record.error = Some(e.to_string());
+                    self.store.put(&record)?;
+                    return Err(GatewayError::Rail(e.to_string()));
+                }
+            }
+        }
+        self.transition(&mut record, TaskState::Delivered)?;
+        self.metrics.inc(&self.metrics.tasks_delivered);
+        Ok(())
+    }
+
+    /// A paid task failed: escrows are refunded after their deadline; a direct payment has no
+    /// on-chain refund path and is recorded as owed.
+    async fn fail(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
+        self.metrics.inc(&self.metrics.tasks_failed);
+        if self.rail.kind() == RailKind::TaskEscrow {
+            self.transition(&mut record, TaskState::RefundPending)?;
+            self.refund_when_due(record).await
+        } else {
+            let e = record.error.take().unwrap_or_default();
+            record.error = Some(format!("{e}; the direct payment is owed back to the buyer"));
+            self.transition(&mut record, TaskState::Failed)?;
+            Ok(())
+        }
+    }
+
+    async fn refund_when_due(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
+        let wait = record
+            .deadline_unix
+            .saturating_add(1)
+            .saturating_sub(now_unix());
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        match self.rail.refund(&TaskId::from_label(&record.id)).await {
+            Ok(s) => {
+                record.refund = Some(s);
+                self.transition(&mut record, TaskState::Refunded)?;
+                self.metrics.inc(&self.metrics.tasks_refunded);
+                Ok(())
+            }
+            Err(e) => Err(GatewayError::Rail(e.to_string())),
+        }
+    }
+
+    /// On start: reconciles the rail's outbox with the chain, then resumes every task that was
+    /// in flight, so that each paid task ends delivered or refunded.
+    pub async fn resume(self: &Arc<Self>) -> Result<usize, GatewayError> {
+        self.rail
+            .reconcile()
+            .await
+            .map_err(|e| GatewayError::Rail(e.to_string()))?;
+        let mut resumed = 0;
+        for mut record in self.store.all()? {
+            if !record.state.in_flight() {
+                continue;
+            }
+            resumed += 1;
+            if record.state == TaskState::Verified {
+                match self.outbox.get(&record.verified.settlement_id) {
+                    Ok(Some(s)) if s.state == SettlementState::Confirmed => {
+                        self.transition(&mut record, TaskState::Settled)?;
+                    }
+                    Ok(Some(s)) if matches!(s.state, SettlementState::Failed { .. }) => {
+                        record.error = Some("settlement failed: nothing was charged".into());
+                        self.transition(&mut record, TaskState::Failed)?;
+                        continue;
+                    }
+                    Ok(Some(_)) => continue, // still in flight: the next reconcile decides
+                    Ok(None) => match self.rail.settle(&record.verified).await {
+                        Ok(s) => {
+                            record.settlement = Some(s);
+                            self.transition(&mut record, TaskState::Settled)?;
+                        }
+                        Err(e) => {
+                            record.error = Some(e.to_string());
+                            self.transition(&mut record, TaskState::Failed)?;
+                            continue;
+                        }
+                    },
+                    Err(e) => return Err(GatewayError::Rail(e.to_string())),
+                }
+            }
+            let gw = Arc::clone(self);
+            tokio::spawn(async move {
+                let id = record.id.clone();
+                let r = if record.state == TaskState::RefundPending {
+                    gw.refund_when_due(record).await
+                } else {
+                    gw.run(record).await
+                };
+                if let Err(e) = r {
+                    eprintln!("{}: resuming task {id}: {e}", gw.label);
+                }
+            });
+        }
+        Ok(resumed)
+    }
+}
+
+/// Encodes a 402 body for the `PAYMENT-REQUIRED` header: base64 of its JSON.
+pub fn encode_header(v: &impl Serialize) -> String {
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// Decodes a `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1) header into a v2 payload. A v1
+/// payload (`{x402Version: 1, scheme, network, payload}`) is answered against `issued`, the
+/// requirements a direct rail issues for every task alike.
+pub fn decode_payment(
+    header: &str,
+    issued: Option<&PaymentRequirements>,
+) -> Result<PaymentPayload, GatewayError> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(header.trim())
+        .map_err(|e| GatewayError::PaymentHeader(format!("not base64: {e}")))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| GatewayError::PaymentHeader(format!("not JSON: {e}")))?;
+    match value.get("x402Version").and_then(|v| v.as_u64()) {
+        Some(2) => serde_json::from_value(value)
+            .map_err(|e| GatewayError::PaymentHeader(format!("not an x402 v2 payload: {e}"))),
+        Some(1) => {
+            let issued = issued.ok_or_else(|| {
+                GatewayError::PaymentHeader(
+                    "x402 v1 payments are accepted on direct rails only".into(),
+                )
+            })?;
+            if value.get("scheme").and_then(|s| s.as_str()) != Some(issued.scheme.as_str()) {
+                return Err(GatewayError::PaymentHeader(format!(
+                    "v1 payment scheme is not {}",
+                    issued.scheme
+                )));
+            }
+            Ok(d402_rails::evm::buyer::payment_payload(
+                issued,
+                value.get("payload").cloned().unwrap_or_default(),
+            ))
+        }
+        _ => Err(GatewayError::PaymentHeader(
+            "x402Version must be 1 or 2".into(),
+        )),
+    }
+}

@@ -1,0 +1,9 @@
+//! The d402 gateway and buyer client as a library, so that the `d402` binary, the devnet and the
+//! end-to-end tests share one implementation.
+//!
+//! - [`gateway`]: sells the peer network's capabilities over HTTP for x402 payments.
+//! - [`client`]: a buyer that answers a 402, pays within a spend cap and waits for the result.
+#![deny(unsafe_code)]
+
+pub mod client;
+pub mod gateway;

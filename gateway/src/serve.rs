@@ -1,0 +1,247 @@
+//! The gateway role of `d402 node` (seed 001, "Run a gateway"): turns the gateway flags into a
+//! [`d402_gateway::gateway::Gateway`] on a rail and serves its HTTP API beside the node.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use alloy::primitives::Address;
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, anyhow, bail};
+use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore, api};
+use d402_node::{Node, Offer};
+use d402_rails::evm::direct::BaseDirect;
+use d402_rails::evm::escrow::BaseTaskEscrow;
+use d402_rails::evm::{Asset, EvmChain};
+use d402_rails::{Atomic, GatewayFee, Outbox, Rail, SafetyCaps};
+use d402_registry::{AcceptancePolicy, Manifest, Registration};
+
+/// The payment rails a gateway can sell on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PaymentRail {
+    BaseX402Direct,
+    BaseTaskEscrow,
+    /// Built by the Solana rails; accepted here so that configurations can name it.
+    SolanaDirect,
+    SolanaTaskEscrow,
+}
+
+/// Everything the gateway role needs, resolved from the flags.
+pub struct GatewaySettings {
+    pub http_host: String,
+    pub http_port: u16,
+    pub rail: PaymentRail,
+    pub price: String,
+    pub budget: Option<String>,
+    pub fee_bps: u16,
+    pub sells: Vec<String>,
+    pub publish: Vec<PathBuf>,
+    pub acceptance: AcceptancePolicy,
+    pub evm_rpc_url: Option<String>,
+    pub evm_token: Option<String>,
+    pub evm_token_name: String,
+    pub evm_token_version: String,
+    pub evm_token_decimals: u8,
+    pub escrow: Option<String>,
+    pub escrow_validator: Option<String>,
+    pub facilitator_key: Option<String>,
+    pub release_key: Option<String>,
+    pub gateway_wallet: Option<String>,
+    pub allow_private_targets: bool,
+    pub wait_ms: u64,
+}
+
+/// A private key from a file holding hex, or from hex given directly.
+pub fn load_key(flag: &str, value: &str) -> anyhow::Result<PrivateKeySigner> {
+    let text = if Path::new(value).is_file() {
+        std::fs::read_to_string(value).with_context(|| format!("{flag}: reading {value}"))?
+    } else {
+        value.to_string()
+    };
+    text.trim()
+        .parse::<PrivateKeySigner>()
+        .map_err(|_| anyhow!("{flag}: not a secp256k1 private key (hex)"))
+}
+
+fn address(flag: &str, value: &str) -> anyhow::Result<Address> {
+    value
+        .parse::<Address>()
+        .map_err(|_| anyhow!("{flag} {value:?}: not an EVM address"))
+}
+
+/// Reads a published capability from `dir`: `registration.json`, `manifest.json` and
+/// `component.wasm` (what `d402 capability register --wasm` produces, under these names).
+pub fn read_published(node: &Node, dir: &Path) -> anyhow::Result<Offer> {
+    let read = |name: &str| {
+        std::fs::read(dir.join(name))
+            .with_context(|| format!("--publish: reading {}", dir.join(name).display()))
+    };
+    let registration = Registration::from_json(&read("registration.json")?)
+        .map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+    let manifest = Manifest::from_json(&read("manifest.json")?)
+        .map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+    let component = read("component.wasm")?;
+    Offer::publish(
+        node.coordinator().store(),
+        registration,
+        manifest,
+        &component,
+    )
+    .map_err(|e| anyhow!("{}: {e}", dir.display()))
+}
+
+/// Builds the rail, the gateway and its listener; returns the gateway and the bound listener
+/// (so the caller can print the real port before serving).
+pub async fn start(
+    node: &Node,
+    state: &Path,
+    s: GatewaySettings,
+) -> anyhow::Result<(Arc<Gateway>, tokio::net::TcpListener)> {
+    let rpc = s
+        .evm_rpc_url
+        .as_deref()
+        .ok_or_else(|| anyhow!("--payment {:?} needs --evm-rpc-url", s.rail))?;
+    let rpc: url::Url = rpc.parse().context("--evm-rpc-url")?;
+    let token = address(
+        "--evm-token",
+        s.evm_token
+            .as_deref()
+            .ok_or_else(|| anyhow!("the gateway needs --evm-token"))?,
+    )?;
+    let chain_id = ProviderBuilder::new()
+        .connect_http(rpc.clone())
+        .get_chain_id()
+        .await
+        .with_context(|| format!("asking {rpc} for its chain id"))?;
+    let chain = EvmChain {
+        rpc_url: rpc,
+        chain_id,
+        asset: Asset {
+            address: token,
+            name: s.evm_token_name.clone(),
+            version: s.evm_token_version.clone(),
+            decimals: s.evm_token_decimals,
+        },
+    };
+    let facilitator = load_key(
+        "--facilitator-key",
+        s.facilitator_key.as_deref().ok_or_else(|| {
+            anyhow!("the gateway needs --facilitator-key (it pays settlement gas)")
+        })?,
+    )?;
+    let wallet = match &s.gateway_wallet {
+        Some(w) => address("--gateway-wallet", w)?,
+        None => facilitator.address(),
+    };
+    let decimals = s.evm_token_decimals;
+    let price = Atomic::parse_price(&s.price, decimals).context("--gateway-price")?;
+    let budget = match &s.budget {
+        Some(b) => Atomic::parse_price(b, decimals).context("--gateway-budget")?,
+        None => price,
+    };
+    if budget > price {
+        bail!("--gateway-budget ({budget}) is more than --gateway-price ({price})");
+    }
+    let caps = SafetyCaps::from_env(decimals).map_err(|e| anyhow!("{e}"))?;
+    std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    let outbox = Outbox::open(&state.join("outbox.redb")).map_err(|e| anyhow!("{e}"))?;
+    let (rail, release_signer): (Arc<dyn Rail>, _) = match s.rail {
+        PaymentRail::BaseX402Direct => (
+            Arc::new(BaseDirect::new(chain, &facilitator, outbox.clone(), caps)),
+            None,
+        ),
+        PaymentRail::BaseTaskEscrow => {
+            let escrow = address(
+                "--escrow-address",
+                s.escrow
+                    .as_deref()
+                    .ok_or_else(|| anyhow!("base-task-escrow needs --escrow-address"))?,
+            )?;
+            let release = s
+                .release_key
+                .as_deref()
+                .map(|k| load_key("--release-key", k))
+                .transpose()?;
+            let validator = match (&s.escrow_validator, &release) {
+                (Some(v), _) => address("--escrow-validator", v)?,
+                (None, Some(k)) => k.address(),
+                (None, None) => bail!("base-task-escrow needs --escrow-validator or --release-key"),
+            };
+            (
+                Arc::new(BaseTaskEscrow::new(
+                    chain,
+                    escrow,
+                    validator,
+                    &facilitator,
+                    wallet,
+                    outbox.clone(),
+                    caps,
+                )),
+                release,
+            )
+        }
+        PaymentRail::SolanaDirect | PaymentRail::SolanaTaskEscrow => {
+            bail!(
+                "--payment {:?}: the Solana rails are not in this build yet",
+                s.rail
+            )
+        }
+    };
+
+    let mut offers = Vec::new();
+    for dir in &s.publish {
+        offers.push(read_published(node, dir)?);
+    }
+    for want in &s.sells {
+        if !offers.iter().any(|o| &o.capability() == want) {
+            bail!("--offer {want}: no --publish directory holds it");
+        }
+    }
+    if !s.sells.is_empty() {
+        offers.retain(|o| s.sells.contains(&o.capability()));
+    }
+    let listener = tokio::net::TcpListener::bind((s.http_host.as_str(), s.http_port))
+        .await
+        .with_context(|| format!("binding {}:{}", s.http_host, s.http_port))?;
+    let local = listener.local_addr()?;
+    let store = TaskStore::open(&state.join("gateway.redb")).map_err(|e| anyhow!("{e}"))?;
+    let policy = SalePolicy {
+        price,
+        worker_budget: budget,
+        gateway_fee: GatewayFee::Bps(s.fee_bps),
+        pay_to: wallet.to_checksum(None),
+        allow_private_targets: s.allow_private_targets,
+        asset: token.to_checksum(None),
+        decimals,
+        wait: std::time::Duration::from_millis(s.wait_ms),
+        ..SalePolicy::default()
+    };
+    let gw = Arc::new(Gateway::new(
+        GatewayConfig {
+            policy,
+            acceptance: s.acceptance,
+            rail,
+            outbox,
+            release_signer,
+            public_url: format!("http://{local}"),
+            label: node.label().to_string(),
+        },
+        node.coordinator().clone(),
+        offers,
+        store,
+    ));
+    gw.resume()
+        .await
+        .map_err(|e| anyhow!("resuming tasks: {e}"))?;
+    Ok((gw, listener))
+}
+
+/// Serves the API until Ctrl-C.
+pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    api::serve(gw, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving HTTP")
+}

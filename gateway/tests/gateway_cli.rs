@@ -1,0 +1,194 @@
+//! `d402 node --http-port …` as a real gateway process on anvil, and `d402 client` as a real
+//! buyer process: the client pays within its spend cap and prints the validated result, and
+//! refuses to pay above it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use d402_evm_chain::Anvil;
+use d402_host::Identity;
+use d402_network_support::*;
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gateway_process_sells_to_the_client_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let anvil = Anvil::start(4).await.expect("anvil (run scripts/setup.sh)");
+    let (deployer, facilitator, buyer) = (&anvil.keys[0], &anvil.keys[1], &anvil.keys[2]);
+    let chain = anvil.deploy_test_usd(deployer).await.unwrap();
+    let token = chain.asset.address;
+    anvil
+        .mint(deployer, token, buyer.address(), 1_000_000)
+        .await
+        .unwrap();
+
+    // Workers and a validator in process; the gateway joins them through the bootstrap.
+    let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
+    let worker = start(
+        dir,
+        "worker",
+        &[&bootstrap],
+        Some(worker_config(&[MERKLE], fetch_snapshotter())),
+        &[],
+    )
+    .await;
+    let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE]).await;
+    wait_discovered(&bootstrap, &[&worker, &validator]).await;
+
+    // What a capability author hands a gateway operator: registration, manifest, component.
+    let publish = dir.join("merkle");
+    std::fs::create_dir_all(&publish).unwrap();
+    let offer = merkle_offer(&bootstrap);
+    let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
+    std::fs::write(
+        publish.join("registration.json"),
+        serde_json::to_vec(&offer.registration).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        publish.join("manifest.json"),
+        serde_json::to_vec(&offer.manifest).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(publish.join("component.wasm"), &bytes).unwrap();
+    let owner = Identity::from_seed([42; 32]).public_id();
+    let pay_to = anvil.keys[3].address();
+
+    let facilitator_hex = alloy::hex::encode(facilitator.to_bytes());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))
+        .arg("node")
+        .args([
+            "--label",
+            "gateway-1",
+            "--state",
+            dir.join("gw").to_str().unwrap(),
+        ])
+        .args(["--peer", &bootstrap.listen_addr().to_string()])
+        .args(["--http-host", "127.0.0.1", "--http-port", "0"])
+        .args([
+            "--payment",
+            "base-x402-direct",
+            "--gateway-price",
+            "$0.01",
+            "--gateway-budget",
+            "0.01",
+        ])
+        .args([
+            "--offer",
+            MERKLE,
+            "--require-capability-registration",
+            "true",
+        ])
+        .args([
+            "--require-signed-capability-registration",
+            "true",
+            "--max-creator-commission-bps",
+            "2000",
+        ])
+        .args(["--trust-namespace", &format!("merkle={owner}")])
+        .args(["--publish", publish.to_str().unwrap()])
+        .args([
+            "--evm-rpc-url",
+            anvil.url.as_str(),
+            "--evm-token",
+            &token.to_string(),
+        ])
+        .args(["--evm-token-name", "Test USD", "--evm-token-version", "2"])
+        .args([
+            "--facilitator-key",
+            &facilitator_hex,
+            "--gateway-wallet",
+            &pay_to.to_string(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _gateway = Killed(child);
+    let info: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(info["role"], "gateway");
+    assert_eq!(info["sells"][0], MERKLE);
+    let url = info["http"].as_str().unwrap().to_string();
+    let gw_node = start(dir, "probe", &[&bootstrap], None, &[]).await;
+    wait_discovered(&bootstrap, &[&gw_node]).await;
+
+    let d402 = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_d402"))
+            .arg("client")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = d402(&["discover", "--gateway", &url]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["capabilities"][0]["price"], "10000");
+
+    let buyer_hex = alloy::hex::encode(buyer.to_bytes());
+    let input = merkle_input("cli-leaf");
+    // Above the spend cap: nothing is paid.
+    let out = d402(&[
+        "run",
+        "--gateway",
+        &url,
+        "--capability",
+        MERKLE,
+        "--input",
+        &input,
+        "--wallet",
+        &buyer_hex,
+        "--max-spend",
+        "$0.005",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spend cap"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(anvil.balance(token, pay_to).await.unwrap(), 0);
+
+    let out = d402(&[
+        "run",
+        "--gateway",
+        &url,
+        "--capability",
+        MERKLE,
+        "--input",
+        &input,
+        "--wallet",
+        &buyer_hex,
+        "--max-spend",
+        "$0.05",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["result"]["valid"], true, "{r}");
+    assert!(r["receipt"]["signature"].is_string());
+    assert_eq!(anvil.balance(token, pay_to).await.unwrap(), 10_000);
+    assert_eq!(
+        anvil.balance(token, buyer.address()).await.unwrap(),
+        990_000
+    );
+}

@@ -1,0 +1,685 @@
+//! The gateway end to end over real HTTP: a real anvil with the test token, real nodes on
+//! 127.0.0.1 (bootstrap, worker, validator, gateway), a buyer paying x402 v2 challenges with
+//! EIP-3009 signatures, and balances read back from the chain.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use base64::Engine;
+use d402_evm_chain::Anvil;
+use d402_gateway::gateway::api::{self, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
+use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore};
+use d402_host::Identity;
+use d402_network_support::*;
+use d402_node::{Node, Offer};
+use d402_rails::evm::EvmChain;
+use d402_rails::evm::buyer::{self, AuthorizationKind};
+use d402_rails::evm::direct::BaseDirect;
+use d402_rails::evm::escrow::BaseTaskEscrow;
+use d402_rails::{Atomic, GatewayFee, Outbox, PaymentPayload, PaymentRequired, Rail, SafetyCaps};
+use d402_registry::registration::{Terms, register};
+use d402_registry::{AcceptancePolicy, CreatorWallets};
+use serde_json::{Value, json};
+
+const PRICE: u128 = 10_000; // $0.01 of a 6-decimals token
+const BUYER_FUNDS: u128 = 100_000_000;
+
+fn b64(v: &impl serde::Serialize) -> String {
+    base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).unwrap())
+}
+
+fn unb64<T: serde::de::DeserializeOwned>(s: &str) -> T {
+    serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(s).unwrap()).unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+fn publisher() -> Identity {
+    Identity::from_seed([42; 32])
+}
+
+/// Publishes merkle.verify_proof@1 from `node` with the given commission and creator wallet.
+fn merkle_with_commission(node: &Node, bps: u32, creator: Option<Address>, sign: bool) -> Offer {
+    let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
+    let manifest = manifest(MERKLE, &bytes);
+    let mut registration = register(
+        &manifest,
+        &publisher(),
+        Terms {
+            namespace: manifest.namespace().to_string(),
+            namespace_proof: None,
+            creator_commission_bps: bps,
+            creator_wallets: CreatorWallets {
+                solana: None,
+                evm: creator.map(|c| c.to_checksum(None)),
+            },
+            issued_at: 1_767_225_600_000,
+        },
+    )
+    .unwrap();
+    if !sign {
+        registration.signature = "00".repeat(64);
+    }
+    if sign {
+        Offer::publish(node.coordinator().store(), registration, manifest, &bytes).unwrap()
+    } else {
+        // `Offer::publish` checks the signature itself; an unsigned offer is built by hand to
+        // show the gateway refuses it on its own.
+        let (manifest_cid, _) = manifest.canonical().unwrap();
+        Offer {
+            registration_cid: registration.cid().unwrap(),
+            registration,
+            manifest,
+            manifest_cid,
+        }
+    }
+}
+
+fn trust_publisher(namespaces: &[&str]) -> AcceptancePolicy {
+    let mut p = AcceptancePolicy::default();
+    for ns in namespaces {
+        p = p.trust(ns, &publisher().public_id());
+    }
+    p.required_rails = vec![d402_registry::wallet::Rail::Evm];
+    p
+}
+
+struct Chain {
+    anvil: Anvil,
+    chain: EvmChain,
+    deployer: PrivateKeySigner,
+    facilitator: PrivateKeySigner,
+    buyer: PrivateKeySigner,
+    others: Vec<PrivateKeySigner>,
+}
+
+async fn chain() -> Chain {
+    let anvil = Anvil::start(10)
+        .await
+        .expect("anvil (run scripts/setup.sh)");
+    let mut keys = anvil.keys.clone();
+    let deployer = keys.remove(0);
+    let facilitator = keys.remove(0);
+    let buyer = keys.remove(0);
+    let chain = anvil.deploy_test_usd(&deployer).await.unwrap();
+    anvil
+        .mint(&deployer, chain.asset.address, buyer.address(), BUYER_FUNDS)
+        .await
+        .unwrap();
+    Chain {
+        anvil,
+        chain,
+        deployer,
+        facilitator,
+        buyer,
+        others: keys,
+    }
+}
+
+impl Chain {
+    async fn balance(&self, who: Address) -> u128 {
+        self.anvil
+            .balance(self.chain.asset.address, who)
+            .await
+            .unwrap()
+    }
+}
+
+/// A local network: bootstrap, one merkle worker paid at `worker_wallet`, a validator, and the
+/// gateway's own node.
+struct Network {
+    _nodes: Vec<Node>,
+    gateway_node: Node,
+}
+
+async fn network(dir: &std::path::Path, worker_wallet: Address) -> Network {
+    let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
+    let mut config = worker_config(&[MERKLE], fetch_snapshotter());
+    config.payout_wallets.evm = Some(worker_wallet.to_checksum(None));
+    let worker = start(dir, "worker", &[&bootstrap], Some(config), &[]).await;
+    let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE]).await;
+    let gateway_node = start(dir, "gateway", &[&bootstrap], None, &[]).await;
+    let everyone = [&bootstrap, &worker, &validator, &gateway_node];
+    for n in everyone {
+        wait_discovered(n, &everyone).await;
+    }
+    Network {
+        _nodes: vec![bootstrap, worker, validator],
+        gateway_node,
+    }
+}
+
+/// A gateway served on a free port of 127.0.0.1; returns its base URL.
+async fn serve(
+    dir: &std::path::Path,
+    node: &Node,
+    (rail, outbox): (Arc<dyn Rail>, Outbox),
+    offers: Vec<Offer>,
+    acceptance: AcceptancePolicy,
+    policy: SalePolicy,
+    release_signer: Option<PrivateKeySigner>,
+) -> (String, Arc<Gateway>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let store = TaskStore::open(&dir.join("gateway-tasks.redb")).unwrap();
+    let gw = Arc::new(Gateway::new(
+        GatewayConfig {
+            policy,
+            acceptance,
+            rail,
+            outbox,
+            release_signer,
+            public_url: url.clone(),
+            label: "gateway".into(),
+        },
+        node.coordinator().clone(),
+        offers,
+        store,
+    ));
+    gw.resume().await.unwrap();
+    let served = Arc::clone(&gw);
+    tokio::spawn(async move {
+        api::serve(served, listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+    (url, gw)
+}
+
+fn policy(c: &Chain, pay_to: Address) -> SalePolicy {
+    SalePolicy {
+        price: Atomic::new(PRICE),
+        worker_budget: Atomic::new(PRICE),
+        pay_to: pay_to.to_checksum(None),
+        asset: c.chain.asset.address.to_checksum(None),
+        max_input_bytes: 4096,
+        ..SalePolicy::default()
+    }
+}
+
+struct Reply {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+async fn post_task(url: &str, body: &Value, payment: Option<&PaymentPayload>) -> Reply {
+    let mut req = reqwest::Client::new()
+        .post(format!("{url}/tasks"))
+        .json(body);
+    if let Some(p) = payment {
+        req = req.header(PAYMENT_SIGNATURE, b64(p));
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.json().await.unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn challenge_of(r: &Reply) -> PaymentRequired {
+    assert_eq!(r.status, 402, "{}", r.body);
+    unb64(r.headers[PAYMENT_REQUIRED].to_str().unwrap())
+}
+
+fn with_payment_id(mut p: PaymentPayload, id: &str) -> PaymentPayload {
+    let mut v = serde_json::to_value(&p).unwrap();
+    v["extensions"] = json!({"payment-identifier": {"info": {"id": id}}});
+    p = serde_json::from_value(v).unwrap();
+    p
+}
+
+/// `base-x402-direct`: discovery, a paid merkle task end to end with the money on chain, and
+/// every way a payment is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let c = chain().await;
+    let pay_to = c.others[0].address();
+    let net = network(tmp.path(), c.others[1].address()).await;
+    let outbox = Outbox::open(&tmp.path().join("outbox.redb")).unwrap();
+    let rail = Arc::new(BaseDirect::new(
+        c.chain.clone(),
+        &c.facilitator,
+        outbox.clone(),
+        SafetyCaps::default(),
+    ));
+    let offer = merkle_offer(&net.gateway_node);
+    let (url, _gw) = serve(
+        tmp.path(),
+        &net.gateway_node,
+        (rail, outbox),
+        vec![offer],
+        trust_publisher(&["merkle"]),
+        policy(&c, pay_to),
+        None,
+    )
+    .await;
+    let http = reqwest::Client::new();
+
+    // Discovery.
+    let health: Value = http
+        .get(format!("{url}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let wk: Value = http
+        .get(format!("{url}/.well-known/d402-gateway.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wk["capabilities"][0]["id"], MERKLE);
+    assert_eq!(wk["capabilities"][0]["price"], PRICE.to_string());
+    assert_eq!(wk["capabilities"][0]["mode"], "single");
+    assert_eq!(wk["paymentRails"][0]["name"], "base-x402-direct");
+    assert_eq!(wk["paymentRails"][0]["network"], "eip155:31337");
+    let spec: Value = http
+        .get(format!("{url}/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        spec["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        spec["openapi"]
+    );
+    assert!(spec["paths"]["/tasks"]["post"].is_object());
+
+    // 402 with a v2 challenge; the client's own "price" is ignored (server-owned policy).
+    let body = json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input("leaf-1")).unwrap(), "price": "1"});
+    let r = post_task(&url, &body, None).await;
+    let required = challenge_of(&r);
+    assert_eq!(required.accepts.len(), 1);
+    let req = required.accepts[0].clone();
+    assert_eq!(req.scheme, "exact");
+    assert_eq!(req.amount, PRICE.to_string());
+    assert_eq!(req.network.to_string(), "eip155:31337");
+    assert_eq!(req.extra.as_ref().unwrap()["name"], "Test USD");
+    assert!(required.resource.unwrap().url.ends_with("/tasks"));
+
+    // Pay: 200 with the validated result and a receipt; money moved buyer → payTo.
+    let paid = Instant::now();
+    let payment = with_payment_id(
+        buyer::pay_exact(&c.buyer, &req, now()).unwrap(),
+        "pay_0123456789abcdef",
+    );
+    let r = post_task(&url, &body, Some(&payment)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eprintln!("paid merkle task on base-x402-direct: {:?}", paid.elapsed());
+    assert_eq!(r.body["status"], "delivered");
+    assert_eq!(r.body["result"]["valid"], true, "{}", r.body);
+    assert!(r.body["receipt"]["signature"].is_string());
+    assert!(r.body["verdict"]["signature"].is_string());
+    let pr: Value = unb64(r.headers[api::PAYMENT_RESPONSE].to_str().unwrap());
+    assert_eq!(pr["success"], true);
+    assert_eq!(c.balance(pay_to).await, PRICE);
+    assert_eq!(c.balance(c.buyer.address()).await, BUYER_FUNDS - PRICE);
+    let task_url = r.body["url"].as_str().unwrap().to_string();
+    let got: Value = http
+        .get(&task_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["status"], "delivered");
+    let result: Value = http
+        .get(format!("{task_url}/result"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(result["valid"], true);
+    let receipt = http
+        .get(format!("{task_url}/receipt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(receipt.status(), 200);
+
+    // Same payment-identifier, same payload: the stored response, charged once.
+    let again = post_task(&url, &body, Some(&payment)).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.headers["x-d402-idempotent-replay"], "true");
+    assert_eq!(again.body["taskId"], r.body["taskId"]);
+    assert_eq!(c.balance(pay_to).await, PRICE);
+
+    // Same id, different payload: 409.
+    let other = with_payment_id(
+        buyer::pay_exact(&c.buyer, &req, now()).unwrap(),
+        "pay_0123456789abcdef",
+    );
+    let conflict = post_task(&url, &body, Some(&other)).await;
+    assert_eq!(conflict.status, 409);
+    assert_eq!(conflict.body["code"], "payment_identifier_conflict");
+
+    // The same payment without the id: a replay, refused with a fresh challenge.
+    let mut bare = payment.clone();
+    bare.extensions = Default::default();
+    let replay = post_task(&url, &body, Some(&bare)).await;
+    assert_eq!(replay.status, 402);
+    assert_eq!(replay.body["code"], "authorization_already_used");
+    assert_eq!(
+        challenge_of(&replay).error.as_deref(),
+        Some("authorization_already_used")
+    );
+
+    // Refusals, each with its x402 reason; nothing moves.
+    let under = {
+        let mut cheaper = req.clone();
+        cheaper.amount = (PRICE - 1).to_string();
+        let mut p = buyer::pay_exact(&c.buyer, &cheaper, now()).unwrap();
+        p.accepted = req.clone();
+        p
+    };
+    let wrong_asset = {
+        let mut r2 = req.clone();
+        r2.asset = c.others[5].address().to_checksum(None);
+        buyer::pay_exact(&c.buyer, &r2, now()).unwrap()
+    };
+    let wrong_network = {
+        let mut r2 = req.clone();
+        r2.network = "eip155:8453".parse().unwrap();
+        buyer::pay_exact(&c.buyer, &r2, now()).unwrap()
+    };
+    let expired = buyer::sign_authorization(
+        &c.buyer,
+        &req,
+        AuthorizationKind::Transfer,
+        now() - 4000,
+        now() - 3000,
+        buyer::random_nonce().unwrap(),
+    )
+    .unwrap();
+    let bad_signature = {
+        let mut p = buyer::pay_exact(&c.buyer, &req, now()).unwrap();
+        let sig = p.payload["signature"].as_str().unwrap().to_string();
+        // Change one hex digit of `r`: the signature then recovers to someone else (or no one).
+        let digit = if &sig[10..11] == "a" { "b" } else { "a" };
+        p.payload["signature"] = json!(format!("{}{digit}{}", &sig[..10], &sig[11..]));
+        p
+    };
+    for (name, p, reason) in [
+        (
+            "underpayment",
+            under,
+            "invalid_exact_evm_payload_authorization_value",
+        ),
+        ("wrong asset", wrong_asset, "asset_mismatch"),
+        ("wrong network", wrong_network, "invalid_network"),
+        (
+            "expired",
+            expired,
+            "invalid_exact_evm_payload_authorization_valid_before",
+        ),
+        (
+            "bad signature",
+            bad_signature,
+            "invalid_exact_evm_payload_signature",
+        ),
+    ] {
+        let r = post_task(&url, &body, Some(&p)).await;
+        assert_eq!(r.status, 402, "{name}: {}", r.body);
+        assert_eq!(r.body["code"], reason, "{name}: {}", r.body);
+        assert_eq!(challenge_of(&r).error.as_deref(), Some(reason), "{name}");
+    }
+    assert_eq!(c.balance(pay_to).await, PRICE);
+
+    // Server-owned input policy: loopback URLs and oversize bodies are refused before a challenge.
+    let r = post_task(
+        &url,
+        &json!({"capability": PAGE, "input": {"url": "http://127.0.0.1/"}}),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 404, "page is not sold here: {}", r.body);
+    let big = json!({"capability": MERKLE, "input": {"x": "a".repeat(10_000)}});
+    let r = post_task(&url, &big, None).await;
+    assert_eq!(r.status, 413, "{}", r.body);
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("d402_replay_rejections_total 1"),
+        "{metrics}"
+    );
+    eprintln!("direct rail test: {:?}", t0.elapsed());
+}
+
+/// `base-task-escrow` with a commission-bearing capability: the escrow is funded by the
+/// buyer's authorization, and after the validator accepts, worker, creator and gateway are paid
+/// the split on chain. A safety cap that the next challenge would exceed refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn escrow_rail_pays_the_split_and_caps_refuse_challenges() {
+    let t0 = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let c = chain().await;
+    let worker = c.others[1].address();
+    let creator = c.others[2].address();
+    let gateway_wallet = c.others[3].address();
+    let release_signer = c.others[4].clone();
+    let escrow = BaseTaskEscrow::deploy(
+        &c.anvil.provider(&c.deployer),
+        c.chain.asset.address,
+        release_signer.address(),
+    )
+    .await
+    .unwrap();
+    let net = network(tmp.path(), worker).await;
+    let outbox = Outbox::open(&tmp.path().join("outbox.redb")).unwrap();
+    // Room for exactly one open escrow.
+    let caps = SafetyCaps {
+        max_open_task_escrow_budget: Some(Atomic::new(PRICE)),
+        ..SafetyCaps::default()
+    };
+    let rail = Arc::new(BaseTaskEscrow::new(
+        c.chain.clone(),
+        escrow,
+        release_signer.address(),
+        &c.facilitator,
+        gateway_wallet,
+        outbox.clone(),
+        caps,
+    ));
+    let offer = merkle_with_commission(&net.gateway_node, 1_000, Some(creator), true);
+    let mut p = policy(&c, gateway_wallet);
+    p.gateway_fee = GatewayFee::Bps(500);
+    let (url, _gw) = serve(
+        tmp.path(),
+        &net.gateway_node,
+        (rail, outbox),
+        vec![offer],
+        trust_publisher(&["merkle"]),
+        p,
+        Some(release_signer),
+    )
+    .await;
+
+    let body = json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input("leaf-e")).unwrap()});
+    let r = post_task(&url, &body, None).await;
+    let req = challenge_of(&r).accepts[0].clone();
+    assert_eq!(req.scheme, "d402-task-escrow");
+    let payment = buyer::pay_escrow(&c.buyer, &req, now()).unwrap();
+
+    // The money is bound to this task's input: paying it for another input is refused.
+    let other = json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input("leaf-x")).unwrap()});
+    let r = post_task(&url, &other, Some(&payment)).await;
+    assert_eq!(r.status, 402);
+    assert_eq!(r.body["code"], "invalid_payment_requirements");
+
+    let paid = Instant::now();
+    let r = post_task(&url, &body, Some(&payment)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    eprintln!("paid merkle task on base-task-escrow: {:?}", paid.elapsed());
+    assert_eq!(r.body["result"]["valid"], true);
+    assert!(
+        r.body["payment"]["release"]["txHashes"][0].is_string(),
+        "{}",
+        r.body
+    );
+    // 10,000: creator 10 % = 1,000; gateway 5 % = 500; worker the rest.
+    assert_eq!(c.balance(creator).await, 1_000);
+    assert_eq!(c.balance(gateway_wallet).await, 500);
+    assert_eq!(c.balance(worker).await, 8_500);
+    assert_eq!(c.balance(escrow).await, 0);
+    assert_eq!(c.balance(c.buyer.address()).await, BUYER_FUNDS - PRICE);
+
+    // Replaying the funded payment is refused.
+    let r = post_task(&url, &body, Some(&payment)).await;
+    assert_eq!(r.status, 402);
+    assert_eq!(r.body["code"], "authorization_already_used");
+
+    // The cap holds one open escrow: the released one no longer counts, so a second challenge
+    // is issued; once that one is funded, a third would exceed the cap and is refused.
+    let body2 = json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input("leaf-2")).unwrap()});
+    let r = post_task(&url, &body2, None).await;
+    let req2 = challenge_of(&r).accepts[0].clone();
+    let funded = {
+        // Fund the second escrow through the facilitator API, as another x402 server would:
+        // the task stays open (nothing releases it).
+        let payment2 = buyer::pay_escrow(&c.buyer, &req2, now()).unwrap();
+        let res: Value = reqwest::Client::new()
+            .post(format!("{url}/x402/settle"))
+            .json(
+                &json!({"x402Version": 2, "paymentPayload": payment2, "paymentRequirements": req2}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        res
+    };
+    assert_eq!(funded["success"], true, "{funded}");
+    let r = post_task(&url, &body2, None).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.body["code"], "challenge_refused");
+    assert!(r.headers.get(PAYMENT_REQUIRED).is_none());
+    eprintln!("escrow rail test: {:?}", t0.elapsed());
+}
+
+/// Registration policy comes before any challenge: an untrusted namespace, an unsigned
+/// registration when signatures are required, a commission above the cap, and a
+/// commission-bearing capability on a direct rail are each refused with no challenge issued;
+/// a task budget cap below the price refuses the challenge too. Needs no chain: nothing gets
+/// as far as the rail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_refusals_issue_no_challenge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = start(tmp.path(), "gateway", &[], None, &[]).await;
+    let chain = EvmChain {
+        rpc_url: "http://127.0.0.1:9".parse().unwrap(),
+        chain_id: 31337,
+        asset: d402_rails::evm::Asset {
+            address: Address::repeat_byte(7),
+            name: "Test USD".into(),
+            version: "2".into(),
+            decimals: 6,
+        },
+    };
+    let key = PrivateKeySigner::random();
+    let creator = Address::repeat_byte(9);
+    let body = json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input("l")).unwrap()});
+    let cases: Vec<(&str, Offer, AcceptancePolicy, SafetyCaps)> = vec![
+        (
+            "untrusted_namespace",
+            merkle_offer(&node),
+            trust_publisher(&["other"]),
+            SafetyCaps::default(),
+        ),
+        (
+            "unsigned_registration",
+            merkle_with_commission(&node, 0, None, false),
+            trust_publisher(&["merkle"]),
+            SafetyCaps::default(),
+        ),
+        (
+            "commission_above_cap",
+            merkle_with_commission(&node, 2_500, Some(creator), true),
+            trust_publisher(&["merkle"]),
+            SafetyCaps::default(),
+        ),
+        (
+            "commission_needs_split_settlement",
+            merkle_with_commission(&node, 1_000, Some(creator), true),
+            trust_publisher(&["merkle"]),
+            SafetyCaps::default(),
+        ),
+        (
+            "challenge_refused",
+            merkle_offer(&node),
+            trust_publisher(&["merkle"]),
+            SafetyCaps {
+                max_task_budget: Some(Atomic::new(PRICE - 1)),
+                ..SafetyCaps::default()
+            },
+        ),
+    ];
+    for (i, (code, offer, acceptance, caps)) in cases.into_iter().enumerate() {
+        let dir = tmp.path().join(format!("case-{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let outbox = Outbox::open(&dir.join("outbox.redb")).unwrap();
+        let rail = Arc::new(BaseDirect::new(chain.clone(), &key, outbox.clone(), caps));
+        let p = SalePolicy {
+            price: Atomic::new(PRICE),
+            pay_to: Address::repeat_byte(1).to_checksum(None),
+            ..SalePolicy::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let gw = Arc::new(Gateway::new(
+            GatewayConfig {
+                policy: p,
+                acceptance,
+                rail,
+                outbox,
+                release_signer: None,
+                public_url: url.clone(),
+                label: "gw".into(),
+            },
+            node.coordinator().clone(),
+            vec![offer],
+            TaskStore::open(&dir.join("tasks.redb")).unwrap(),
+        ));
+        tokio::spawn(api::serve(gw, listener, std::future::pending::<()>()));
+        let r = post_task(&url, &body, None).await;
+        assert_eq!(r.status, 403, "{code}: {}", r.body);
+        assert_eq!(r.body["code"], code, "{}", r.body);
+        assert!(
+            r.headers.get(PAYMENT_REQUIRED).is_none(),
+            "{code}: no challenge"
+        );
+    }
+    let _ = Duration::ZERO;
+}
