@@ -420,9 +420,8 @@ impl Coordinator {
         };
 
         let winner = &claims[outcome.majority[0]];
-        if !lease.evidence_objects.is_empty() || freeze_first {
-            // Already fetched from the freezing worker.
-        } else {
+        if !freeze_first {
+            // The validator fetches the winner's evidence from us; a frozen run already has it.
             self.fetch_claim_objects(&winner.0, &winner.1).await?;
             lease.evidence_objects = winner.1.evidence_objects.clone();
         }

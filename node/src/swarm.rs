@@ -487,12 +487,13 @@ impl EventLoop {
         for addr in &addresses {
             b.kad.add_address(&peer, addr.clone());
         }
-        if let Err(e) = self
-            .state
-            .remember_peer(&peer, &addresses, signed, crate::now_ms())
-        {
-            tracing::warn!("cannot remember peer {peer}: {e}");
-        }
+        // A redb commit syncs to disk: keep it off the swarm loop.
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = state.remember_peer(&peer, &addresses, signed, crate::now_ms()) {
+                tracing::warn!("cannot remember peer {peer}: {e}");
+            }
+        });
         if !self.bootstrapped {
             // The first peer we hear from lets us find the rest of the network.
             self.bootstrapped = b.kad.bootstrap().is_ok();
