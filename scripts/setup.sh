@@ -56,6 +56,19 @@ if ! cmp -s rails/contracts/package-lock.json "$D402_TOOLS/package-lock.json" \
   (cd "$D402_TOOLS" && npm ci --no-audit --no-fund --silent)
 fi
 
+# The Solana test validator (tests/solana-chain) builds rocksdb, whose bindings need libclang.
+if ! dpkg -s libclang-dev >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1; then
+  say "installing clang and libclang-dev from Debian (rocksdb bindings of the Solana test validator)"
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  if ! $sudo apt-get install -y -qq --no-install-recommends clang libclang-dev; then
+    $sudo dpkg --configure -a || true
+    $sudo apt-get -f install -y -qq
+    $sudo apt-get install -y -qq --no-install-recommends clang libclang-dev
+  fi
+fi
+
 # The benchmarks compare against turndown under node; only fetched when asked for.
 if [ "${D402_SETUP_BENCH:-0}" = 1 ]; then
   if ! command -v node >/dev/null 2>&1; then

@@ -72,6 +72,14 @@ pub enum VerifyError {
     /// `channel_insufficient_balance` (d402)
     #[error("channel holds {deposit}; vouchers would owe {owed}")]
     ChannelBalance { deposit: Atomic, owed: Atomic },
+    /// A Solana `exact` refusal, carrying its own reason: the x402 SVM strings
+    /// (`invalid_exact_svm_payload_*`, `duplicate_settlement`, …; see
+    /// `solana::direct::VerifyError::reason`).
+    #[error("{detail}")]
+    Svm {
+        reason: &'static str,
+        detail: String,
+    },
 }
 
 impl VerifyError {
@@ -97,6 +105,7 @@ impl VerifyError {
             ChannelClosing(_) => "channel_closing",
             VoucherNotIncreasing { .. } => "voucher_not_increasing",
             ChannelBalance { .. } => "channel_insufficient_balance",
+            Svm { reason, .. } => reason,
         }
     }
 }

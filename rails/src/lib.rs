@@ -10,7 +10,7 @@
 //! - [`outbox`]: settlement intents in redb, written before a transaction is sent.
 //! - [`evm`]: Base/EVM rails on alloy: `base-x402-direct`, `base-task-escrow`, `base-channel`.
 //!
-//! A Solana rail lives in a `solana` module beside [`evm`] and implements the same [`Rail`].
+//! - `solana` (cargo feature `solana`): `solana-direct` and `solana-task-escrow` on SPL Token.
 //!
 //! # Wire types: the `x402-types` crate
 //!
@@ -31,6 +31,8 @@ pub mod error;
 pub mod evm;
 pub mod outbox;
 pub mod rail;
+#[cfg(feature = "solana")]
+pub mod solana;
 pub mod split;
 
 pub use amount::Atomic;

@@ -1,0 +1,45 @@
+//! Solana rails on SPL Token: [`direct`] (`solana-direct`, the x402 SVM `exact` scheme with the
+//! gateway as fee payer) and [`escrow`] (`solana-task-escrow`, a per-task vault that no single key
+//! can move), with every money-moving transaction written to the core [`crate::outbox`] before it is sent
+//! ([`submit`]).
+//!
+//! Only the light client crates are used here (`solana-rpc-client`, `solana-sdk`, the SPL
+//! `*-interface` crates); the validator lives in the test-only `tests/solana-chain` crate.
+//!
+//! ## Why not `x402-chain-solana`
+//! `x402-chain-solana` 2.0.2 (with `x402-types` 2) was checked against our pins: its
+//! `solana-client ^3.1.4` would resolve to our 3.1.12, but its facilitator pulls the full
+//! `spl-token` 9 and `spl-token-2022` 11 program crates (and with them the zk-ElGamal SDK) where the
+//! `*-interface` crates suffice; it is bound to its own provider and config types (keypair, RPC
+//! client, chain registry) rather than our book; and it has no replay or duplicate-settlement
+//! protection of its own and no insufficient-balance check before simulation.
+//! Wire types are the core's (`x402-types` v2 `PaymentRequirements`). The checks here follow
+//! its v1/v2 facilitator and the x402 SVM spec (layout, fee-payer isolation, compute caps), and
+//! the error reasons are the x402 SVM strings ([`direct::VerifyError::reason`]).
+//!
+//! ## Why no escrow program
+//! An sBPF program could enforce the refund deadline on chain. Anza's `cargo-build-sbf` cannot be
+//! installed offline and `sbpf-assembler` (V0 output) would mean hand-written assembly for token
+//! CPIs; the SPL Token multisig gives the "no single key" property today, with the deadline
+//! enforced by the finalizer's co-signing policy. See [`escrow`].
+
+pub mod direct;
+pub mod escrow;
+pub mod submit;
+pub mod wire;
+
+use solana_pubkey::Pubkey;
+
+/// The SPL Token program.
+pub const TOKEN_PROGRAM_ID: Pubkey = spl_token_interface::ID;
+
+/// The SPL Memo program (v2), the one extra instruction a payment may carry.
+pub const MEMO_PROGRAM_ID: Pubkey =
+    Pubkey::from_str_const("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr");
+
+/// The x402 / CAIP-2 network id of a cluster: `solana:` and the first 32 characters of the base58
+/// genesis hash (mainnet: `solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp`).
+pub fn caip2(genesis_hash: &solana_hash::Hash) -> String {
+    let text = genesis_hash.to_string();
+    format!("solana:{}", text.get(..32).unwrap_or(&text))
+}
