@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job until the local network lands: build the d402 CLI and the web.page_to_markdown@1
+# A smaller job than the devnet (scripts/devnet.sh): build the d402 CLI and the web.page_to_markdown@1
 # component, run it on a page of the Rust book that ships with the toolchain, then replay the run
 # from its receipt and evidence alone, and check that output and fuel match.
 set -euo pipefail

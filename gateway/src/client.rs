@@ -6,8 +6,14 @@ use std::time::{Duration, Instant};
 use alloy::signers::local::PrivateKeySigner;
 use base64::Engine;
 use d402_rails::evm::buyer;
-use d402_rails::{Atomic, PaymentRequired, PaymentRequirements};
+use d402_rails::solana::direct;
+use d402_rails::{Atomic, PaymentPayload, PaymentRequired, PaymentRequirements};
 use serde_json::Value;
+use solana_commitment_config::CommitmentConfig;
+use solana_keypair::Keypair;
+use solana_pubkey::Pubkey;
+use solana_rpc_client::nonblocking::rpc_client::RpcClient;
+use solana_signer::Signer;
 
 use crate::gateway::api::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use crate::gateway::encode_header;
@@ -31,10 +37,59 @@ pub enum ClientError {
     Timeout(Duration),
 }
 
+/// A buyer's Solana side: the keypair that signs `exact` transfers and the cluster it reads the
+/// latest blockhash and the mint's decimals from.
+pub struct SolanaPayer {
+    pub keypair: Keypair,
+    pub rpc_url: String,
+}
+
+impl SolanaPayer {
+    /// The x402 SVM `exact` payload for `r`: a `TransferChecked` to `payTo`'s token account,
+    /// signed by the buyer, with the gateway's `extra.feePayer` as fee payer (left for the
+    /// gateway to sign).
+    async fn pay(&self, r: &PaymentRequirements) -> Result<PaymentPayload, ClientError> {
+        let rpc =
+            RpcClient::new_with_commitment(self.rpc_url.clone(), CommitmentConfig::confirmed());
+        let sign =
+            |what: &str, e: &dyn std::fmt::Display| ClientError::Sign(format!("{what}: {e}"));
+        let mint: Pubkey = r.asset.parse().map_err(|e| sign("asset", &e))?;
+        let fee_payer: Pubkey = r
+            .extra
+            .as_ref()
+            .and_then(|e| e.get("feePayer"))
+            .and_then(|f| f.as_str())
+            .ok_or_else(|| ClientError::Challenge("no extra.feePayer on a Solana option".into()))?
+            .parse()
+            .map_err(|e| sign("extra.feePayer", &e))?;
+        let decimals = rpc
+            .get_token_supply(&mint)
+            .await
+            .map_err(|e| sign("reading the mint", &e))?
+            .decimals;
+        let instructions = direct::payment_instructions(&self.keypair.pubkey(), r, decimals, 0)
+            .map_err(|e| sign("building the transfer", &e))?;
+        let blockhash = rpc
+            .get_latest_blockhash()
+            .await
+            .map_err(|e| sign("reading the latest blockhash", &e))?;
+        let transaction =
+            direct::partially_signed(&instructions, &fee_payer, &[&self.keypair], blockhash)
+                .map_err(|e| sign("signing", &e))?;
+        Ok(buyer::payment_payload(
+            r,
+            serde_json::json!({ "transaction": transaction }),
+        ))
+    }
+}
+
 /// A buyer bound to one gateway.
 pub struct Buyer {
     pub gateway: String,
-    pub signer: PrivateKeySigner,
+    /// Pays EVM options (`exact` with EIP-3009, `d402-task-escrow`).
+    pub signer: Option<PrivateKeySigner>,
+    /// Pays Solana `exact` options.
+    pub solana: Option<SolanaPayer>,
     /// The most one task may cost, in atomic units; `None` pays any price.
     pub max_spend: Option<Atomic>,
     pub http: reqwest::Client,
@@ -71,9 +126,21 @@ pub async fn discover(http: &reqwest::Client, gateway: &str) -> Result<Value, Cl
 
 impl Buyer {
     pub fn new(gateway: &str, signer: PrivateKeySigner, max_spend: Option<Atomic>) -> Self {
+        Self::with_wallets(gateway, Some(signer), None, max_spend)
+    }
+
+    /// A buyer with an EVM key, a Solana payer, or both: it pays the first option of the
+    /// challenge that one of them can pay.
+    pub fn with_wallets(
+        gateway: &str,
+        signer: Option<PrivateKeySigner>,
+        solana: Option<SolanaPayer>,
+        max_spend: Option<Atomic>,
+    ) -> Self {
         Self {
             gateway: gateway.trim_end_matches('/').to_string(),
             signer,
+            solana,
             max_spend,
             http: reqwest::Client::new(),
             patience: Duration::from_secs(300),
@@ -106,28 +173,32 @@ impl Buyer {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let (requirements, payload) = required
-            .accepts
-            .iter()
-            .find_map(|r| {
-                let signed = match r.scheme.as_str() {
-                    "exact" => buyer::pay_exact(&self.signer, r, now),
-                    d402_rails::evm::escrow::SCHEME => buyer::pay_escrow(&self.signer, r, now),
-                    _ => return None,
-                };
-                Some(signed.map(|p| (r.clone(), p)))
-            })
-            .ok_or_else(|| {
-                ClientError::NoOption(
-                    required
-                        .accepts
-                        .iter()
-                        .map(|r| r.scheme.clone())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                )
-            })?
-            .map_err(|e| ClientError::Sign(e.to_string()))?;
+        let mut chosen = None;
+        for r in &required.accepts {
+            let solana = r.network.to_string().starts_with("solana:");
+            let payable = match (r.scheme.as_str(), solana) {
+                ("exact", true) => self.solana.is_some(),
+                ("exact", false) | (d402_rails::evm::escrow::SCHEME, false) => {
+                    self.signer.is_some()
+                }
+                _ => false,
+            };
+            if payable {
+                chosen = Some(r);
+                break;
+            }
+        }
+        let requirements = chosen.cloned().ok_or_else(|| {
+            ClientError::NoOption(
+                required
+                    .accepts
+                    .iter()
+                    .map(|r| format!("{} on {}", r.scheme, r.network))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        })?;
+        // The cap is checked before anything is signed.
         let price: Atomic = requirements
             .amount
             .parse()
@@ -137,6 +208,18 @@ impl Buyer {
         {
             return Err(ClientError::OverCap { price, cap });
         }
+        let payload = match (&self.solana, &self.signer) {
+            (Some(payer), _) if requirements.network.to_string().starts_with("solana:") => {
+                payer.pay(&requirements).await?
+            }
+            (_, Some(signer)) if requirements.scheme == d402_rails::evm::escrow::SCHEME => {
+                buyer::pay_escrow(signer, &requirements, now)
+                    .map_err(|e| ClientError::Sign(e.to_string()))?
+            }
+            (_, Some(signer)) => buyer::pay_exact(signer, &requirements, now)
+                .map_err(|e| ClientError::Sign(e.to_string()))?,
+            (_, None) => return Err(ClientError::NoOption("no EVM key".into())),
+        };
         let res = self
             .http
             .post(&url)

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
-use d402_gateway::client::{Buyer, discover};
+use d402_gateway::client::{Buyer, SolanaPayer, discover};
 use d402_rails::Atomic;
 
 #[derive(Args)]
@@ -30,8 +30,19 @@ enum ClientCommand {
         #[arg(long, value_name = "JSON")]
         input: String,
         /// The buyer's EVM key: a file holding hex, or hex.
-        #[arg(long, value_name = "FILE|HEX")]
-        wallet: String,
+        #[arg(
+            long,
+            value_name = "FILE|HEX",
+            required_unless_present = "solana_wallet"
+        )]
+        wallet: Option<String>,
+        /// The buyer's Solana keypair (a `solana-keygen` JSON file, or base58), for gateways
+        /// selling on solana-direct.
+        #[arg(long, value_name = "FILE|BASE58", requires = "solana_rpc_url")]
+        solana_wallet: Option<String>,
+        /// The Solana cluster's JSON-RPC URL (for the latest blockhash and the mint's decimals).
+        #[arg(long, value_name = "URL")]
+        solana_rpc_url: Option<String>,
         /// Refuse to pay more than this per task, e.g. '$0.05' (in the asset's whole units).
         #[arg(long, value_name = "PRICE")]
         max_spend: Option<String>,
@@ -54,17 +65,28 @@ pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
                 capability,
                 input,
                 wallet,
+                solana_wallet,
+                solana_rpc_url,
                 max_spend,
                 decimals,
             } => {
                 let input: serde_json::Value =
                     serde_json::from_str(&input).context("--input is not JSON")?;
-                let signer = crate::serve::load_key("--wallet", &wallet)?;
+                let signer = wallet
+                    .map(|w| crate::serve::load_key("--wallet", &w))
+                    .transpose()?;
+                let solana = match (solana_wallet, solana_rpc_url) {
+                    (Some(w), Some(rpc_url)) => Some(SolanaPayer {
+                        keypair: crate::serve::load_solana_keypair("--solana-wallet", &w)?,
+                        rpc_url,
+                    }),
+                    _ => None,
+                };
                 let cap = max_spend
                     .map(|m| Atomic::parse_price(&m, decimals))
                     .transpose()
                     .map_err(|e| anyhow!("--max-spend: {e}"))?;
-                let purchase = Buyer::new(&gateway, signer, cap)
+                let purchase = Buyer::with_wallets(&gateway, signer, solana, cap)
                     .run(&capability, input)
                     .await?;
                 let t = &purchase.task;

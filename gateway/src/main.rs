@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod capability;
 mod client_cli;
+mod devnet;
 mod keys;
 mod namespace;
 mod node;
@@ -35,6 +36,9 @@ enum Command {
     Node(Box<node::NodeArgs>),
     /// Buy work from a gateway: discover what it sells, or pay for one task.
     Client(client_cli::ClientArgs),
+    /// The whole market on this machine: local chains, a gateway, workers, a validator, and a
+    /// paying demo client (or `--keep-running`).
+    Devnet(devnet::DevnetArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Namespace(args) => namespace::run(args),
         Command::Node(args) => node::run(*args),
         Command::Client(args) => client_cli::run(args),
+        Command::Devnet(args) => devnet::run(args),
     };
     match result {
         Ok(code) => code,

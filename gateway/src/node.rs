@@ -148,6 +148,22 @@ pub struct NodeArgs {
     /// Gateway: where direct payments and gateway fees go [default: the facilitator address].
     #[arg(long, value_name = "0xADDRESS")]
     gateway_wallet: Option<String>,
+    /// Gateway, solana-direct: the cluster's JSON-RPC URL.
+    #[arg(long, value_name = "URL")]
+    solana_rpc_url: Option<String>,
+    /// Gateway, solana-direct: the SPL mint prices are paid in (USDC on mainnet).
+    #[arg(long, value_name = "MINT")]
+    solana_mint: Option<String>,
+    /// Gateway, solana-direct: the mint's decimals [default: 6].
+    #[arg(long)]
+    solana_mint_decimals: Option<u8>,
+    /// Gateway, solana-direct: the fee payer that co-signs and pays for buyers' transfers (a
+    /// `solana-keygen` JSON file, or base58).
+    #[arg(long, value_name = "FILE|BASE58")]
+    solana_fee_payer_key: Option<String>,
+    /// Gateway, solana-direct: whose token account receives payments [default: the fee payer].
+    #[arg(long, value_name = "PUBKEY")]
+    solana_gateway_wallet: Option<String>,
     /// Gateway: how long POST /tasks waits for a result before answering 202 [default: 30000].
     #[arg(long, value_name = "MS")]
     gateway_wait_ms: Option<u64>,
@@ -226,6 +242,11 @@ impl NodeArgs {
             facilitator_key: self.facilitator_key.or(file.facilitator_key),
             release_key: self.release_key.or(file.release_key),
             gateway_wallet: self.gateway_wallet.or(file.gateway_wallet),
+            solana_rpc_url: self.solana_rpc_url.or(file.solana_rpc_url),
+            solana_mint: self.solana_mint.or(file.solana_mint),
+            solana_mint_decimals: self.solana_mint_decimals.or(file.solana_mint_decimals),
+            solana_fee_payer_key: self.solana_fee_payer_key.or(file.solana_fee_payer_key),
+            solana_gateway_wallet: self.solana_gateway_wallet.or(file.solana_gateway_wallet),
             gateway_wait_ms: self.gateway_wait_ms.or(file.gateway_wait_ms),
         })
     }
@@ -372,7 +393,8 @@ fn gateway_settings(
         acceptance.max_creator_commission_bps = bps;
     }
     acceptance.require_signature = args.require_signed_capability_registration.unwrap_or(true);
-    acceptance.required_rails = vec![d402_registry::wallet::Rail::Evm];
+    let rail = args.payment.unwrap_or(serve::PaymentRail::BaseX402Direct);
+    acceptance.required_rails = vec![rail.wallet_rail()];
     for t in &args.trust_namespace {
         let (ns, owner) = t
             .split_once('=')
@@ -395,7 +417,7 @@ fn gateway_settings(
     Ok(Some(serve::GatewaySettings {
         http_host: args.http_host.clone().unwrap_or_else(|| "127.0.0.1".into()),
         http_port,
-        rail: args.payment.unwrap_or(serve::PaymentRail::BaseX402Direct),
+        rail,
         price: args.gateway_price.clone().unwrap_or_else(|| "$0.01".into()),
         budget: args.gateway_budget.clone(),
         fee_bps: args.gateway_fee_bps.unwrap_or(0),
@@ -415,6 +437,11 @@ fn gateway_settings(
         facilitator_key: args.facilitator_key.clone(),
         release_key: args.release_key.clone(),
         gateway_wallet: args.gateway_wallet.clone(),
+        solana_rpc_url: args.solana_rpc_url.clone(),
+        solana_mint: args.solana_mint.clone(),
+        solana_mint_decimals: args.solana_mint_decimals.unwrap_or(6),
+        solana_fee_payer_key: args.solana_fee_payer_key.clone(),
+        solana_gateway_wallet: args.solana_gateway_wallet.clone(),
         allow_private_targets: args.allow_private_targets.unwrap_or(false),
         wait_ms: args.gateway_wait_ms.unwrap_or(30_000),
     }))

@@ -22,9 +22,24 @@ use d402_registry::{AcceptancePolicy, Manifest, Registration};
 pub enum PaymentRail {
     BaseX402Direct,
     BaseTaskEscrow,
-    /// Built by the Solana rails; accepted here so that configurations can name it.
     SolanaDirect,
+    /// A per-task SPL multisig vault that the buyer co-signs; it is driven from the Rust API
+    /// (`d402_rails::solana::escrow`), not sold over HTTP yet.
     SolanaTaskEscrow,
+}
+
+impl PaymentRail {
+    /// The chain family whose payout wallets a capability must name to be sold on this rail.
+    pub fn wallet_rail(self) -> d402_registry::wallet::Rail {
+        match self {
+            PaymentRail::BaseX402Direct | PaymentRail::BaseTaskEscrow => {
+                d402_registry::wallet::Rail::Evm
+            }
+            PaymentRail::SolanaDirect | PaymentRail::SolanaTaskEscrow => {
+                d402_registry::wallet::Rail::Solana
+            }
+        }
+    }
 }
 
 /// Everything the gateway role needs, resolved from the flags.
@@ -48,6 +63,11 @@ pub struct GatewaySettings {
     pub facilitator_key: Option<String>,
     pub release_key: Option<String>,
     pub gateway_wallet: Option<String>,
+    pub solana_rpc_url: Option<String>,
+    pub solana_mint: Option<String>,
+    pub solana_mint_decimals: u8,
+    pub solana_fee_payer_key: Option<String>,
+    pub solana_gateway_wallet: Option<String>,
     pub allow_private_targets: bool,
     pub wait_ms: u64,
 }
@@ -91,6 +111,17 @@ pub fn read_published(node: &Node, dir: &Path) -> anyhow::Result<Offer> {
     .map_err(|e| anyhow!("{}: {e}", dir.display()))
 }
 
+/// A rail and what the gateway prices in: the asset, its decimals, where payments go, and the
+/// escrow release key if the rail has one.
+struct BuiltRail {
+    rail: Arc<dyn Rail>,
+    outbox: Outbox,
+    release_signer: Option<PrivateKeySigner>,
+    pay_to: String,
+    asset: String,
+    decimals: u8,
+}
+
 /// Builds the rail, the gateway and its listener; returns the gateway and the bound listener
 /// (so the caller can print the real port before serving).
 pub async fn start(
@@ -98,6 +129,93 @@ pub async fn start(
     state: &Path,
     s: GatewaySettings,
 ) -> anyhow::Result<(Arc<Gateway>, tokio::net::TcpListener)> {
+    std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    let outbox = Outbox::open(&state.join("outbox.redb")).map_err(|e| anyhow!("{e}"))?;
+    let built = match s.rail {
+        PaymentRail::BaseX402Direct | PaymentRail::BaseTaskEscrow => evm_rail(&s, outbox).await?,
+        PaymentRail::SolanaDirect => solana_direct(&s, outbox).await?,
+        PaymentRail::SolanaTaskEscrow => bail!(
+            "--payment solana-task-escrow: the buyer co-signs its vault, which the x402 exact \
+             flow cannot carry; sell on solana-direct or base-task-escrow"
+        ),
+    };
+    let decimals = built.decimals;
+    let price = Atomic::parse_price(&s.price, decimals).context("--gateway-price")?;
+    let budget = match &s.budget {
+        Some(b) => Atomic::parse_price(b, decimals).context("--gateway-budget")?,
+        None => price,
+    };
+    if budget > price {
+        bail!("--gateway-budget ({budget}) is more than --gateway-price ({price})");
+    }
+    let BuiltRail {
+        rail,
+        outbox,
+        release_signer,
+        pay_to,
+        asset,
+        decimals,
+    } = built;
+
+    let mut offers = Vec::new();
+    for dir in &s.publish {
+        offers.push(read_published(node, dir)?);
+    }
+    for want in &s.sells {
+        if !offers.iter().any(|o| &o.capability() == want) {
+            bail!("--offer {want}: no --publish directory holds it");
+        }
+    }
+    if !s.sells.is_empty() {
+        offers.retain(|o| s.sells.contains(&o.capability()));
+    }
+    let listener = tokio::net::TcpListener::bind((s.http_host.as_str(), s.http_port))
+        .await
+        .with_context(|| format!("binding {}:{}", s.http_host, s.http_port))?;
+    let local = listener.local_addr()?;
+    let store = TaskStore::open(&state.join("gateway.redb")).map_err(|e| anyhow!("{e}"))?;
+    let policy = SalePolicy {
+        price,
+        worker_budget: budget,
+        gateway_fee: GatewayFee::Bps(s.fee_bps),
+        pay_to,
+        allow_private_targets: s.allow_private_targets,
+        asset,
+        decimals,
+        wait: std::time::Duration::from_millis(s.wait_ms),
+        ..SalePolicy::default()
+    };
+    let gw = Arc::new(Gateway::new(
+        GatewayConfig {
+            policy,
+            acceptance: s.acceptance,
+            rail,
+            outbox,
+            release_signer,
+            public_url: format!("http://{local}"),
+            label: node.label().to_string(),
+        },
+        node.coordinator().clone(),
+        offers,
+        store,
+    ));
+    gw.resume()
+        .await
+        .map_err(|e| anyhow!("resuming tasks: {e}"))?;
+    Ok((gw, listener))
+}
+
+/// Serves the API until Ctrl-C.
+pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    api::serve(gw, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .context("serving HTTP")
+}
+
+/// `base-x402-direct` and `base-task-escrow` on the chain behind `--evm-rpc-url`.
+async fn evm_rail(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRail> {
     let rpc = s
         .evm_rpc_url
         .as_deref()
@@ -135,22 +253,8 @@ pub async fn start(
         None => facilitator.address(),
     };
     let decimals = s.evm_token_decimals;
-    let price = Atomic::parse_price(&s.price, decimals).context("--gateway-price")?;
-    let budget = match &s.budget {
-        Some(b) => Atomic::parse_price(b, decimals).context("--gateway-budget")?,
-        None => price,
-    };
-    if budget > price {
-        bail!("--gateway-budget ({budget}) is more than --gateway-price ({price})");
-    }
     let caps = SafetyCaps::from_env(decimals).map_err(|e| anyhow!("{e}"))?;
-    std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
-    let outbox = Outbox::open(&state.join("outbox.redb")).map_err(|e| anyhow!("{e}"))?;
     let (rail, release_signer): (Arc<dyn Rail>, _) = match s.rail {
-        PaymentRail::BaseX402Direct => (
-            Arc::new(BaseDirect::new(chain, &facilitator, outbox.clone(), caps)),
-            None,
-        ),
         PaymentRail::BaseTaskEscrow => {
             let escrow = address(
                 "--escrow-address",
@@ -181,67 +285,98 @@ pub async fn start(
                 release,
             )
         }
-        PaymentRail::SolanaDirect | PaymentRail::SolanaTaskEscrow => {
-            bail!(
-                "--payment {:?}: the Solana rails are not in this build yet",
-                s.rail
-            )
-        }
+        _ => (
+            Arc::new(BaseDirect::new(chain, &facilitator, outbox.clone(), caps)),
+            None,
+        ),
     };
-
-    let mut offers = Vec::new();
-    for dir in &s.publish {
-        offers.push(read_published(node, dir)?);
-    }
-    for want in &s.sells {
-        if !offers.iter().any(|o| &o.capability() == want) {
-            bail!("--offer {want}: no --publish directory holds it");
-        }
-    }
-    if !s.sells.is_empty() {
-        offers.retain(|o| s.sells.contains(&o.capability()));
-    }
-    let listener = tokio::net::TcpListener::bind((s.http_host.as_str(), s.http_port))
-        .await
-        .with_context(|| format!("binding {}:{}", s.http_host, s.http_port))?;
-    let local = listener.local_addr()?;
-    let store = TaskStore::open(&state.join("gateway.redb")).map_err(|e| anyhow!("{e}"))?;
-    let policy = SalePolicy {
-        price,
-        worker_budget: budget,
-        gateway_fee: GatewayFee::Bps(s.fee_bps),
+    Ok(BuiltRail {
+        rail,
+        outbox,
+        release_signer,
         pay_to: wallet.to_checksum(None),
-        allow_private_targets: s.allow_private_targets,
         asset: token.to_checksum(None),
         decimals,
-        wait: std::time::Duration::from_millis(s.wait_ms),
-        ..SalePolicy::default()
-    };
-    let gw = Arc::new(Gateway::new(
-        GatewayConfig {
-            policy,
-            acceptance: s.acceptance,
-            rail,
-            outbox,
-            release_signer,
-            public_url: format!("http://{local}"),
-            label: node.label().to_string(),
-        },
-        node.coordinator().clone(),
-        offers,
-        store,
-    ));
-    gw.resume()
-        .await
-        .map_err(|e| anyhow!("resuming tasks: {e}"))?;
-    Ok((gw, listener))
+    })
 }
 
-/// Serves the API until Ctrl-C.
-pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    api::serve(gw, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
+/// `solana-direct` on the cluster behind `--solana-rpc-url`: the gateway's fee payer co-signs
+/// the buyer's transfer to `--solana-gateway-wallet`'s token account.
+async fn solana_direct(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRail> {
+    use d402_rails::solana::direct::{DirectConfig, SolanaDirect};
+    use d402_rails::solana::submit::Submitter;
+    use solana_signer::Signer;
+
+    let url = s
+        .solana_rpc_url
+        .clone()
+        .ok_or_else(|| anyhow!("--payment solana-direct needs --solana-rpc-url"))?;
+    let mint: solana_pubkey::Pubkey = s
+        .solana_mint
+        .as_deref()
+        .ok_or_else(|| anyhow!("--payment solana-direct needs --solana-mint"))?
+        .parse()
+        .map_err(|_| anyhow!("--solana-mint: not a base58 public key"))?;
+    let fee_payer = load_solana_keypair(
+        "--solana-fee-payer-key",
+        s.solana_fee_payer_key.as_deref().ok_or_else(|| {
+            anyhow!("--payment solana-direct needs --solana-fee-payer-key (it pays the fees)")
+        })?,
+    )?;
+    let pay_to = match &s.solana_gateway_wallet {
+        Some(w) => w
+            .parse::<solana_pubkey::Pubkey>()
+            .map_err(|_| anyhow!("--solana-gateway-wallet {w:?}: not a base58 public key"))?,
+        None => fee_payer.pubkey(),
+    };
+    let rpc = Arc::new(
+        solana_rpc_client::nonblocking::rpc_client::RpcClient::new_with_commitment(
+            url.clone(),
+            solana_commitment_config::CommitmentConfig::confirmed(),
+        ),
+    );
+    let genesis = rpc
+        .get_genesis_hash()
+        .await
+        .with_context(|| format!("asking {url} for its genesis hash"))?;
+    let network = d402_rails::solana::caip2(&genesis)
+        .parse()
+        .map_err(|_| anyhow!("the cluster's network id is not CAIP-2"))?;
+    let decimals = s.solana_mint_decimals;
+    let caps = SafetyCaps::from_env(decimals).map_err(|e| anyhow!("{e}"))?;
+    let submitter = Submitter::new(rpc, outbox.clone(), d402_rails::solana::direct::NAME);
+    let rail = SolanaDirect::new(
+        DirectConfig::new(network, mint, decimals),
+        Arc::new(fee_payer),
+        submitter,
+        caps,
+    );
+    Ok(BuiltRail {
+        rail: Arc::new(rail),
+        outbox,
+        release_signer: None,
+        pay_to: pay_to.to_string(),
+        asset: mint.to_string(),
+        decimals,
     })
-    .await
-    .context("serving HTTP")
+}
+
+/// A Solana keypair from a file holding `solana-keygen`'s JSON array of 64 bytes, or base58 of
+/// those bytes, or that text given directly.
+pub fn load_solana_keypair(flag: &str, value: &str) -> anyhow::Result<solana_keypair::Keypair> {
+    let text = if Path::new(value).is_file() {
+        std::fs::read_to_string(value).with_context(|| format!("{flag}: reading {value}"))?
+    } else {
+        value.to_string()
+    };
+    let text = text.trim();
+    let bytes: Vec<u8> = if text.starts_with('[') {
+        serde_json::from_str(text).map_err(|_| anyhow!("{flag}: not a JSON array of bytes"))?
+    } else {
+        bs58::decode(text)
+            .into_vec()
+            .map_err(|_| anyhow!("{flag}: not a Solana keypair (base58 or JSON bytes)"))?
+    };
+    solana_keypair::Keypair::try_from(bytes.as_slice())
+        .map_err(|_| anyhow!("{flag}: not a 64-byte Solana keypair"))
 }

@@ -146,15 +146,22 @@ impl SolanaChain {
             .take()
             .ok_or_else(|| ChainError::Start("no stdout".into()))?;
         let mut lines = BufReader::new(stdout).lines();
+        // Agave prints progress ("Waiting for fees to stabilize 1...") on stdout before the
+        // announcement: skip lines until the expected one.
         let mut field = |name: &str| -> Result<String, ChainError> {
-            let line = lines
-                .next()
-                .transpose()
-                .map_err(|e| ChainError::Start(e.to_string()))?
-                .ok_or_else(|| ChainError::Start(format!("{VALIDATOR_BIN} exited early")))?;
-            line.strip_prefix(name)
-                .map(|v| v.trim().to_string())
-                .ok_or_else(|| ChainError::Start(format!("unexpected line {line:?}")))
+            for _ in 0..1_000 {
+                let line = lines
+                    .next()
+                    .transpose()
+                    .map_err(|e| ChainError::Start(e.to_string()))?
+                    .ok_or_else(|| ChainError::Start(format!("{VALIDATOR_BIN} exited early")))?;
+                if let Some(v) = line.strip_prefix(name) {
+                    return Ok(v.trim().to_string());
+                }
+            }
+            Err(ChainError::Start(format!(
+                "no {name:?} line from {VALIDATOR_BIN}"
+            )))
         };
         let started = (|| {
             let rpc_url = field("rpc ")?;
@@ -165,6 +172,8 @@ impl SolanaChain {
                 .ok_or_else(|| ChainError::Start("bad payer key".into()))?;
             Ok::<_, ChainError>((rpc_url, genesis_hash, Keypair::new_from_array(secret)))
         })();
+        // Keep draining stdout so that later output never fills the pipe and blocks the child.
+        std::thread::spawn(move || lines.for_each(drop));
         match started {
             Ok((rpc_url, genesis_hash, payer)) => Ok(Self {
                 backend: Backend::Child(child),
@@ -200,7 +209,13 @@ impl SolanaChain {
             };
             let payer = Keypair::new();
             let mut genesis = TestValidatorGenesis::default();
+            // Transaction history on: verification asks for signature statuses with history, so
+            // a replayed payment is recognised even after it leaves the status cache.
             genesis
+                .rpc_config(solana_rpc::rpc::JsonRpcConfig {
+                    enable_rpc_transaction_history: true,
+                    ..solana_rpc::rpc::JsonRpcConfig::default_for_test()
+                })
                 .ticks_per_slot(8)
                 .gossip_port(base)
                 .port_range((base, base + PORT_BLOCK))

@@ -1,0 +1,98 @@
+//! `d402 devnet` end to end, as the README's main command runs it: real anvil, a real Solana test
+//! validator, real `d402 node` processes with Chromium, and the demo client paying on both chains.
+
+use std::process::Command;
+
+#[test]
+fn devnet_runs_the_paying_demo_and_describes_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("devnet");
+    let out = Command::new(env!("CARGO_BIN_EXE_d402"))
+        .args([
+            "devnet",
+            "--state",
+            state.to_str().unwrap(),
+            "--http-port",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+
+    // Every step reported, in order, and none failed.
+    for step in 1..=9 {
+        assert!(stderr.contains(&format!("[{step}/9] ")), "{stderr}");
+    }
+    assert!(!stderr.contains("failed ("), "{stderr}");
+    assert_eq!(stderr.matches("ok (").count(), 9, "{stderr}");
+
+    // The page built by JavaScript was frozen by Chromium and converted by a quorum of two.
+    assert!(
+        stdout.contains("Frozen once by Chromium, compared many times by quorum."),
+        "{stdout}"
+    );
+    assert!(stdout.matches("receipt: worker").count() >= 3, "{stdout}");
+    assert!(stdout.contains("delivered"), "{stdout}");
+
+    // devnet.json says how to reach everything.
+    let d: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join("devnet.json")).unwrap()).unwrap();
+    assert!(
+        d["gateway"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert_eq!(d["evm"]["network"], "eip155:31337");
+    assert_eq!(d["evm"]["buyers"].as_array().unwrap().len(), 2);
+    assert!(
+        d["evm"]["buyers"][0]["privateKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("0x")
+    );
+    assert!(
+        d["solana"]["network"]
+            .as_str()
+            .unwrap()
+            .starts_with("solana:")
+    );
+    assert!(
+        d["solana"]["gateway"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    assert_eq!(d["nodes"].as_array().unwrap().len(), 7, "{d}");
+
+    // The money moved: the Base buyer paid two tasks at $0.01, the creator earned its 10%
+    // commission on the page conversion, and the Solana buyer paid one task.
+    let line = |who: &str, section: &str| -> String {
+        let from = stdout
+            .find(section)
+            .unwrap_or_else(|| panic!("{section}: {stdout}"));
+        stdout[from..]
+            .lines()
+            .find(|l| l.trim_start().starts_with(who))
+            .unwrap_or_else(|| panic!("{who}: {stdout}"))
+            .to_string()
+    };
+    assert!(
+        line("buyer", "Test USD balances").contains("(-20000)"),
+        "{stdout}"
+    );
+    assert!(
+        line("creator", "Test USD balances").contains("(+1000)"),
+        "{stdout}"
+    );
+    assert!(
+        line("buyer", "SPL token balances").contains("(-10000)"),
+        "{stdout}"
+    );
+    assert!(
+        line("gateway", "SPL token balances").contains("(+10000)"),
+        "{stdout}"
+    );
+}

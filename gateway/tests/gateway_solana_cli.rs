@@ -1,0 +1,156 @@
+//! The gateway on `solana-direct` as a real `d402 node` process against a real Solana test
+//! validator, and `d402 client run --solana-wallet` as a real buyer process: the buyer's
+//! partially signed transfer is co-signed by the gateway's fee payer and lands on chain.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use d402_host::Identity;
+use d402_network_support::*;
+use d402_solana_chain::SolanaChain;
+use solana_keypair::Keypair;
+use solana_signer::Signer;
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn keypair_file(dir: &std::path::Path, name: &str, k: &Keypair) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        serde_json::to_string(&k.to_bytes().to_vec()).unwrap(),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn solana_gateway_sells_to_the_solana_client() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let chain = tokio::task::spawn_blocking(SolanaChain::start)
+        .await
+        .unwrap()
+        .expect("the Solana test validator (scripts/test.sh builds it)");
+    let mint = chain.create_mint(6).await.unwrap();
+    let buyer = chain.funded_keypair(1_000_000_000).await.unwrap();
+    chain
+        .mint_to(&mint, &buyer.pubkey(), 1_000_000)
+        .await
+        .unwrap();
+    let fee_payer = chain.funded_keypair(1_000_000_000).await.unwrap();
+    let pay_to = Keypair::new();
+    chain.create_ata(&pay_to.pubkey(), &mint).await.unwrap();
+
+    let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
+    let worker = start(
+        dir,
+        "worker",
+        &[&bootstrap],
+        Some(worker_config(&[MERKLE], fetch_snapshotter())),
+        &[],
+    )
+    .await;
+    let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE]).await;
+    wait_discovered(&bootstrap, &[&worker, &validator]).await;
+
+    let publish = dir.join("merkle");
+    std::fs::create_dir_all(&publish).unwrap();
+    let offer = merkle_offer(&bootstrap);
+    let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
+    std::fs::write(
+        publish.join("registration.json"),
+        serde_json::to_vec(&offer.registration).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        publish.join("manifest.json"),
+        serde_json::to_vec(&offer.manifest).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(publish.join("component.wasm"), &bytes).unwrap();
+    let owner = Identity::from_seed([42; 32]).public_id();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))
+        .arg("node")
+        .args(["--label", "gateway-sol"])
+        .args(["--state", dir.join("gw").to_str().unwrap()])
+        .args(["--peer", &bootstrap.listen_addr().to_string()])
+        .args(["--http-host", "127.0.0.1", "--http-port", "0"])
+        .args(["--payment", "solana-direct", "--gateway-price", "$0.01"])
+        .args(["--offer", MERKLE, "--publish", publish.to_str().unwrap()])
+        .args(["--trust-namespace", &format!("merkle={owner}")])
+        .args(["--solana-rpc-url", chain.rpc_url()])
+        .args(["--solana-mint", &mint.to_string()])
+        .args([
+            "--solana-fee-payer-key",
+            &keypair_file(dir, "fee-payer.json", &fee_payer),
+        ])
+        .args(["--solana-gateway-wallet", &pay_to.pubkey().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _gateway = Killed(child);
+    let info: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(info["sells"][0], MERKLE, "{info}");
+    let url = info["http"].as_str().unwrap().to_string();
+    let probe = start(dir, "probe", &[&bootstrap], None, &[]).await;
+    wait_discovered(&bootstrap, &[&probe]).await;
+
+    let wallet = keypair_file(dir, "buyer.json", &buyer);
+    let run = |max_spend: &str| {
+        Command::new(env!("CARGO_BIN_EXE_d402"))
+            .args(["client", "run", "--gateway", &url, "--capability", MERKLE])
+            .args(["--input", &merkle_input("solana-leaf")])
+            .args([
+                "--solana-wallet",
+                &wallet,
+                "--solana-rpc-url",
+                chain.rpc_url(),
+            ])
+            .args(["--max-spend", max_spend])
+            .output()
+            .unwrap()
+    };
+    let balance = |owner: solana_pubkey::Pubkey| {
+        let chain = &chain;
+        async move { chain.token_balance_of(&owner, &mint).await.unwrap() }
+    };
+
+    // Above the spend cap: nothing is signed, nothing moves.
+    let out = run("$0.005");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spend cap"));
+    assert_eq!(balance(pay_to.pubkey()).await, 0);
+
+    let fee_payer_sol = chain.sol_balance(&fee_payer.pubkey()).await.unwrap();
+    let out = run("$0.05");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["result"]["valid"], true, "{r}");
+    assert_eq!(r["payment"]["rail"], "solana-direct", "{r}");
+    assert!(r["receipt"]["signature"].is_string());
+    assert_eq!(balance(pay_to.pubkey()).await, 10_000);
+    assert_eq!(balance(buyer.pubkey()).await, 990_000);
+    // The gateway paid the transaction fee; the buyer paid no SOL.
+    assert!(chain.sol_balance(&fee_payer.pubkey()).await.unwrap() < fee_payer_sol);
+    assert_eq!(
+        chain.sol_balance(&buyer.pubkey()).await.unwrap(),
+        1_000_000_000
+    );
+}
