@@ -69,6 +69,34 @@ if ! dpkg -s libclang-dev >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1;
   fi
 fi
 
+# The API fuzz (gateway/tests/openapi.rs) runs schemathesis and openapi-spec-validator from PyPI,
+# every package pinned in tests/api-fuzz/requirements.txt, in a virtualenv under $D402_TOOLS/py.
+# The copy of the requirements kept in the virtualenv says what it holds: the same file does
+# nothing, a changed one rebuilds it from scratch (so that a dropped pin does not linger).
+API_FUZZ_REQUIREMENTS=tests/api-fuzz/requirements.txt
+API_FUZZ_VENV="$D402_TOOLS/py"
+if ! cmp -s "$API_FUZZ_REQUIREMENTS" "$API_FUZZ_VENV/requirements.txt" \
+   || [ ! -x "$API_FUZZ_VENV/bin/schemathesis" ] \
+   || [ ! -x "$API_FUZZ_VENV/bin/openapi-spec-validator" ] \
+   || ! "$API_FUZZ_VENV/bin/python" -c '' >/dev/null 2>&1; then
+  say "installing schemathesis and openapi-spec-validator from PyPI into $API_FUZZ_VENV (pinned in $API_FUZZ_REQUIREMENTS)"
+  mkdir -p "$D402_TOOLS"
+  rm -rf "$API_FUZZ_VENV"
+  if ! python3 -m venv "$API_FUZZ_VENV" >/dev/null 2>&1; then
+    # Debian ships venv (and the pip it bootstraps) apart from python3 itself.
+    say "installing python3-venv from Debian (for the API fuzz's virtualenv)"
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends python3 python3-venv
+    rm -rf "$API_FUZZ_VENV"
+    python3 -m venv "$API_FUZZ_VENV"
+  fi
+  "$API_FUZZ_VENV/bin/python" -m pip install --quiet --no-input --disable-pip-version-check \
+    -r "$API_FUZZ_REQUIREMENTS"
+  cp "$API_FUZZ_REQUIREMENTS" "$API_FUZZ_VENV/requirements.txt"
+fi
+
 # The benchmarks compare against turndown under node; only fetched when asked for.
 if [ "${D402_SETUP_BENCH:-0}" = 1 ]; then
   if ! command -v node >/dev/null 2>&1; then

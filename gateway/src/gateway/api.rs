@@ -1,11 +1,16 @@
 //! The HTTP API (DESIGN.md §9), on axum. Handlers are thin: they parse, call [`Gateway`] and
-//! render. Errors render once, in [`GatewayError`]'s `IntoResponse`: `{code, message}` with a
-//! stable `code`, plus the `PAYMENT-REQUIRED` header on a 402. `/openapi.json` is generated from
-//! the handlers' types with utoipa (OpenAPI 3.1).
+//! render. Errors render once, in [`GatewayError`]'s `IntoResponse` or as a [`Refusal`]:
+//! `{code, message}` with a stable `code`, plus the `PAYMENT-REQUIRED` header on a 402. Requests
+//! the extractors refuse (a body too large, not JSON or of another content type, a path that is
+//! not UTF-8, an unknown route or method) get the same JSON error body, never axum's plain text.
+//!
+//! `/openapi.json` is generated from the handlers' types with utoipa (OpenAPI 3.1) and describes
+//! every response they give, errors included; `gateway/tests/openapi.rs` checks it against the
+//! OpenAPI 3.1 schema and fuzzes the live API from it.
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +18,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use d402_rails::{PaymentPayload, PaymentRequirements, RailError, RailKind};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use utoipa::{OpenApi, ToSchema};
 
 use super::{Gateway, GatewayError, TaskRecord, TaskState, decode_payment, encode_header};
@@ -63,21 +68,104 @@ impl IntoResponse for GatewayError {
     }
 }
 
-/// A request body the JSON extractor refused: too large (413) or not the expected JSON (400).
+/// A request refused before it reaches the gateway: rendered as an [`ErrorBody`].
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                code: self.code.into(),
+                message: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+/// What a handler fails with: the gateway's error, or a refusal of the request itself.
+#[derive(Debug)]
+pub enum ApiError {
+    Gateway(GatewayError),
+    Refused(Refusal),
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        ApiError::Gateway(e)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(e: Refusal) -> Self {
+        ApiError::Refused(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Gateway(e) => e.into_response(),
+            ApiError::Refused(e) => e.into_response(),
+        }
+    }
+}
+
+/// A request body the JSON extractor refused: too large (413 `body_too_large`), not declared as
+/// `application/json` (415 `unsupported_media_type`), not JSON (400 `invalid_body`), or JSON of
+/// the wrong shape (422 `invalid_body`).
 fn body_error(e: JsonRejection) -> Response {
-    let (status, code) = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
-    } else {
-        (StatusCode::BAD_REQUEST, "invalid_body")
+    let (status, code) = match &e {
+        JsonRejection::MissingJsonContentType(_) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+        }
+        JsonRejection::JsonDataError(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        _ if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+        }
+        _ => (StatusCode::BAD_REQUEST, "invalid_body"),
     };
-    (
+    Refusal {
         status,
-        Json(ErrorBody {
-            code: code.into(),
-            message: e.body_text(),
-        }),
-    )
-        .into_response()
+        code,
+        message: e.body_text(),
+    }
+    .into_response()
+}
+
+/// The `{id}` of a task route. A path the extractor cannot decode (percent-escapes that are not
+/// UTF-8) is a 400 `invalid_task_id`.
+fn task_id(id: Result<Path<String>, PathRejection>) -> Result<String, Refusal> {
+    id.map(|Path(id)| id).map_err(|e| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        code: "invalid_task_id",
+        message: e.body_text(),
+    })
+}
+
+/// Any route not listed: 404 `not_found`.
+async fn no_route() -> Refusal {
+    Refusal {
+        status: StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: "no such route; see /openapi.json".into(),
+    }
+}
+
+/// A listed route with a method it does not serve: 405 `method_not_allowed` (axum adds the
+/// `Allow` header).
+async fn wrong_method() -> Refusal {
+    Refusal {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: "method not allowed on this route; see /openapi.json".into(),
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -148,8 +236,17 @@ pub struct GatewayDescription {
     pub facilitator_url: String,
 }
 
-/// `POST /tasks`: what to run. Price, mode, fanout, quorum and limits are the server's.
+/// `POST /tasks`: what to run. Price, mode, fanout, quorum and limits are the server's; other
+/// fields are ignored.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "capability": "merkle.verify_proof@1",
+    "input": {
+        "leaf": "6c656166",
+        "proof": [],
+        "root": "0d27e27f7827ccd745199e8eb3a6af368e1064af42ae9f83740e98121e2bc025"
+    }
+}))]
 pub struct TaskRequest {
     /// `ID@VERSION`, e.g. `web.page_to_markdown@1`.
     pub capability: String,
@@ -181,8 +278,7 @@ pub struct TaskView {
     pub task_id: String,
     pub status: TaskState,
     pub capability: String,
-    /// The capability's output (JSON), once delivered.
-    #[schema(value_type = Option<Object>)]
+    /// The capability's output (any JSON), once delivered.
     pub result: Option<Value>,
     /// The receipt of the first agreeing worker.
     #[schema(value_type = Option<Object>)]
@@ -229,6 +325,78 @@ impl TaskView {
     }
 }
 
+/// `GET /tasks/{id}/receipt`: what proves the work and the payment.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiptView {
+    pub task_id: String,
+    /// One receipt per worker that ran the task.
+    #[schema(value_type = Vec<Object>)]
+    pub receipts: Vec<Value>,
+    /// The validator's signed verdict.
+    #[schema(value_type = Option<Object>)]
+    pub verdict: Option<Value>,
+    pub payment: PaymentView,
+}
+
+/// The body of a 402: the x402 v2 `PaymentRequired` (also base64 in the `PAYMENT-REQUIRED`
+/// header), with this API's `code` and `message`. Documents what [`GatewayError`] renders.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentChallenge {
+    /// Always 2.
+    pub x402_version: u8,
+    /// `payment_required`, or the x402 reason a payment was refused for.
+    pub error: Option<String>,
+    pub resource: Option<ResourceView>,
+    /// What this gateway accepts for the task; pay one.
+    pub accepts: Vec<RequirementsView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub extensions: Option<Value>,
+    /// The same as `error`.
+    pub code: String,
+    pub message: String,
+}
+
+/// x402 v2 `ResourceInfo`: what the payment is for.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceView {
+    pub url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+}
+
+/// x402 v2 `PaymentRequirements`, one entry of a 402's `accepts`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequirementsView {
+    /// `exact`, or the escrow's scheme.
+    pub scheme: String,
+    /// CAIP-2 network id, e.g. `eip155:31337`.
+    pub network: String,
+    /// Atomic units of `asset`.
+    pub amount: String,
+    pub pay_to: String,
+    pub max_timeout_seconds: u64,
+    pub asset: String,
+    /// Scheme specific, e.g. the EIP-712 domain's `name` and `version`.
+    #[schema(value_type = Option<Object>)]
+    pub extra: Option<Value>,
+}
+
+/// A task that failed after payment (502): its record, or the rail's error when the payment
+/// could not be settled.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum TaskFailure {
+    Task(Box<TaskView>),
+    Error(ErrorBody),
+}
+
 /// The x402 `PAYMENT-RESPONSE` of a settled task.
 fn payment_response(r: &TaskRecord) -> Value {
     json!({
@@ -255,6 +423,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/x402/supported", get(supported))
         .route("/x402/verify", post(verify))
         .route("/x402/settle", post(settle))
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gw)
 }
@@ -290,6 +460,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         TaskView,
         PaymentView,
         TaskState,
+        ReceiptView,
+        PaymentChallenge,
+        ResourceView,
+        RequirementsView,
+        TaskFailure,
         FacilitatorRequest,
         VerifyResponse,
         SettleResponse,
@@ -390,12 +565,12 @@ async fn capabilities(State(gw): State<Arc<Gateway>>) -> Json<Vec<CapabilityView
     Json(capability_views(&gw))
 }
 
-#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "this document (OpenAPI 3.1)")))]
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, body = Object, description = "this document (OpenAPI 3.1)")))]
 async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, body = String, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     gw.metrics.inc(&gw.metrics.http_requests);
     (
@@ -404,8 +579,16 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     )
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
+/// A payment header's value. One that is present but not visible ASCII (base64 always is) is
+/// refused rather than ignored: ignoring it would answer a payment with a fresh challenge.
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>, GatewayError> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| GatewayError::PaymentHeader(format!("{name} is not visible ASCII")))
+        })
+        .transpose()
 }
 
 /// Submits a task. Without a payment header: 402 with `PAYMENT-REQUIRED`. With
@@ -413,13 +596,26 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// wait, else 202 with the task URL; `PAYMENT-RESPONSE` on both.
 #[utoipa::path(post, path = "/tasks", request_body = TaskRequest,
     params(("PAYMENT-SIGNATURE" = Option<String>, Header, description = "x402 v2 payment payload, base64 JSON"),
-           ("X-PAYMENT" = Option<String>, Header, description = "x402 v1 payment payload, base64 JSON")),
+           ("X-PAYMENT" = Option<String>, Header, description = "x402 v1 payment payload, base64 JSON (direct rails)")),
     responses(
-        (status = 200, body = TaskView, description = "delivered"),
-        (status = 202, body = TaskView, description = "paid and running; poll the task URL"),
-        (status = 400, body = ErrorBody), (status = 402, body = ErrorBody, description = "payment required; see the PAYMENT-REQUIRED header"),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody), (status = 502, body = TaskView)))]
+        (status = 200, body = TaskView, description = "paid and delivered",
+            headers(("PAYMENT-RESPONSE" = String, description = "x402 settlement response, base64 JSON"),
+                    ("x-d402-idempotent-replay" = Option<String>, description = "`true` on the stored response to a repeated payment-identifier"))),
+        (status = 202, body = TaskView, description = "paid and running; poll the task URL",
+            headers(("PAYMENT-RESPONSE" = String, description = "x402 settlement response, base64 JSON"),
+                    ("Location" = String, description = "the task URL"),
+                    ("x-d402-idempotent-replay" = Option<String>, description = "`true` on the stored response to a repeated payment-identifier"))),
+        (status = 400, body = ErrorBody, description = "not JSON (`invalid_body`), or a payment header that cannot be decoded (`invalid_payment_header`)"),
+        (status = 402, body = PaymentChallenge, description = "payment required, or the payment was refused (`code` is the x402 reason)",
+            headers(("PAYMENT-REQUIRED" = String, description = "the x402 v2 PaymentRequired, base64 JSON"))),
+        (status = 403, body = ErrorBody, description = "the capability is not sold here (its registration is refused by policy), or a safety cap refuses the challenge"),
+        (status = 404, body = ErrorBody, description = "no such capability (`unknown_capability`)"),
+        (status = 409, body = ErrorBody, description = "the payment-identifier was used with a different payment (`payment_identifier_conflict`)"),
+        (status = 413, body = ErrorBody, description = "the body (`body_too_large`) or the input (`input_too_large`) is over the limit"),
+        (status = 415, body = ErrorBody, description = "the body is not `application/json` (`unsupported_media_type`)"),
+        (status = 422, body = ErrorBody, description = "JSON of the wrong shape (`invalid_body`), an input that is not an object (`invalid_input`), or a URL the policy refuses (`url_refused`)"),
+        (status = 500, body = ErrorBody, description = "the task store failed (`internal`)"),
+        (status = 502, body = TaskFailure, description = "paid, but the task failed (its record), or the rail could not settle (`rail_unavailable`)")))]
 async fn create_task(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -441,9 +637,9 @@ async fn create_task_inner(
     headers: &HeaderMap,
     req: TaskRequest,
 ) -> Result<Response, GatewayError> {
-    let payment = if let Some(h) = header_str(headers, PAYMENT_SIGNATURE) {
+    let payment = if let Some(h) = header_str(headers, PAYMENT_SIGNATURE)? {
         Some(decode_payment(h, None)?)
-    } else if let Some(h) = header_str(headers, X_PAYMENT) {
+    } else if let Some(h) = header_str(headers, X_PAYMENT)? {
         // v1 payloads do not carry the requirements they answer; on a direct rail they are the
         // same for every task of a capability.
         let issued = if gw.rail.kind() == RailKind::Direct {
@@ -491,64 +687,82 @@ fn record(gw: &Gateway, id: &str) -> Result<TaskRecord, GatewayError> {
         .ok_or_else(|| GatewayError::TaskNotFound(id.into()))
 }
 
-#[utoipa::path(get, path = "/tasks/{id}", params(("id" = String, Path)), responses((status = 200, body = TaskView), (status = 404, body = ErrorBody)))]
+#[utoipa::path(get, path = "/tasks/{id}", params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = TaskView),
+              (status = 400, body = ErrorBody, description = "the id is not UTF-8 (`invalid_task_id`)"),
+              (status = 404, body = ErrorBody, description = "no such task (`task_not_found`)"),
+              (status = 500, body = ErrorBody, description = "the task store failed (`internal`)")))]
 async fn task(
     State(gw): State<Arc<Gateway>>,
-    Path(id): Path<String>,
-) -> Result<Json<TaskView>, GatewayError> {
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<TaskView>, ApiError> {
     gw.metrics.inc(&gw.metrics.http_requests);
-    Ok(Json(TaskView::of(&record(&gw, &id)?, &gw.public_url)))
+    let r = record(&gw, &task_id(id)?)?;
+    Ok(Json(TaskView::of(&r, &gw.public_url)))
 }
 
-#[utoipa::path(get, path = "/tasks/{id}/result", params(("id" = String, Path)), responses((status = 200, description = "the capability's output (JSON)"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(get, path = "/tasks/{id}/result", params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = Value, description = "the capability's output (any JSON)"),
+              (status = 400, body = ErrorBody, description = "the id is not UTF-8 (`invalid_task_id`)"),
+              (status = 404, body = ErrorBody, description = "no such task (`task_not_found`)"),
+              (status = 409, body = ErrorBody, description = "not delivered yet (`not_ready`)"),
+              (status = 500, body = ErrorBody, description = "the task store failed (`internal`)")))]
 async fn task_result(
     State(gw): State<Arc<Gateway>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, GatewayError> {
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
     gw.metrics.inc(&gw.metrics.http_requests);
+    let id = task_id(id)?;
     let r = record(&gw, &id)?;
-    TaskView::of(&r, &gw.public_url)
-        .result
-        .map(Json)
-        .ok_or(GatewayError::NotReady {
-            id,
-            what: "result",
-            state: r.state,
-        })
+    let result = TaskView::of(&r, &gw.public_url).result;
+    Ok(Json(result.ok_or(GatewayError::NotReady {
+        id,
+        what: "result",
+        state: r.state,
+    })?))
 }
 
-#[utoipa::path(get, path = "/tasks/{id}/receipt", params(("id" = String, Path)), responses((status = 200, description = "receipts, verdict and settlement"), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+#[utoipa::path(get, path = "/tasks/{id}/receipt", params(("id" = String, Path, description = "the task id")),
+    responses((status = 200, body = ReceiptView, description = "receipts, verdict and settlement"),
+              (status = 400, body = ErrorBody, description = "the id is not UTF-8 (`invalid_task_id`)"),
+              (status = 404, body = ErrorBody, description = "no such task (`task_not_found`)"),
+              (status = 409, body = ErrorBody, description = "no receipt yet (`not_ready`)"),
+              (status = 500, body = ErrorBody, description = "the task store failed (`internal`)")))]
 async fn task_receipt(
     State(gw): State<Arc<Gateway>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, GatewayError> {
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Json<ReceiptView>, ApiError> {
     gw.metrics.inc(&gw.metrics.http_requests);
+    let id = task_id(id)?;
     let r = record(&gw, &id)?;
     if r.receipts.is_empty() {
         return Err(GatewayError::NotReady {
             id,
             what: "receipt",
             state: r.state,
-        });
+        }
+        .into());
     }
     let v = TaskView::of(&r, &gw.public_url);
-    Ok(Json(json!({
-        "taskId": v.task_id,
-        "receipts": v.receipts,
-        "verdict": v.verdict,
-        "payment": v.payment,
-    })))
+    Ok(Json(ReceiptView {
+        task_id: v.task_id,
+        receipts: v.receipts,
+        verdict: v.verdict,
+        payment: v.payment,
+    }))
 }
 
-/// The facilitator API's request (`/x402/verify`, `/x402/settle`).
+/// The facilitator API's request (`/x402/verify`, `/x402/settle`). The payload and the
+/// requirements must be JSON objects (anything else is a 422); an object that is not a valid x402
+/// payload or requirements is answered in the body (`invalid_payload`), as x402 facilitators do.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FacilitatorRequest {
     pub x402_version: u8,
     #[schema(value_type = Object)]
-    pub payment_payload: Value,
+    pub payment_payload: Map<String, Value>,
     #[schema(value_type = Object)]
-    pub payment_requirements: Value,
+    pub payment_requirements: Map<String, Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -602,10 +816,26 @@ async fn supported(State(gw): State<Arc<Gateway>>) -> Json<Supported> {
 fn parse_facilitator(
     req: FacilitatorRequest,
 ) -> Result<(PaymentPayload, PaymentRequirements), String> {
-    let payload = serde_json::from_value(req.payment_payload).map_err(|e| e.to_string())?;
-    let requirements =
-        serde_json::from_value(req.payment_requirements).map_err(|e| e.to_string())?;
+    let payload =
+        serde_json::from_value(Value::Object(req.payment_payload)).map_err(|e| e.to_string())?;
+    let requirements = serde_json::from_value(Value::Object(req.payment_requirements))
+        .map_err(|e| e.to_string())?;
     Ok((payload, requirements))
+}
+
+/// Whether a rail error that is not a verification refusal was still caused by the request:
+/// requirements naming an address or an amount that does not parse, or terms the rail refuses.
+/// The facilitator answers those as invalid (`invalid_payment_requirements`); only the rail's
+/// own failures (chain, outbox) are a 502.
+fn caused_by_requirements(e: &RailError) -> bool {
+    matches!(
+        e,
+        RailError::Address { .. }
+            | RailError::Amount(_)
+            | RailError::Split(_)
+            | RailError::Cap(_)
+            | RailError::CommissionOnDirectRail { .. }
+    )
 }
 
 fn invalid(reason: &str) -> VerifyResponse {
@@ -617,7 +847,13 @@ fn invalid(reason: &str) -> VerifyResponse {
 }
 
 /// Verifies a payment for another x402 server, with this gateway's rail.
-#[utoipa::path(post, path = "/x402/verify", request_body = FacilitatorRequest, responses((status = 200, body = VerifyResponse)))]
+#[utoipa::path(post, path = "/x402/verify", request_body = FacilitatorRequest,
+    responses((status = 200, body = VerifyResponse, description = "`isValid`, or the x402 `invalidReason`"),
+        (status = 400, body = ErrorBody, description = "not JSON (`invalid_body`)"),
+        (status = 413, body = ErrorBody, description = "the body is over the limit (`body_too_large`)"),
+        (status = 415, body = ErrorBody, description = "the body is not `application/json` (`unsupported_media_type`)"),
+        (status = 422, body = ErrorBody, description = "JSON of the wrong shape (`invalid_body`)"),
+        (status = 502, body = ErrorBody, description = "the rail failed (`rail_unavailable`)")))]
 async fn verify(
     State(gw): State<Arc<Gateway>>,
     body: Result<Json<FacilitatorRequest>, JsonRejection>,
@@ -638,13 +874,20 @@ async fn verify(
             payer: Some(v.payer),
         },
         Err(RailError::Verify(v)) => invalid(v.reason()),
+        Err(e) if caused_by_requirements(&e) => invalid("invalid_payment_requirements"),
         Err(e) => return GatewayError::Rail(e.to_string()).into_response(),
     })
     .into_response()
 }
 
 /// Verifies and settles a payment for another x402 server.
-#[utoipa::path(post, path = "/x402/settle", request_body = FacilitatorRequest, responses((status = 200, body = SettleResponse)))]
+#[utoipa::path(post, path = "/x402/settle", request_body = FacilitatorRequest,
+    responses((status = 200, body = SettleResponse, description = "`success` and the transaction, or the x402 `errorReason`"),
+        (status = 400, body = ErrorBody, description = "not JSON (`invalid_body`)"),
+        (status = 413, body = ErrorBody, description = "the body is over the limit (`body_too_large`)"),
+        (status = 415, body = ErrorBody, description = "the body is not `application/json` (`unsupported_media_type`)"),
+        (status = 422, body = ErrorBody, description = "JSON of the wrong shape (`invalid_body`)"),
+        (status = 502, body = ErrorBody, description = "the rail failed (`rail_unavailable`)")))]
 async fn settle(
     State(gw): State<Arc<Gateway>>,
     body: Result<Json<FacilitatorRequest>, JsonRejection>,
@@ -672,6 +915,7 @@ async fn settle(
     let verified = match gw.rail.verify(&payload, &requirements).await {
         Ok(v) => v,
         Err(RailError::Verify(v)) => return fail(v.reason()),
+        Err(e) if caused_by_requirements(&e) => return fail("invalid_payment_requirements"),
         Err(e) => return GatewayError::Rail(e.to_string()).into_response(),
     };
     match gw.rail.settle(&verified).await {
