@@ -135,6 +135,10 @@ pub enum VerifyError {
     ReceiverAccountMissing(Pubkey),
     #[error("the source holds {balance}, the payment is {amount}")]
     InsufficientFunds { balance: u64, amount: u64 },
+    /// The SVM form of an expired (or never valid) authorization: the transaction's recent
+    /// blockhash is not one the cluster still accepts, so it could never land.
+    #[error("the transaction's blockhash {0} has expired or is unknown to the cluster")]
+    BlockhashExpired(Hash),
     #[error("simulation failed: {0}")]
     Simulation(String),
     #[error("the chain could not be asked: {0}")]
@@ -186,6 +190,7 @@ impl VerifyError {
                 "invalid_exact_svm_payload_transaction_receiver_ata_not_found"
             }
             Self::InsufficientFunds { .. } => "insufficient_funds",
+            Self::BlockhashExpired(_) => "invalid_exact_svm_payload_transaction_expired",
             Self::Simulation(_) => "transaction_simulation_failed",
             Self::Rpc(_) => "unexpected_verify_error",
         }
@@ -405,6 +410,15 @@ impl SolanaDirect {
                 balance: source.amount,
                 amount: transfer.amount,
             });
+        }
+        let blockhash = *transaction.message.recent_blockhash();
+        if !self
+            .rpc()
+            .is_blockhash_valid(&blockhash, CommitmentConfig::processed())
+            .await
+            .map_err(rpc_err)?
+        {
+            return Err(VerifyError::BlockhashExpired(blockhash));
         }
         let simulation = self
             .rpc()

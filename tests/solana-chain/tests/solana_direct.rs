@@ -268,6 +268,23 @@ async fn solana_direct_pays_exactly_and_refuses_bad_payments() {
         .await;
     assert_eq!(e.reason(), "invalid_exact_svm_payload_signature", "{e}");
 
+    // --- expired or never valid: the SVM authorization window is the recent blockhash. A hash
+    // the cluster never produced stands for one that aged out (~150 slots).
+    let ixs = payment_instructions(&w.buyer.pubkey(), &req, 6, 0).expect("ixs");
+    let stale = partially_signed(
+        &ixs,
+        &w.gateway.pubkey(),
+        &[&w.buyer],
+        solana_hash::Hash::new_from_array([7; 32]),
+    )
+    .expect("build");
+    let e = w.refused(&req, &stale).await;
+    assert_eq!(
+        e.reason(),
+        "invalid_exact_svm_payload_transaction_expired",
+        "{e}"
+    );
+
     // --- insufficient balance ---
     let poor = Keypair::new();
     w.chain
