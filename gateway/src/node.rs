@@ -167,6 +167,17 @@ pub struct NodeArgs {
     /// Gateway: how long POST /tasks waits for a result before answering 202 [default: 30000].
     #[arg(long, value_name = "MS")]
     gateway_wait_ms: Option<u64>,
+    /// Gateway: how long a buyer's signed payment stays valid, in seconds [default: 300].
+    #[arg(long, value_name = "SECS")]
+    gateway_payment_timeout_secs: Option<u64>,
+    /// Gateway: how long the network gets to run one task, in seconds [default: 60].
+    #[arg(long, value_name = "SECS")]
+    gateway_task_timeout_secs: Option<u64>,
+    /// Gateway, escrow rails: how long after the task timeout an unfinished task's escrow is
+    /// refunded, in seconds; its deadline is payment timeout + task timeout + this after the
+    /// challenge [default: 30].
+    #[arg(long, value_name = "SECS")]
+    gateway_refund_after_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -248,6 +259,15 @@ impl NodeArgs {
             solana_fee_payer_key: self.solana_fee_payer_key.or(file.solana_fee_payer_key),
             solana_gateway_wallet: self.solana_gateway_wallet.or(file.solana_gateway_wallet),
             gateway_wait_ms: self.gateway_wait_ms.or(file.gateway_wait_ms),
+            gateway_payment_timeout_secs: self
+                .gateway_payment_timeout_secs
+                .or(file.gateway_payment_timeout_secs),
+            gateway_task_timeout_secs: self
+                .gateway_task_timeout_secs
+                .or(file.gateway_task_timeout_secs),
+            gateway_refund_after_secs: self
+                .gateway_refund_after_secs
+                .or(file.gateway_refund_after_secs),
         })
     }
 }
@@ -444,6 +464,9 @@ fn gateway_settings(
         solana_gateway_wallet: args.solana_gateway_wallet.clone(),
         allow_private_targets: args.allow_private_targets.unwrap_or(false),
         wait_ms: args.gateway_wait_ms.unwrap_or(30_000),
+        payment_timeout_secs: args.gateway_payment_timeout_secs,
+        task_timeout_secs: args.gateway_task_timeout_secs,
+        refund_after_secs: args.gateway_refund_after_secs,
     }))
 }
 

@@ -70,6 +70,10 @@ pub struct GatewaySettings {
     pub solana_gateway_wallet: Option<String>,
     pub allow_private_targets: bool,
     pub wait_ms: u64,
+    /// `None`: the [`SalePolicy`] default.
+    pub payment_timeout_secs: Option<u64>,
+    pub task_timeout_secs: Option<u64>,
+    pub refund_after_secs: Option<u64>,
 }
 
 /// A private key from a file holding hex, or from hex given directly.
@@ -174,7 +178,14 @@ pub async fn start(
         .with_context(|| format!("binding {}:{}", s.http_host, s.http_port))?;
     let local = listener.local_addr()?;
     let store = TaskStore::open(&state.join("gateway.redb")).map_err(|e| anyhow!("{e}"))?;
+    let defaults = SalePolicy::default();
+    let secs = std::time::Duration::from_secs;
     let policy = SalePolicy {
+        max_timeout_seconds: s
+            .payment_timeout_secs
+            .unwrap_or(defaults.max_timeout_seconds),
+        task_deadline: s.task_timeout_secs.map_or(defaults.task_deadline, secs),
+        refund_after: s.refund_after_secs.map_or(defaults.refund_after, secs),
         price,
         worker_budget: budget,
         gateway_fee: GatewayFee::Bps(s.fee_bps),
@@ -183,7 +194,7 @@ pub async fn start(
         asset,
         decimals,
         wait: std::time::Duration::from_millis(s.wait_ms),
-        ..SalePolicy::default()
+        ..defaults
     };
     let gw = Arc::new(Gateway::new(
         GatewayConfig {

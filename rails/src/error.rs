@@ -139,6 +139,10 @@ pub enum RailError {
     Chain(String),
     #[error("transaction {tx} reverted: {reason}")]
     Reverted { tx: String, reason: String },
+    /// The chain refused to execute a transaction before it was sent (its simulation reverted,
+    /// e.g. an escrow release after the deadline): nothing was sent and no nonce was used.
+    #[error("the chain would revert {what}: {reason}")]
+    WouldRevert { what: String, reason: String },
     #[error("{rail} does not {operation}")]
     Unsupported {
         rail: &'static str,

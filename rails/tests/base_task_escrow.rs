@@ -420,3 +420,130 @@ async fn interrupted_funding_and_release_reconcile_once() {
         d402_rails::SettlementState::Confirmed
     );
 }
+
+/// What a gateway killed at the wrong moment needs from the rail: a release the chain would
+/// refuse (its deadline passed while the gateway was down) is refused before any intent is
+/// recorded, so the task can still be refunded; a refund before the deadline likewise leaves
+/// nothing behind and succeeds later; a release or refund asked for again answers from the
+/// outbox instead of refusing it as a replay; and a recorded release that can no longer go out
+/// is marked failed by reconciliation, which carries on.
+#[tokio::test]
+async fn releases_and_refunds_are_refused_before_their_intent_and_repeat_idempotently() {
+    let e = escrow_world(SafetyCaps::default()).await;
+    // A rail whose outbox this test can read.
+    let outbox = e.w.outbox("escrow-idempotent.redb");
+    let rail = BaseTaskEscrow::new(
+        e.w.chain.clone(),
+        e.rail.address(),
+        e.validator.address(),
+        &e.w.facilitator,
+        e.gateway,
+        outbox.clone(),
+        SafetyCaps::default(),
+    );
+    let id = |t: &Terms, what: &str| {
+        format!("escrow:{}:{}:{what}", rail.address(), t.task_id.0).to_lowercase()
+    };
+    let fund = |t: Terms| {
+        let rail = &rail;
+        let buyer = e.w.buyer.clone();
+        async move {
+            let req = rail.challenge(&t).unwrap();
+            let payload = buyer::pay_escrow(&buyer, &req, now()).unwrap();
+            let verified = rail.verify(&payload, &req).await.unwrap();
+            rail.settle(&verified).await.unwrap();
+            escrow_terms(&req)
+        }
+    };
+    let release = |t: &Terms, et: &EscrowTerms| Release::Task {
+        task_id: t.task_id,
+        worker: e.worker.to_string(),
+        validator_signature: sign_release(&e.validator, 31337, rail.address(), et, e.worker)
+            .unwrap(),
+    };
+
+    // Released once, asked again: the same settlement, nothing sent twice.
+    let t = commission_terms(&e, "escrow-again", 100_000);
+    let et = fund(t.clone()).await;
+    let first = rail.finalize(&release(&t, &et)).await.unwrap();
+    let sent = e.w.anvil.tx_count(e.w.facilitator.address()).await.unwrap();
+    let again = rail.finalize(&release(&t, &et)).await.unwrap();
+    assert_eq!(again.tx_hashes, first.tx_hashes);
+    assert_eq!(again.payouts, first.payouts);
+    assert_eq!(
+        e.w.anvil.tx_count(e.w.facilitator.address()).await.unwrap(),
+        sent
+    );
+    assert_eq!(e.w.balance(e.worker).await, 100_000 - 15_000 - 2_500);
+
+    // A refund before the deadline: refused, nothing recorded, nothing sent.
+    let mut t = commission_terms(&e, "escrow-late", 200_000);
+    t.deadline_unix = e.w.anvil.now().await.unwrap() + 600;
+    let et = fund(t.clone()).await;
+    match rail.refund(&t.task_id).await {
+        Err(RailError::WouldRevert { reason, .. }) => {
+            assert!(reason.contains("DeadlineNotReached"), "{reason}")
+        }
+        other => panic!("expected the chain to refuse an early refund, got {other:?}"),
+    }
+    assert!(outbox.get(&id(&t, "refund")).unwrap().is_none());
+
+    // Past the deadline the release is refused the same way, and the refund goes through, once.
+    e.w.anvil.advance_time(601).await.unwrap();
+    match rail.finalize(&release(&t, &et)).await {
+        Err(RailError::WouldRevert { reason, .. }) => {
+            assert!(reason.contains("DeadlinePassed"), "{reason}")
+        }
+        other => panic!("expected the chain to refuse a late release, got {other:?}"),
+    }
+    assert!(outbox.get(&id(&t, "release")).unwrap().is_none());
+    let buyer_before = e.w.balance(e.w.buyer.address()).await;
+    let refund = rail.refund(&t.task_id).await.unwrap();
+    assert_eq!(
+        rail.refund(&t.task_id).await.unwrap().tx_hashes,
+        refund.tx_hashes
+    );
+    assert_eq!(
+        e.w.balance(e.w.buyer.address()).await,
+        buyer_before + 200_000
+    );
+    assert_eq!(
+        rail.task_state(&t.task_id).await.unwrap(),
+        TaskState::Refunded
+    );
+
+    // A release recorded before a crash, whose deadline passed before the restart: marked
+    // failed by reconciliation (not a reason to stop), so the task can be refunded instead.
+    let mut t = commission_terms(&e, "escrow-crashed-release", 300_000);
+    t.deadline_unix = e.w.anvil.now().await.unwrap() + 600;
+    // The chain's clock runs 601 s ahead of the wall clock by now.
+    t.max_timeout_seconds = 3_600;
+    let et = fund(t.clone()).await;
+    let Release::Task {
+        validator_signature,
+        ..
+    } = release(&t, &et)
+    else {
+        unreachable!()
+    };
+    outbox
+        .record_intent(
+            &id(&t, "release"),
+            "base-task-escrow",
+            serde_json::json!({ "worker": e.worker, "signature": alloy::hex::encode_prefixed(&validator_signature) }),
+        )
+        .unwrap();
+    e.w.anvil.advance_time(601).await.unwrap();
+    let report = rail.reconcile().await.unwrap();
+    assert_eq!(report.failed, vec![id(&t, "release")]);
+    assert!(report.resent.is_empty() && report.confirmed.is_empty());
+    assert!(matches!(
+        rail.finalize(&release(&t, &et)).await,
+        Err(RailError::Reverted { .. })
+    ));
+    rail.refund(&t.task_id).await.unwrap();
+    assert_eq!(
+        rail.task_state(&t.task_id).await.unwrap(),
+        TaskState::Refunded
+    );
+}

@@ -16,8 +16,8 @@ pub mod metrics;
 pub mod policy;
 pub mod store;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use alloy::primitives::Address;
@@ -148,6 +148,25 @@ pub struct Gateway {
     pub metrics: Metrics,
     pub public_url: String,
     pub label: String,
+    /// Tasks some part of this process is driving right now (a request, a run, a refund
+    /// waiting for its deadline); the sweep leaves them alone.
+    active: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// This process drives one task until dropped: nothing else (the sweep, a concurrent request)
+/// works on the task meanwhile.
+struct Claim {
+    active: Arc<Mutex<BTreeSet<String>>>,
+    id: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
 }
 
 /// What `POST /tasks` produced.
@@ -231,7 +250,17 @@ impl Gateway {
             metrics: Metrics::default(),
             public_url: config.public_url,
             label: config.label,
+            active: Arc::default(),
         }
+    }
+
+    /// Claims task `id` for this caller; `None` when something else is driving it.
+    fn claim(&self, id: &str) -> Option<Claim> {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        active.insert(id.to_string()).then(|| Claim {
+            active: Arc::clone(&self.active),
+            id: id.to_string(),
+        })
     }
 
     fn listing(&self, capability: &str) -> Result<&Listing, GatewayError> {
@@ -436,6 +465,13 @@ impl Gateway {
             Err(e) => return Err(GatewayError::Rail(e.to_string())),
         };
         let task_id = challenge.task_id.clone().unwrap_or_else(random_id);
+        let Some(claim) = self.claim(&task_id) else {
+            self.metrics.inc(&self.metrics.replays_refused);
+            return refuse(
+                "authorization_already_used",
+                "this task is already being paid".into(),
+            );
+        };
         let now = now_ms();
         let mut record = TaskRecord {
             id: task_id,
@@ -484,13 +520,16 @@ impl Gateway {
                 );
             }
             Err(e) => {
-                // Left `Verified`: the outbox holds the intent and a restart reconciles it.
+                // What the outbox holds decides: nothing sent (or refused on chain) fails the
+                // task with nothing charged; an intent still in flight leaves it `Verified` for
+                // the next reconciliation; funded after all settles it.
                 record.error = Some(e.to_string());
-                self.store.put(&record)?;
-                return Err(GatewayError::Rail(e.to_string()));
+                if !self.settle_recorded(&mut record, false).await? {
+                    return Err(GatewayError::Rail(e.to_string()));
+                }
             }
         }
-        self.spawn_run(record.clone());
+        self.spawn_run(record.clone(), claim);
         Ok(Submitted {
             record: self.wait_for(record).await?,
             replay: false,
@@ -520,14 +559,72 @@ impl Gateway {
         self.store.put(r)
     }
 
-    fn spawn_run(self: &Arc<Self>, record: TaskRecord) {
+    /// Drives `record` onward in the background, holding its claim until it is done or
+    /// stopped (a stopped task is picked up again by the sweep).
+    fn spawn_run(self: &Arc<Self>, record: TaskRecord, claim: Claim) {
         let gw = Arc::clone(self);
         tokio::spawn(async move {
+            let _claim = claim;
             let id = record.id.clone();
-            if let Err(e) = gw.run(record).await {
+            let r = if record.state == TaskState::RefundPending {
+                gw.refund_when_due(record).await
+            } else {
+                gw.run(record).await
+            };
+            if let Err(e) = r {
                 eprintln!("{}: task {id}: {e}", gw.label);
             }
         });
+    }
+
+    /// Settles a `Verified` task according to its settlement's outbox record; returns whether
+    /// it is now `Settled`. Confirmed: settled. Failed: nothing was charged, the task fails.
+    /// Still in flight: left `Verified` for the next reconciliation. Not recorded: settled now
+    /// with `send` (a restart after a crash before the intent), else the settlement was refused
+    /// before anything was sent and the task fails.
+    async fn settle_recorded(
+        &self,
+        record: &mut TaskRecord,
+        send: bool,
+    ) -> Result<bool, GatewayError> {
+        let outbox = self
+            .outbox
+            .get(&record.verified.settlement_id)
+            .map_err(|e| GatewayError::Rail(e.to_string()))?;
+        match outbox.map(|s| s.state) {
+            Some(SettlementState::Confirmed) => {
+                self.transition(record, TaskState::Settled)?;
+                self.metrics.inc(&self.metrics.payments_settled);
+                Ok(true)
+            }
+            Some(SettlementState::Failed { reason }) => {
+                record.error = Some(format!("settlement failed, nothing was charged: {reason}"));
+                self.transition(record, TaskState::Failed)?;
+                Ok(false)
+            }
+            Some(_) => {
+                self.store.put(record)?;
+                Ok(false)
+            }
+            None if send => match self.rail.settle(&record.verified).await {
+                Ok(s) => {
+                    record.settlement = Some(s);
+                    self.transition(record, TaskState::Settled)?;
+                    self.metrics.inc(&self.metrics.payments_settled);
+                    Ok(true)
+                }
+                Err(e) => {
+                    record.error = Some(e.to_string());
+                    Box::pin(self.settle_recorded(record, false)).await
+                }
+            },
+            None => {
+                let e = record.error.take().unwrap_or_default();
+                record.error = Some(format!("settlement refused, nothing was charged: {e}"));
+                self.transition(record, TaskState::Failed)?;
+                Ok(false)
+            }
+        }
     }
 
     /// Runs a settled task through the network, then releases the split or arranges the refund.
@@ -618,9 +715,16 @@ impl Gateway {
                 validator_signature: signature,
             };
             match self.rail.finalize(&release).await {
+                // Also when an earlier attempt released it: the rail answers from its outbox.
                 Ok(s) => record.release = Some(s),
-                // Recorded by an earlier attempt: the outbox reconciles it.
-                Err(RailError::Replay(_)) => {}
+                // The chain refuses the release (its deadline passed, e.g. while the gateway
+                // was down): the escrow goes back to the buyer.
+                Err(e @ (RailError::WouldRevert { .. } | RailError::Reverted { .. })) => {
+                    record.error = Some(format!("release refused: {e}; refunding instead"));
+                    return self.fail(record).await;
+                }
+                // An earlier release still in flight (`Replay`) or the chain unreachable: left
+                // `Validated`, retried by the sweep and reconciled on restart.
                 Err(e) => {
                     record.error = Some(e.to_string());
                     self.store.put(&record)?;
@@ -665,58 +769,56 @@ impl Gateway {
         }
     }
 
-    /// On start: reconciles the rail's outbox with the chain, then resumes every task that was
-    /// in flight, so that each paid task ends delivered or refunded.
+    /// On start: reconciles the rail's outbox with the chain, resumes every task that was in
+    /// flight, and starts the sweep that keeps doing so, so that each paid task ends delivered
+    /// or refunded. Returns how many tasks were resumed.
     pub async fn resume(self: &Arc<Self>) -> Result<usize, GatewayError> {
         self.rail
             .reconcile()
             .await
             .map_err(|e| GatewayError::Rail(e.to_string()))?;
-        let mut resumed = 0;
-        for mut record in self.store.all()? {
+        let resumed = self.sweep(true).await?;
+        let gw = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(gw.policy.sweep_every).await;
+                if let Err(e) = gw.sweep(false).await {
+                    eprintln!("{}: sweeping tasks: {e}", gw.label);
+                }
+            }
+        });
+        Ok(resumed)
+    }
+
+    /// Picks up every in-flight task nothing in this process is driving: a refund that failed
+    /// or was never started, a release or a run that stopped on an error, a settlement whose
+    /// outcome is now known. `at_start`: also settles `Verified` tasks whose settlement was
+    /// never recorded (the process died between recording the task and its intent).
+    async fn sweep(self: &Arc<Self>, at_start: bool) -> Result<usize, GatewayError> {
+        let mut picked = 0;
+        for record in self.store.all()? {
             if !record.state.in_flight() {
                 continue;
             }
-            resumed += 1;
-            if record.state == TaskState::Verified {
-                match self.outbox.get(&record.verified.settlement_id) {
-                    Ok(Some(s)) if s.state == SettlementState::Confirmed => {
-                        self.transition(&mut record, TaskState::Settled)?;
-                    }
-                    Ok(Some(s)) if matches!(s.state, SettlementState::Failed { .. }) => {
-                        record.error = Some("settlement failed: nothing was charged".into());
-                        self.transition(&mut record, TaskState::Failed)?;
-                        continue;
-                    }
-                    Ok(Some(_)) => continue, // still in flight: the next reconcile decides
-                    Ok(None) => match self.rail.settle(&record.verified).await {
-                        Ok(s) => {
-                            record.settlement = Some(s);
-                            self.transition(&mut record, TaskState::Settled)?;
-                        }
-                        Err(e) => {
-                            record.error = Some(e.to_string());
-                            self.transition(&mut record, TaskState::Failed)?;
-                            continue;
-                        }
-                    },
-                    Err(e) => return Err(GatewayError::Rail(e.to_string())),
-                }
+            let Some(claim) = self.claim(&record.id) else {
+                continue;
+            };
+            // Read again under the claim: a driver may have moved it on meanwhile.
+            let Some(mut record) = self.store.get(&record.id)? else {
+                continue;
+            };
+            if !record.state.in_flight() {
+                continue;
             }
-            let gw = Arc::clone(self);
-            tokio::spawn(async move {
-                let id = record.id.clone();
-                let r = if record.state == TaskState::RefundPending {
-                    gw.refund_when_due(record).await
-                } else {
-                    gw.run(record).await
-                };
-                if let Err(e) = r {
-                    eprintln!("{}: resuming task {id}: {e}", gw.label);
-                }
-            });
+            if record.state == TaskState::Verified
+                && !self.settle_recorded(&mut record, at_start).await?
+            {
+                continue;
+            }
+            picked += 1;
+            self.spawn_run(record, claim);
         }
-        Ok(resumed)
+        Ok(picked)
     }
 }
 

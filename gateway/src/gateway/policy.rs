@@ -28,6 +28,9 @@ pub struct SalePolicy {
     pub wait: Duration,
     /// Escrow rails: how long after the task deadline the escrow may be refunded.
     pub refund_after: Duration,
+    /// How often in-flight tasks nothing is driving (a refund that failed, a release that
+    /// stopped on a chain error) are picked up again.
+    pub sweep_every: Duration,
     pub max_input_bytes: usize,
     pub max_output_bytes: usize,
     /// Whether inputs may name loopback and private addresses (a local devnet only).
@@ -48,6 +51,7 @@ impl Default for SalePolicy {
             task_deadline: Duration::from_secs(60),
             wait: Duration::from_secs(30),
             refund_after: Duration::from_secs(30),
+            sweep_every: Duration::from_secs(5),
             max_input_bytes: 64 * 1024,
             max_output_bytes: 1 << 20,
             allow_private_targets: false,

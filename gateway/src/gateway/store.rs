@@ -160,11 +160,16 @@ impl TaskStore {
     }
 
     /// Records a new paid task, claiming its payment digest and payment id in the same
-    /// transaction. `Err(Claimed)`-style outcomes are returned as `Ok(Some(existing task id))`.
+    /// transaction. `Err(Claimed)`-style outcomes are returned as `Ok(Some(existing task id))`:
+    /// the payment was used, or the task (an escrow challenge) was already paid, by another
+    /// payment whose record must not be overwritten.
     pub fn insert_new(&self, r: &TaskRecord) -> Result<Option<String>, StoreError> {
         let bytes = serde_json::to_vec(r)?;
         let tx = self.db.begin_write()?;
         {
+            if tx.open_table(TASKS)?.get(r.id.as_str())?.is_some() {
+                return Ok(Some(r.id.clone()));
+            }
             let mut payments = tx.open_table(PAYMENTS)?;
             if let Some(existing) = payments.get(r.payment_digest.as_str())? {
                 return Ok(Some(existing.value().to_string()));
@@ -226,5 +231,52 @@ impl TaskStore {
             out.push(serde_json::from_slice(v.value())?);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, payment: &str) -> TaskRecord {
+        let requirements = serde_json::json!({
+            "scheme": "d402-task-escrow", "network": "eip155:31337", "amount": "10000",
+            "payTo": "0x0000000000000000000000000000000000000001", "maxTimeoutSeconds": 60,
+            "asset": "0x0000000000000000000000000000000000000002", "extra": null,
+        });
+        serde_json::from_value(serde_json::json!({
+            "id": id, "capability": "merkle.verify_proof@1", "input": "{}",
+            "rail": "base-task-escrow", "state": "verified", "requirements": requirements,
+            "payment": {"x402Version": 2, "accepted": requirements, "payload": {"p": payment}},
+            "paymentDigest": payment, "paymentId": null,
+            "verified": {"rail": "base-task-escrow", "network": "eip155:31337", "payer": "0x",
+                "amount": "10000", "settlementId": format!("escrow:{id}:fund"),
+                "requirements": requirements, "payload": {"p": payment}},
+            "settlement": null, "release": null, "refund": null, "output": null,
+            "receipts": [], "verdict": null, "workerWallet": null, "error": null,
+            "deadlineUnix": 1, "createdMs": 1, "updatedMs": 1,
+        }))
+        .unwrap()
+    }
+
+    /// Two different payments answering the same escrow challenge (the same task): the second
+    /// must not overwrite the record of the first, whose money may already be held.
+    #[test]
+    fn a_task_is_recorded_once_whatever_pays_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TaskStore::open(&dir.path().join("tasks.redb")).unwrap();
+        let mut first = record("task-1", "payment-a");
+        assert_eq!(store.insert_new(&first).unwrap(), None);
+        first.state = TaskState::Settled;
+        store.put(&first).unwrap();
+        let second = record("task-1", "payment-b");
+        assert_eq!(
+            store.insert_new(&second).unwrap().as_deref(),
+            Some("task-1")
+        );
+        let kept = store.get("task-1").unwrap().unwrap();
+        assert_eq!(kept.state, TaskState::Settled);
+        assert_eq!(kept.payment_digest, "payment-a");
+        assert_eq!(store.by_payment_digest("payment-b").unwrap(), None);
     }
 }

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Mutex;
 
+use alloy::contract::SolCallBuilder;
 use alloy::primitives::{Address, B256, TxHash, U256, keccak256};
 use alloy::providers::DynProvider;
 use alloy::signers::SignerSync;
@@ -124,6 +125,40 @@ pub fn sign_release(
         .sign_hash_sync(&digest)
         .map(|s| s.as_bytes().to_vec())
         .map_err(|e| RailError::Refused(format!("signing failed: {e}")))
+}
+
+/// The gas limit of every escrow transaction (funding, the most expensive, uses about 150k).
+/// Set rather than estimated: an estimate that fails after the nonce was taken would leave a gap
+/// that stalls every later transaction of the sender; the call is simulated first instead.
+const ESCROW_TX_GAS: u64 = 400_000;
+
+/// Simulates `call` (an `eth_call`): a revert is [`RailError::WouldRevert`].
+async fn simulate<C: alloy::sol_types::SolCall>(
+    what: &str,
+    call: &SolCallBuilder<&DynProvider, C>,
+) -> Result<(), RailError> {
+    call.call_raw()
+        .await
+        .map(|_| ())
+        .map_err(|e| refusal(what, e))
+}
+
+/// A contract call's error: [`RailError::WouldRevert`], named by the contract's error, when the
+/// chain refused to execute it; otherwise a chain (transport) error.
+fn refusal(what: &str, e: alloy::contract::Error) -> RailError {
+    if let Some(decoded) = e.as_decoded_interface_error::<TaskEscrow::TaskEscrowErrors>() {
+        return RailError::WouldRevert {
+            what: what.to_string(),
+            reason: format!("{decoded:?}"),
+        };
+    }
+    match e.as_revert_data() {
+        Some(data) => RailError::WouldRevert {
+            what: what.to_string(),
+            reason: data.to_string(),
+        },
+        None => chain_err(e),
+    }
 }
 
 /// The `base-task-escrow` rail.
@@ -269,14 +304,14 @@ impl BaseTaskEscrow {
         serde_json::from_value(payload.clone()).map_err(|e| VerifyError::Payload(e.to_string()))
     }
 
-    async fn send_fund(
+    /// `TaskEscrow.fund` with the buyer's authorization.
+    fn fund_call(
         &self,
         terms: &EscrowTerms,
         p: &ExactEvmPayload,
-    ) -> Result<TxHash, RailError> {
+    ) -> SolCallBuilder<&DynProvider, TaskEscrow::fundCall> {
         let a = &p.authorization;
-        let pending = self
-            .escrow
+        self.escrow
             .fund(
                 terms.to_contract(),
                 a.from,
@@ -284,30 +319,58 @@ impl BaseTaskEscrow {
                 U256::from(a.valid_before.as_secs()),
                 p.signature.clone(),
             )
-            .send()
-            .await
-            .map_err(chain_err)?;
-        Ok(*pending.tx_hash())
+            .from(self.sender)
+            .gas(ESCROW_TX_GAS)
     }
 
-    async fn send_release(
+    /// `TaskEscrow.settle`: the split, approved by the validator's signature.
+    fn release_call(
         &self,
         task: B256,
         worker: Address,
         signature: &[u8],
-    ) -> Result<TxHash, RailError> {
-        let pending = self
-            .escrow
+    ) -> SolCallBuilder<&DynProvider, TaskEscrow::settleCall> {
+        self.escrow
             .settle(task, worker, signature.to_vec().into())
-            .send()
-            .await
-            .map_err(chain_err)?;
+            .from(self.sender)
+            .gas(ESCROW_TX_GAS)
+    }
+
+    fn refund_call(&self, task: B256) -> SolCallBuilder<&DynProvider, TaskEscrow::refundCall> {
+        self.escrow
+            .refund(task)
+            .from(self.sender)
+            .gas(ESCROW_TX_GAS)
+    }
+
+    /// Simulates `call` and sends it. A simulation that reverts is
+    /// [`RailError::WouldRevert`]: nothing was sent.
+    async fn send<C: alloy::sol_types::SolCall>(
+        &self,
+        what: &str,
+        call: SolCallBuilder<&DynProvider, C>,
+    ) -> Result<TxHash, RailError> {
+        simulate(what, &call).await?;
+        let pending = call.send().await.map_err(|e| refusal(what, e))?;
         Ok(*pending.tx_hash())
     }
 
-    async fn send_refund(&self, task: B256) -> Result<TxHash, RailError> {
-        let pending = self.escrow.refund(task).send().await.map_err(chain_err)?;
-        Ok(*pending.tx_hash())
+    /// What an earlier attempt recorded under `id`: the transactions when it executed, an error
+    /// when it failed ([`RailError::Reverted`]) or is still in flight ([`RailError::Replay`]:
+    /// the next reconciliation decides), `None` when nothing was recorded. This is what makes a
+    /// retried release or refund idempotent.
+    fn earlier(&self, id: &str) -> Result<Option<Vec<String>>, RailError> {
+        let Some(r) = self.outbox.get(id)? else {
+            return Ok(None);
+        };
+        match r.state {
+            SettlementState::Confirmed => Ok(Some(r.tx_hash.into_iter().collect())),
+            SettlementState::Failed { reason } => Err(RailError::Reverted {
+                tx: r.tx_hash.unwrap_or_default(),
+                reason,
+            }),
+            _ => Err(RailError::Replay(id.to_string())),
+        }
     }
 
     /// Records the sent transaction, waits for it and records the outcome.
@@ -565,8 +628,19 @@ impl Rail for BaseTaskEscrow {
         })?;
         self.intent(&id, json!({ "payload": verified.payload, "terms": terms }))?;
         self.note_open(terms.task_id, Some(terms.amount));
-        let sent = match self.send_fund(&terms, &p).await {
+        let sent = match self.send("the funding", self.fund_call(&terms, &p)).await {
             Ok(tx) => self.conclude(&id, tx).await.map(|fee| (tx, fee)),
+            Err(e @ RailError::WouldRevert { .. }) => {
+                // Nothing was sent. Funded anyway (the same terms, submitted by someone else):
+                // the money is held for this task. Not funded: the authorization cannot fund it
+                // (expired, used, not covered), so nothing will be charged.
+                if self.task_state(&TaskId(terms.task_id)).await? == TaskState::None {
+                    self.outbox.mark_failed(&id, &e.to_string())?;
+                } else {
+                    self.outbox.mark_confirmed(&id, None)?;
+                }
+                Err(e)
+            }
             Err(e) => Err(e),
         };
         let (tx, fee) = sent.inspect_err(|_| *self.open_escrows() = None)?;
@@ -597,17 +671,7 @@ impl Rail for BaseTaskEscrow {
         let worker = parse_address(NAME, "worker", worker)?;
         let (buyer, terms) = self.stored_terms(task_id).await?;
         let id = self.id(&task_id.0, "release");
-        self.intent(
-            &id,
-            json!({ "worker": worker, "signature": alloy::hex::encode_prefixed(validator_signature) }),
-        )?;
-        let tx = self
-            .send_release(task_id.0, worker, validator_signature)
-            .await?;
-        let fee = self.conclude(&id, tx).await?;
-        // Released money is no longer held: it stops counting against the open-escrow cap.
-        self.note_open(task_id.0, None);
-        let payouts = [
+        let payouts: Vec<Payout> = [
             (worker, terms.worker_amount()),
             (terms.creator, terms.creator_amount),
             (terms.gateway, terms.gateway_amount),
@@ -619,26 +683,49 @@ impl Rail for BaseTaskEscrow {
             amount,
         })
         .collect();
+        if let Some(tx_hashes) = self.earlier(&id)? {
+            return Ok(Settlement {
+                tx_hashes,
+                ..self.settlement(id, TxHash::ZERO, 0, Some(buyer.to_string()), payouts)
+            });
+        }
+        let call = self.release_call(task_id.0, worker, validator_signature);
+        // A release the chain refuses (the deadline passed) is refused before its intent is
+        // recorded: the task can still be refunded, and nothing is left to reconcile.
+        simulate("the release", &call).await?;
+        self.intent(
+            &id,
+            json!({ "worker": worker, "signature": alloy::hex::encode_prefixed(validator_signature) }),
+        )?;
+        let tx = self.send("the release", call).await?;
+        let fee = self.conclude(&id, tx).await?;
+        // Released money is no longer held: it stops counting against the open-escrow cap.
+        self.note_open(task_id.0, None);
         Ok(self.settlement(id, tx, fee, Some(buyer.to_string()), payouts))
     }
 
     async fn refund(&self, task_id: &TaskId) -> Result<Settlement, RailError> {
         let (buyer, terms) = self.stored_terms(task_id).await?;
         let id = self.id(&task_id.0, "refund");
+        let payouts = vec![Payout {
+            to: buyer.to_string(),
+            amount: terms.amount,
+        }];
+        if let Some(tx_hashes) = self.earlier(&id)? {
+            return Ok(Settlement {
+                tx_hashes,
+                ..self.settlement(id, TxHash::ZERO, 0, Some(buyer.to_string()), payouts)
+            });
+        }
+        let call = self.refund_call(task_id.0);
+        // Before the deadline (by the chain's clock) the chain refuses: nothing is recorded, so
+        // a later attempt can still refund.
+        simulate("the refund", &call).await?;
         self.intent(&id, json!({}))?;
-        let tx = self.send_refund(task_id.0).await?;
+        let tx = self.send("the refund", call).await?;
         let fee = self.conclude(&id, tx).await?;
         self.note_open(task_id.0, None);
-        Ok(self.settlement(
-            id,
-            tx,
-            fee,
-            Some(buyer.to_string()),
-            vec![Payout {
-                to: buyer.to_string(),
-                amount: terms.amount,
-            }],
-        ))
+        Ok(self.settlement(id, tx, fee, Some(buyer.to_string()), payouts))
     }
 
     async fn reconcile(&self) -> Result<ReconcileReport, RailError> {
@@ -676,7 +763,7 @@ impl Rail for BaseTaskEscrow {
                 report.failed.push(record.id);
                 continue;
             }
-            let tx = match what.as_str() {
+            let sent = match what.as_str() {
                 "fund" => {
                     let p = Self::parse(&record.request["payload"])?;
                     if p.authorization.valid_before.as_secs() <= now_unix() + SETTLE_MARGIN_SECS {
@@ -688,7 +775,7 @@ impl Rail for BaseTaskEscrow {
                     let terms: EscrowTerms =
                         serde_json::from_value(record.request["terms"].clone())
                             .map_err(|e| RailError::Refused(e.to_string()))?;
-                    self.send_fund(&terms, &p).await?
+                    self.send("the funding", self.fund_call(&terms, &p)).await
                 }
                 "release" => {
                     let worker = parse_address(
@@ -700,12 +787,30 @@ impl Rail for BaseTaskEscrow {
                         record.request["signature"].as_str().unwrap_or_default(),
                     )
                     .map_err(|e| RailError::Refused(e.to_string()))?;
-                    self.send_release(task, worker, &sig).await?
+                    self.send("the release", self.release_call(task, worker, &sig))
+                        .await
                 }
-                _ => self.send_refund(task).await?,
+                _ => self.send("the refund", self.refund_call(task)).await,
             };
-            self.conclude(&record.id, tx).await?;
-            report.resent.push(record.id);
+            // One entry the chain refuses (a release whose deadline passed while the gateway was
+            // down) is marked failed, so the task can end the other way; it does not stop the
+            // others from being reconciled, nor the gateway from starting.
+            let outcome = match sent {
+                Ok(tx) => self.conclude(&record.id, tx).await.map(|_| ()),
+                Err(RailError::WouldRevert { reason, .. }) => {
+                    self.outbox.mark_failed(&record.id, &reason)?;
+                    Err(RailError::Reverted {
+                        tx: String::new(),
+                        reason,
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => report.resent.push(record.id),
+                Err(RailError::Reverted { .. }) => report.failed.push(record.id),
+                Err(e) => return Err(e),
+            }
         }
         Ok(report)
     }
