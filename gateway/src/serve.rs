@@ -147,10 +147,20 @@ pub async fn start(
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
     let outbox = Outbox::open(&state.join("outbox.redb")).map_err(|e| anyhow!("{e}"))?;
     let (rail, release_signer): (Arc<dyn Rail>, _) = match s.rail {
-        PaymentRail::BaseX402Direct => (
-            Arc::new(BaseDirect::new(chain, &facilitator, outbox.clone(), caps)),
-            None,
-        ),
+        PaymentRail::BaseX402Direct => {
+            // The buyer pays `payTo`; workers are paid, and failed tasks refunded, out of that
+            // wallet with the facilitator key, so they must be one wallet.
+            if wallet != facilitator.address() {
+                bail!(
+                    "--gateway-wallet {wallet} is not the facilitator key's address {}: on base-x402-direct the gateway pays workers and refunds out of payTo with that key",
+                    facilitator.address()
+                );
+            }
+            (
+                Arc::new(BaseDirect::new(chain, &facilitator, outbox.clone(), caps)),
+                None,
+            )
+        }
         PaymentRail::BaseTaskEscrow => {
             let escrow = address(
                 "--escrow-address",
