@@ -12,8 +12,9 @@
 // assets it knows (USDC on known chains) and refuses a test token; this allows exactly that
 // token, up to that many atomic units per payment.
 //
-// Prints one JSON object on stdout: {status, body, paymentResponse}. Exits 1 if the paid request
-// did not end in a 2xx.
+// Prints one JSON object on stdout: {status, body, paymentResponse, exchanges} (`exchanges`: the
+// status and milliseconds of each HTTP request the wrapper made). Exits 1 if the paid request did
+// not end in a 2xx.
 
 import { parseArgs } from "node:util";
 import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from "@x402/fetch";
@@ -53,7 +54,16 @@ if (args.asset) {
   client.setSpendControls({ allowedAssets: [entry] });
 }
 
-const fetchWithPayment = wrapFetchWithPayment(fetch, client);
+// Times each HTTP exchange the stock wrapper makes (the 402, then the paid request), without
+// changing what it sends.
+const exchanges = [];
+const timedFetch = async (input, init) => {
+  const started = performance.now();
+  const res = await fetch(input, init);
+  exchanges.push({ status: res.status, ms: Math.round(performance.now() - started) });
+  return res;
+};
+const fetchWithPayment = wrapFetchWithPayment(timedFetch, client);
 const res = await fetchWithPayment(new URL(args.path, args.url), {
   method: "POST",
   headers: { "content-type": "application/json" },
@@ -69,5 +79,5 @@ try {
 }
 const header = res.headers.get("PAYMENT-RESPONSE");
 const paymentResponse = header ? decodePaymentResponseHeader(header) : null;
-console.log(JSON.stringify({ status: res.status, body, paymentResponse }));
+console.log(JSON.stringify({ status: res.status, body, paymentResponse, exchanges }));
 process.exit(res.ok ? 0 : 1);
