@@ -56,6 +56,19 @@ if ! cmp -s rails/contracts/package-lock.json "$D402_TOOLS/package-lock.json" \
   (cd "$D402_TOOLS" && npm ci --no-audit --no-fund --silent)
 fi
 
+# The x402 interoperability test (gateway/tests/x402_interop.rs) pays the gateway with the stock
+# x402 v2 client from npm (@x402/fetch, @x402/evm, viem), pinned in tests/x402-interop/package.json
+# and its lock file, installed outside the clone like anvil.
+X402_INTEROP="$D402_TOOLS/x402-interop"
+if ! cmp -s tests/x402-interop/package-lock.json "$X402_INTEROP/package-lock.json" \
+   || [ ! -f "$X402_INTEROP/node_modules/@x402/fetch/package.json" ] \
+   || [ ! -f "$X402_INTEROP/node_modules/@x402/evm/package.json" ]; then
+  say "installing the stock x402 client from npm into $X402_INTEROP (pinned in tests/x402-interop)"
+  mkdir -p "$X402_INTEROP"
+  cp tests/x402-interop/package.json tests/x402-interop/package-lock.json "$X402_INTEROP/"
+  (cd "$X402_INTEROP" && npm ci --no-audit --no-fund --silent)
+fi
+
 # The Solana test validator (tests/solana-chain) builds rocksdb, whose bindings need libclang.
 if ! dpkg -s libclang-dev >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1; then
   say "installing clang and libclang-dev from Debian (rocksdb bindings of the Solana test validator)"

@@ -146,6 +146,7 @@ pub struct NodeArgs {
     #[arg(long, value_name = "FILE|HEX")]
     release_key: Option<String>,
     /// Gateway: where direct payments and gateway fees go [default: the facilitator address].
+    /// On base-x402-direct it must be the facilitator address (workers are paid out of it).
     #[arg(long, value_name = "0xADDRESS")]
     gateway_wallet: Option<String>,
     /// Gateway, solana-direct: the cluster's JSON-RPC URL.

@@ -266,6 +266,20 @@ async fn evm_rail(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRa
     let decimals = s.evm_token_decimals;
     let caps = SafetyCaps::from_env(decimals).map_err(|e| anyhow!("{e}"))?;
     let (rail, release_signer): (Arc<dyn Rail>, _) = match s.rail {
+        PaymentRail::BaseX402Direct => {
+            // The buyer pays `payTo`; workers are paid, and failed tasks refunded, out of that
+            // wallet with the facilitator key, so they must be one wallet.
+            if wallet != facilitator.address() {
+                bail!(
+                    "--gateway-wallet {wallet} is not the facilitator key's address {}: on base-x402-direct the gateway pays workers and refunds out of payTo with that key",
+                    facilitator.address()
+                );
+            }
+            (
+                Arc::new(BaseDirect::new(chain, &facilitator, outbox.clone(), caps)),
+                None,
+            )
+        }
         PaymentRail::BaseTaskEscrow => {
             let escrow = address(
                 "--escrow-address",
@@ -296,10 +310,9 @@ async fn evm_rail(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRa
                 release,
             )
         }
-        _ => (
-            Arc::new(BaseDirect::new(chain, &facilitator, outbox.clone(), caps)),
-            None,
-        ),
+        PaymentRail::SolanaDirect | PaymentRail::SolanaTaskEscrow => {
+            bail!("--payment {:?} is not an EVM rail", s.rail)
+        }
     };
     Ok(BuiltRail {
         rail,

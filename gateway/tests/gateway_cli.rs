@@ -1,6 +1,6 @@
 //! `d402 node --http-port …` as a real gateway process on anvil, and `d402 client` as a real
 //! buyer process: the client pays within its spend cap and prints the validated result, and
-//! refuses to pay above it.
+//! refuses to pay above it; the gateway pays the worker its net out of `payTo` and keeps its fee.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -32,14 +32,10 @@ async fn gateway_process_sells_to_the_client_process() {
 
     // Workers and a validator in process; the gateway joins them through the bootstrap.
     let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
-    let worker = start(
-        dir,
-        "worker",
-        &[&bootstrap],
-        Some(worker_config(&[MERKLE], fetch_snapshotter())),
-        &[],
-    )
-    .await;
+    let worker_wallet = anvil.keys[3].address();
+    let mut config = worker_config(&[MERKLE], fetch_snapshotter());
+    config.payout_wallets.evm = Some(worker_wallet.to_checksum(None));
+    let worker = start(dir, "worker", &[&bootstrap], Some(config), &[]).await;
     let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE]).await;
     wait_discovered(&bootstrap, &[&worker, &validator]).await;
 
@@ -60,54 +56,85 @@ async fn gateway_process_sells_to_the_client_process() {
     .unwrap();
     std::fs::write(publish.join("component.wasm"), &bytes).unwrap();
     let owner = Identity::from_seed([42; 32]).public_id();
-    let pay_to = anvil.keys[3].address();
+    // payTo defaults to the facilitator's wallet, which pays the workers out of it.
+    let pay_to = facilitator.address();
 
     let facilitator_hex = alloy::hex::encode(facilitator.to_bytes());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))
-        .arg("node")
-        .args([
-            "--label",
-            "gateway-1",
-            "--state",
-            dir.join("gw").to_str().unwrap(),
-        ])
-        .args(["--peer", &bootstrap.listen_addr().to_string()])
-        .args(["--http-host", "127.0.0.1", "--http-port", "0"])
-        .args([
-            "--payment",
-            "base-x402-direct",
-            "--gateway-price",
-            "$0.01",
-            "--gateway-budget",
-            "0.01",
-        ])
-        .args([
-            "--offer",
-            MERKLE,
-            "--require-capability-registration",
-            "true",
-        ])
-        .args([
-            "--require-signed-capability-registration",
-            "true",
-            "--max-creator-commission-bps",
-            "2000",
-        ])
-        .args(["--trust-namespace", &format!("merkle={owner}")])
-        .args(["--publish", publish.to_str().unwrap()])
-        .args([
-            "--evm-rpc-url",
-            anvil.url.as_str(),
-            "--evm-token",
-            &token.to_string(),
-        ])
-        .args(["--evm-token-name", "Test USD", "--evm-token-version", "2"])
-        .args([
-            "--facilitator-key",
-            &facilitator_hex,
-            "--gateway-wallet",
-            &pay_to.to_string(),
-        ])
+    let gateway = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_d402"));
+        c.arg("node")
+            .args([
+                "--label",
+                "gateway-1",
+                "--state",
+                dir.join("gw").to_str().unwrap(),
+            ])
+            .args(["--peer", &bootstrap.listen_addr().to_string()])
+            .args(["--http-host", "127.0.0.1", "--http-port", "0"])
+            .args([
+                "--payment",
+                "base-x402-direct",
+                "--gateway-price",
+                "$0.01",
+                "--gateway-budget",
+                "0.01",
+                "--gateway-fee-bps",
+                "500",
+            ])
+            .args([
+                "--offer",
+                MERKLE,
+                "--require-capability-registration",
+                "true",
+            ])
+            .args([
+                "--require-signed-capability-registration",
+                "true",
+                "--max-creator-commission-bps",
+                "2000",
+            ])
+            .args(["--trust-namespace", &format!("merkle={owner}")])
+            .args(["--publish", publish.to_str().unwrap()])
+            .args([
+                "--evm-rpc-url",
+                anvil.url.as_str(),
+                "--evm-token",
+                &token.to_string(),
+            ])
+            .args(["--evm-token-name", "Test USD", "--evm-token-version", "2"])
+            .args(["--facilitator-key", &facilitator_hex]);
+        c
+    };
+    // A payTo the facilitator key cannot pay out of is refused at start (within seconds: a
+    // gateway that started anyway would serve until killed).
+    let mut refused = Killed(
+        gateway()
+            .args(["--gateway-wallet", &worker_wallet.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = refused.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway started with a payTo it cannot pay out of"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut refused.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(
+        stderr.contains("is not the facilitator key's address"),
+        "{stderr}"
+    );
+
+    let mut child = gateway()
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -186,7 +213,9 @@ async fn gateway_process_sells_to_the_client_process() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["result"]["valid"], true, "{r}");
     assert!(r["receipt"]["signature"].is_string());
-    assert_eq!(anvil.balance(token, pay_to).await.unwrap(), 10_000);
+    // Buyer −price, worker +net, gateway +fee (5 %).
+    assert_eq!(anvil.balance(token, worker_wallet).await.unwrap(), 9_500);
+    assert_eq!(anvil.balance(token, pay_to).await.unwrap(), 500);
     assert_eq!(
         anvil.balance(token, buyer.address()).await.unwrap(),
         990_000

@@ -240,15 +240,17 @@ fn with_payment_id(mut p: PaymentPayload, id: &str) -> PaymentPayload {
     p
 }
 
-/// `base-x402-direct`: discovery, a paid merkle task end to end with the money on chain, and
-/// every way a payment is refused.
+/// `base-x402-direct`: discovery, a paid merkle task end to end with the money on chain (buyer
+/// −price, worker +net, gateway +fee), and every way a payment is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let c = chain().await;
-    let pay_to = c.others[0].address();
-    let net = network(tmp.path(), c.others[1].address()).await;
+    // payTo is the facilitator's wallet: it pays the worker's net out of what it received.
+    let pay_to = c.facilitator.address();
+    let worker = c.others[1].address();
+    let net = network(tmp.path(), worker).await;
     let outbox = Outbox::open(&tmp.path().join("outbox.redb")).unwrap();
     let rail = Arc::new(BaseDirect::new(
         c.chain.clone(),
@@ -263,7 +265,10 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
         (rail, outbox),
         vec![offer],
         trust_publisher(&["merkle"]),
-        policy(&c, pay_to),
+        SalePolicy {
+            gateway_fee: GatewayFee::Bps(500),
+            ..policy(&c, pay_to)
+        },
         None,
     )
     .await;
@@ -319,7 +324,8 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     assert_eq!(req.extra.as_ref().unwrap()["name"], "Test USD");
     assert!(required.resource.unwrap().url.ends_with("/tasks"));
 
-    // Pay: 200 with the validated result and a receipt; money moved buyer → payTo.
+    // Pay: 200 with the validated result and a receipt; money moved buyer → payTo, and the
+    // worker's net payTo → worker before the result was delivered.
     let paid = Instant::now();
     let payment = with_payment_id(
         buyer::pay_exact(&c.buyer, &req, now()).unwrap(),
@@ -334,8 +340,18 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     assert!(r.body["verdict"]["signature"].is_string());
     let pr: Value = unb64(r.headers[api::PAYMENT_RESPONSE].to_str().unwrap());
     assert_eq!(pr["success"], true);
-    assert_eq!(c.balance(pay_to).await, PRICE);
+    const FEE: u128 = PRICE * 500 / 10_000;
     assert_eq!(c.balance(c.buyer.address()).await, BUYER_FUNDS - PRICE);
+    assert_eq!(c.balance(worker).await, PRICE - FEE);
+    assert_eq!(c.balance(pay_to).await, FEE);
+    let release = &r.body["payment"]["release"];
+    assert_eq!(
+        release["payouts"][0]["to"],
+        worker.to_checksum(None),
+        "{release}"
+    );
+    assert_eq!(release["payouts"][0]["amount"], (PRICE - FEE).to_string());
+    assert_eq!(release["txHashes"].as_array().unwrap().len(), 1);
     let task_url = r.body["url"].as_str().unwrap().to_string();
     let got: Value = http
         .get(&task_url)
@@ -367,7 +383,8 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     assert_eq!(again.status, 200);
     assert_eq!(again.headers["x-d402-idempotent-replay"], "true");
     assert_eq!(again.body["taskId"], r.body["taskId"]);
-    assert_eq!(c.balance(pay_to).await, PRICE);
+    assert_eq!(c.balance(pay_to).await, FEE);
+    assert_eq!(c.balance(worker).await, PRICE - FEE);
 
     // Same id, different payload: 409.
     let other = with_payment_id(
@@ -448,7 +465,8 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
         assert_eq!(r.body["code"], reason, "{name}: {}", r.body);
         assert_eq!(challenge_of(&r).error.as_deref(), Some(reason), "{name}");
     }
-    assert_eq!(c.balance(pay_to).await, PRICE);
+    assert_eq!(c.balance(pay_to).await, FEE);
+    assert_eq!(c.balance(worker).await, PRICE - FEE);
 
     // Server-owned input policy: loopback URLs and oversize bodies are refused before a challenge.
     let r = post_task(
@@ -479,6 +497,70 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
 /// `base-task-escrow` with a commission-bearing capability: the escrow is funded by the
 /// buyer's authorization, and after the validator accepts, worker, creator and gateway are paid
 /// the split on chain. A safety cap that the next challenge would exceed refuses it.
+/// `base-x402-direct`, a paid task that fails (its output is over the gateway's limit): the
+/// buyer is paid back in full out of `payTo`, the task ends `refunded`, the worker is not paid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_rail_refunds_a_failed_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = chain().await;
+    let pay_to = c.facilitator.address();
+    let worker = c.others[1].address();
+    let net = network(tmp.path(), worker).await;
+    let outbox = Outbox::open(&tmp.path().join("outbox.redb")).unwrap();
+    let rail = Arc::new(BaseDirect::new(
+        c.chain.clone(),
+        &c.facilitator,
+        outbox.clone(),
+        SafetyCaps::default(),
+    ));
+    let (url, gw) = serve(
+        tmp.path(),
+        &net.gateway_node,
+        (rail, outbox.clone()),
+        vec![merkle_offer(&net.gateway_node)],
+        trust_publisher(&["merkle"]),
+        SalePolicy {
+            gateway_fee: GatewayFee::Bps(500),
+            max_output_bytes: 1,
+            ..policy(&c, pay_to)
+        },
+        None,
+    )
+    .await;
+    let body = json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input("leaf-r")).unwrap()});
+    let req = challenge_of(&post_task(&url, &body, None).await).accepts[0].clone();
+    let payment = buyer::pay_exact(&c.buyer, &req, now()).unwrap();
+    let r = post_task(&url, &body, Some(&payment)).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(r.body["status"], "refunded", "{}", r.body);
+    assert!(r.body["result"].is_null());
+    assert!(
+        r.body["error"].as_str().unwrap().contains("exceeds"),
+        "{}",
+        r.body
+    );
+    let refund = &r.body["payment"]["refund"];
+    assert_eq!(
+        refund["payouts"][0]["to"],
+        c.buyer.address().to_checksum(None)
+    );
+    assert_eq!(refund["payouts"][0]["amount"], PRICE.to_string());
+    assert_eq!(c.balance(c.buyer.address()).await, BUYER_FUNDS);
+    assert_eq!(c.balance(pay_to).await, 0);
+    assert_eq!(c.balance(worker).await, 0);
+    // The refund went through the outbox, confirmed; resuming again pays nothing more.
+    let refunds: Vec<_> = outbox
+        .all()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.id.starts_with("payout:"))
+        .collect();
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(refunds[0].state, d402_rails::SettlementState::Confirmed);
+    assert_eq!(gw.resume().await.unwrap(), 0, "nothing is left in flight");
+    assert_eq!(c.balance(c.buyer.address()).await, BUYER_FUNDS);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn escrow_rail_pays_the_split_and_caps_refuse_challenges() {
     let t0 = Instant::now();

@@ -150,6 +150,24 @@ pub enum RailError {
     },
     #[error("{0}")]
     Refused(String),
+    /// A payout asked of a wallet whose key the rail does not hold: a direct rail pays out of
+    /// `payTo` with the facilitator key, so the two must be the same wallet.
+    #[error(
+        "{rail} pays out with the facilitator key ({signer}), not {from}'s: the facilitator key must be the payTo wallet"
+    )]
+    PayoutSource {
+        rail: &'static str,
+        from: String,
+        signer: String,
+    },
+    /// A payout to a recipient already recorded for the task with another amount: each
+    /// (task, recipient) is paid once, so the second amount is refused rather than added.
+    #[error("payout {id} was recorded for {recorded} atomic units; {requested} was asked")]
+    PayoutConflict {
+        id: String,
+        recorded: Atomic,
+        requested: Atomic,
+    },
     /// Only from a test hook that stops a settlement after the transaction is sent and before
     /// it is recorded, to exercise crash recovery.
     #[error("stopped after sending {tx} (crash simulation)")]

@@ -185,6 +185,13 @@ impl Outbox {
         })
     }
 
+    /// Puts a failed settlement back in flight before it is tried again, so that a crash during
+    /// the retry is reconciled like a first attempt. Only for settlements whose on-chain identity
+    /// makes a second attempt safe (an EIP-3009 nonce that executes at most once).
+    pub fn reopen(&self, id: &str) -> Result<SettlementRecord, OutboxError> {
+        self.update(id, |r| r.state = SettlementState::Intent)
+    }
+
     /// The record for `id`, if any.
     pub fn get(&self, id: &str) -> Result<Option<SettlementRecord>, OutboxError> {
         let tx = self.db.begin_read()?;

@@ -5,7 +5,9 @@
 //! verify(payload, requirements) ─▶ Verified (off chain, plus read-only chain calls)
 //! settle(verified) ─▶ Settlement            (direct: the transfer; escrow: funds the task;
 //!                                            channel: accepts the voucher for the next claim)
-//! finalize(release) ─▶ Settlement           (escrow: pays the split; channel: batch claim)
+//! finalize(release) ─▶ Settlement           (escrow: pays the split; channel: batch claim;
+//!                                            direct: pays the worker, or the buyer back,
+//!                                            out of the payee's wallet)
 //! refund(task) ─▶ Settlement                (escrow: after the deadline, to the buyer)
 //! ```
 //!
@@ -139,7 +141,9 @@ pub struct Settlement {
     pub network: String,
     pub settlement_id: String,
     /// Transactions sent for this settlement; empty when nothing had to be sent (a voucher
-    /// accepted into a channel, an outbox entry already confirmed).
+    /// accepted into a channel, an outbox entry already confirmed). Direct payouts list the
+    /// transaction of every payout, including one an earlier attempt sent, so that a retried
+    /// release still names where the money went.
     pub tx_hashes: Vec<String>,
     pub payer: Option<String>,
     pub payouts: Vec<Payout>,
@@ -158,6 +162,17 @@ pub enum Release {
     },
     /// Channel: claim every voucher accepted so far, in as few transactions as possible.
     PendingVouchers,
+    /// Direct rails: pay out of the wallet the buyer paid (`from`, the gateway's `payTo`) after
+    /// settlement: the worker's net when a task is delivered, the whole price back to the buyer
+    /// when it fails. Each payout is recorded in the outbox before it is sent and is idempotent
+    /// per (task, recipient): a retry or a restart pays each recipient of a task at most once.
+    Payouts {
+        task_id: TaskId,
+        /// The wallet paid out of; the rail must hold its key (on `base-x402-direct`, the
+        /// facilitator key), or it refuses with [`RailError::PayoutSource`].
+        from: String,
+        payouts: Vec<Payout>,
+    },
 }
 
 /// What a restart's reconciliation found.
@@ -169,6 +184,10 @@ pub struct ReconcileReport {
     pub resent: Vec<String>,
     /// In flight and no longer possible: marked failed.
     pub failed: Vec<String>,
+    /// In flight, still possible, but could not be finished now (e.g. a payout the wallet
+    /// cannot cover yet): left in flight for the next attempt, which the gateway makes when it
+    /// resumes the task.
+    pub pending: Vec<String>,
 }
 
 /// A payment rail. See the module docs for the flow.
@@ -199,7 +218,15 @@ pub trait Rail: Send + Sync {
     /// Moves (or locks) the verified payment on chain, through the outbox.
     async fn settle(&self, verified: &Verified) -> Result<Settlement, RailError>;
 
-    /// Escrow and channel rails: releases held funds.
+    /// Whether [`Rail::finalize`] takes [`Release::Payouts`]: a direct rail that can pay
+    /// workers, and refund buyers, out of the payee's wallet. A direct rail without it keeps
+    /// the whole payment in `payTo`, and a failed task's payment is recorded as owed.
+    fn pays_out(&self) -> bool {
+        false
+    }
+
+    /// Escrow and channel rails: releases held funds. Direct rails: pays out of the payee's
+    /// wallet ([`Release::Payouts`]).
     async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {
         let _ = release;
         Err(RailError::Unsupported {

@@ -5,9 +5,16 @@
 //! POST /tasks (no payment)  ─▶ policy checks ─▶ rail.challenge ─▶ 402 PAYMENT-REQUIRED
 //! POST /tasks (PAYMENT-SIGNATURE) ─▶ replay / idempotency checks ─▶ rail.verify
 //!   ─▶ commit Verified ─▶ rail.settle ─▶ commit Settled ─▶ dispatch into the network
-//!   ─▶ commit Validated ─▶ rail.finalize (split) ─▶ commit Delivered
-//!                       └▶ failure ─▶ commit RefundPending ─▶ rail.refund after the deadline
+//!   ─▶ commit Validated ─▶ rail.finalize ─▶ commit Delivered
+//!                       └▶ failure ─▶ commit RefundPending ─▶ refund ─▶ commit Refunded
 //! ```
+//!
+//! `rail.finalize` releases the escrow's split to the worker, creator and gateway, or, on a
+//! direct rail, pays the worker's net out of `payTo` (the gateway's fee stays there). A refund
+//! is the escrow's own after its deadline, or, on a direct rail, the whole price paid back out
+//! of `payTo` at once. Each step is committed before the next is visible, and every payment
+//! goes through the rail's outbox, so [`Gateway::resume`] finishes whatever a restart
+//! interrupted without paying anyone twice.
 //!
 //! [`Gateway`] holds the state and the flow; [`api`] is the thin axum layer over it.
 
@@ -27,8 +34,8 @@ use d402_node::{Coordinator, TaskSpec};
 use d402_rails::evm::escrow::{EscrowTerms, sign_release};
 use d402_rails::rail::{ResourceInfo, X402Version2};
 use d402_rails::{
-    Commission, Outbox, PaymentPayload, PaymentRequired, PaymentRequirements, Rail, RailError,
-    RailKind, Release, SettlementState, TaskId, Terms,
+    Commission, Outbox, PaymentPayload, PaymentRequired, PaymentRequirements, Payout, Rail,
+    RailError, RailKind, Release, SettlementState, Split, SplitTerms, TaskId, Terms,
 };
 use d402_registry::AcceptancePolicy;
 use serde::Serialize;
@@ -472,6 +479,10 @@ impl Gateway {
                 "this task is already being paid".into(),
             );
         };
+        let split = match self.rail.kind() {
+            RailKind::Direct => Some(self.direct_split(&verified)?),
+            _ => None,
+        };
         let now = now_ms();
         let mut record = TaskRecord {
             id: task_id,
@@ -491,6 +502,7 @@ impl Gateway {
             receipts: Vec::new(),
             verdict: None,
             worker_wallet: None,
+            split,
             error: None,
             deadline_unix: challenge.deadline_unix,
             created_ms: now,
@@ -536,14 +548,30 @@ impl Gateway {
         })
     }
 
-    /// Waits up to the policy's wait for a task to leave the states before delivery.
+    /// The split of a direct payment: no commission (refused on direct rails), the gateway's
+    /// fee kept in `payTo`, the rest the worker's.
+    fn direct_split(&self, verified: &d402_rails::Verified) -> Result<Split, GatewayError> {
+        Split::compute(
+            verified.amount,
+            &SplitTerms {
+                creator_bps: 0,
+                gateway_fee: self.policy.gateway_fee,
+            },
+        )
+        .map_err(|e| GatewayError::Rail(e.to_string()))
+    }
+
+    /// Waits up to the policy's wait for a task to leave the states before delivery (and, on a
+    /// direct rail, the refund, which is immediate).
     async fn wait_for(&self, record: TaskRecord) -> Result<TaskRecord, GatewayError> {
         let until = tokio::time::Instant::now() + self.policy.wait;
+        let direct = self.rail.kind() == RailKind::Direct;
         let mut record = record;
-        while matches!(
+        while (matches!(
             record.state,
             TaskState::Verified | TaskState::Settled | TaskState::Validated
-        ) && tokio::time::Instant::now() < until
+        ) || (direct && record.state == TaskState::RefundPending))
+            && tokio::time::Instant::now() < until
         {
             tokio::time::sleep(Duration::from_millis(25)).await;
             if let Some(r) = self.store.get(&record.id)? {
@@ -567,7 +595,7 @@ impl Gateway {
             let _claim = claim;
             let id = record.id.clone();
             let r = if record.state == TaskState::RefundPending {
-                gw.refund_when_due(record).await
+                gw.refund(record).await
             } else {
                 gw.run(record).await
             };
@@ -676,9 +704,44 @@ impl Gateway {
         Ok(())
     }
 
-    /// Pays the split of a validated task (escrow rails) and marks it delivered.
+    /// Pays the worker of a validated task (the escrow's split, or the worker's net out of
+    /// `payTo` on a direct rail) and marks it delivered.
     async fn release(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
-        if self.rail.kind() == RailKind::TaskEscrow {
+        if self.rail.kind() == RailKind::Direct && self.rail.pays_out() {
+            // A worker without a usable EVM wallet cannot be paid: the buyer gets the money back.
+            let Some(worker) = record
+                .worker_wallet
+                .as_deref()
+                .and_then(|w| w.parse::<Address>().ok())
+            else {
+                record.error =
+                    Some("the worker has no valid EVM payout wallet: the buyer is refunded".into());
+                return self.fail(record).await;
+            };
+            let split = match record.split {
+                Some(s) => s,
+                None => self.direct_split(&record.verified)?,
+            };
+            let release = Release::Payouts {
+                task_id: TaskId::from_label(&record.id),
+                from: record.requirements.pay_to.clone(),
+                payouts: vec![Payout {
+                    to: worker.to_checksum(None),
+                    amount: split.worker,
+                }],
+            };
+            match self.rail.finalize(&release).await {
+                Ok(s) => record.release = Some(s),
+                Err(e) => {
+                    // Left `Validated`: the outbox holds the payout's intent, and resuming the
+                    // task pays it (once).
+                    record.error = Some(e.to_string());
+                    self.store.put(&record)?;
+                    return Err(GatewayError::Rail(e.to_string()));
+                }
+            }
+            record.error = None;
+        } else if self.rail.kind() == RailKind::TaskEscrow {
             let (Some(signer), Some(worker)) = (&self.release_signer, &record.worker_wallet) else {
                 record.error = Some(
                     "no release signer or no worker EVM wallet: the escrow is refunded instead"
@@ -737,19 +800,59 @@ impl Gateway {
         Ok(())
     }
 
-    /// A paid task failed: escrows are refunded after their deadline; a direct payment has no
-    /// on-chain refund path and is recorded as owed.
+    /// A paid task failed: the buyer is refunded, an escrow after its deadline, a direct
+    /// payment at once out of `payTo`. `RefundPending` is committed first, so a restart
+    /// finishes the refund.
     async fn fail(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
         self.metrics.inc(&self.metrics.tasks_failed);
-        if self.rail.kind() == RailKind::TaskEscrow {
-            self.transition(&mut record, TaskState::RefundPending)?;
-            self.refund_when_due(record).await
-        } else {
-            let e = record.error.take().unwrap_or_default();
-            record.error = Some(format!("{e}; the direct payment is owed back to the buyer"));
-            self.transition(&mut record, TaskState::Failed)?;
-            Ok(())
+        match self.rail.kind() {
+            RailKind::TaskEscrow => {
+                self.transition(&mut record, TaskState::RefundPending)?;
+                self.refund(record).await
+            }
+            RailKind::Direct if self.rail.pays_out() => {
+                self.transition(&mut record, TaskState::RefundPending)?;
+                self.refund(record).await
+            }
+            RailKind::Direct | RailKind::Channel => {
+                let e = record.error.take().unwrap_or_default();
+                record.error = Some(format!("{e}; the payment is owed back to the buyer"));
+                self.transition(&mut record, TaskState::Failed)?;
+                Ok(())
+            }
         }
+    }
+
+    /// Refunds a `RefundPending` task in the rail's way.
+    async fn refund(&self, record: TaskRecord) -> Result<(), GatewayError> {
+        if self.rail.kind() == RailKind::Direct {
+            self.refund_direct(record).await
+        } else {
+            self.refund_when_due(record).await
+        }
+    }
+
+    /// Pays a failed direct task's whole price back to the buyer out of `payTo`, once.
+    async fn refund_direct(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
+        let release = Release::Payouts {
+            task_id: TaskId::from_label(&record.id),
+            from: record.requirements.pay_to.clone(),
+            payouts: vec![Payout {
+                to: record.verified.payer.clone(),
+                amount: record.verified.amount,
+            }],
+        };
+        // Left `RefundPending` on error: the outbox holds the refund's intent, and resuming the
+        // task pays it (once).
+        let s = self
+            .rail
+            .finalize(&release)
+            .await
+            .map_err(|e| GatewayError::Rail(format!("refunding task {}: {e}", record.id)))?;
+        record.refund = Some(s);
+        self.transition(&mut record, TaskState::Refunded)?;
+        self.metrics.inc(&self.metrics.tasks_refunded);
+        Ok(())
     }
 
     async fn refund_when_due(&self, mut record: TaskRecord) -> Result<(), GatewayError> {

@@ -16,9 +16,12 @@ pub struct SalePolicy {
     pub price: Atomic,
     /// Most the workers of one task may be paid (`--gateway-budget`); at most the price.
     pub worker_budget: Atomic,
-    /// The gateway's own cut on split rails.
+    /// The gateway's own cut: released to it from escrow, or kept in `payTo` on a direct rail
+    /// while the worker's net is paid out.
     pub gateway_fee: GatewayFee,
-    /// Where direct payments go (`payTo` on `base-x402-direct`): the gateway operator's wallet.
+    /// Where direct payments go (`payTo` on `base-x402-direct`): the gateway operator's wallet,
+    /// which pays workers and refunds out of what it received, so on a direct rail it must be
+    /// the facilitator key's wallet.
     pub pay_to: String,
     /// How long a buyer's signed payment stays valid.
     pub max_timeout_seconds: u64,

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use d402_rails::{PaymentPayload, PaymentRequirements, Settlement, Verified};
+use d402_rails::{PaymentPayload, PaymentRequirements, Settlement, Split, Verified};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -54,15 +54,17 @@ pub enum TaskState {
     Verified,
     /// Money moved to the payee or locked in escrow; the task may be dispatched.
     Settled,
-    /// A validated result is recorded; the split is about to be released (escrow rails).
+    /// A validated result is recorded; the worker is about to be paid (the split released from
+    /// escrow, or the worker's net paid out of `payTo` on a direct rail).
     Validated,
-    /// Result delivered and, on split rails, the split released.
+    /// Result delivered and the worker paid.
     Delivered,
-    /// The task failed after payment; the escrow is refunded after its deadline.
+    /// The task failed after payment; the buyer is about to be refunded (an escrow after its
+    /// deadline, a direct payment at once, out of `payTo`).
     RefundPending,
     /// The buyer's money was returned.
     Refunded,
-    /// Nothing was charged (settlement failed), or a direct payment that could not be returned.
+    /// Nothing was charged (settlement failed), or a payment on a rail that cannot return it.
     Failed,
 }
 
@@ -103,6 +105,12 @@ pub struct TaskRecord {
     pub verdict: Option<serde_json::Value>,
     /// Where the accepted worker is paid on this rail's chain.
     pub worker_wallet: Option<String>,
+    /// Direct rails: the split of the payment, fixed when it was verified, so that a restart
+    /// pays the worker the same net whatever the policy says by then (worker net paid out of
+    /// `payTo` on delivery, the gateway's fee kept there). `None` on escrow rails, whose split
+    /// is in the requirements' terms.
+    #[serde(default)]
+    pub split: Option<Split>,
     pub error: Option<String>,
     /// Unix seconds after which an escrow may be refunded.
     pub deadline_unix: u64,

@@ -131,6 +131,24 @@ impl EvmChain {
             .connect_http(self.rpc_url.clone())
             .erased()
     }
+
+    /// A provider that signs with `key` and asks the chain for the account's pending nonce at
+    /// every transaction. alloy's default caches nonces, and takes the next one while the gas
+    /// is estimated: a transaction whose estimate fails (a payout the wallet cannot cover yet,
+    /// an authorization another attempt just used) leaves a gap that strands every later
+    /// transaction of the key, and a transaction sent with the same key from elsewhere (an
+    /// operator moving funds) makes the cache stale. The caller must send one transaction at
+    /// a time per key, or two would read the same nonce.
+    pub fn serial_provider(&self, key: &PrivateKeySigner) -> DynProvider {
+        ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .with_chain_id(self.chain_id)
+            .wallet(EthereumWallet::from(key.clone()))
+            .connect_http(self.rpc_url.clone())
+            .erased()
+    }
 }
 
 /// How far ahead of `validBefore` a payment must still be valid when verified, so that the
