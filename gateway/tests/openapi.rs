@@ -90,7 +90,10 @@ struct Live {
 async fn gateway(dir: &Path) -> Live {
     let anvil = Anvil::start(5).await.expect("anvil (run scripts/setup.sh)");
     let keys = anvil.keys.clone();
-    let (deployer, facilitator, pay_to, worker_wallet) = (&keys[0], &keys[1], &keys[2], &keys[3]);
+    // On base-x402-direct the gateway pays workers out of payTo with the facilitator key, so
+    // payTo is the facilitator's own wallet.
+    let (deployer, facilitator, worker_wallet) = (&keys[0], &keys[1], &keys[3]);
+    let pay_to = facilitator;
     let chain = anvil.deploy_test_usd(deployer).await.unwrap();
     let buyer = keys[4].clone();
     anvil
