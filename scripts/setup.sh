@@ -120,4 +120,16 @@ if [ "${D402_SETUP_BENCH:-0}" = 1 ]; then
     say "installing turndown from npm (benchmark baseline)"
     (cd bench/turndown && npm ci --no-audit --no-fund --silent)
   fi
+  # gateway/benches/x402_express.rs: the stock x402 v2 express server, facilitator and client
+  # (@x402/express, @x402/core, @x402/evm, @x402/fetch, viem, turndown), pinned in
+  # bench/x402-express/package.json and its lock file, installed outside the clone like anvil.
+  X402_EXPRESS="$D402_TOOLS/x402-express"
+  if ! cmp -s bench/x402-express/package-lock.json "$X402_EXPRESS/package-lock.json" \
+     || [ ! -f "$X402_EXPRESS/node_modules/@x402/express/package.json" ] \
+     || [ ! -f "$X402_EXPRESS/node_modules/turndown/package.json" ]; then
+    say "installing the stock x402 express server and client from npm into $X402_EXPRESS (pinned in bench/x402-express)"
+    mkdir -p "$X402_EXPRESS"
+    cp bench/x402-express/package.json bench/x402-express/package-lock.json "$X402_EXPRESS/"
+    (cd "$X402_EXPRESS" && npm ci --no-audit --no-fund --silent)
+  fi
 fi
