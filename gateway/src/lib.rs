@@ -7,3 +7,4 @@
 
 pub mod client;
 pub mod gateway;
+pub mod published;

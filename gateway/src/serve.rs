@@ -9,6 +9,7 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, anyhow, bail};
 use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore, api};
+use d402_gateway::published;
 use d402_node::{Node, Offer};
 use d402_rails::evm::direct::BaseDirect;
 use d402_rails::evm::escrow::BaseTaskEscrow;
@@ -101,11 +102,11 @@ pub fn read_published(node: &Node, dir: &Path) -> anyhow::Result<Offer> {
         std::fs::read(dir.join(name))
             .with_context(|| format!("--publish: reading {}", dir.join(name).display()))
     };
-    let registration = Registration::from_json(&read("registration.json")?)
+    let registration = Registration::from_json(&read(published::REGISTRATION)?)
         .map_err(|e| anyhow!("{}: {e}", dir.display()))?;
-    let manifest = Manifest::from_json(&read("manifest.json")?)
+    let manifest = Manifest::from_json(&read(published::MANIFEST)?)
         .map_err(|e| anyhow!("{}: {e}", dir.display()))?;
-    let component = read("component.wasm")?;
+    let component = read(published::COMPONENT)?;
     Offer::publish(
         node.coordinator().store(),
         registration,

@@ -387,21 +387,12 @@ async fn every_paid_task_ends_delivered_or_refunded_across_kill_9() {
 
     // The capability as its author hands it over: with a 10 % commission to `creator`.
     let publish = dir.join("merkle");
-    std::fs::create_dir_all(&publish).unwrap();
     let offer = commission_offer(&bootstrap, creator);
-    std::fs::write(
-        publish.join("registration.json"),
-        serde_json::to_vec(&offer.registration).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        publish.join("manifest.json"),
-        serde_json::to_vec(&offer.manifest).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        publish.join("component.wasm"),
-        component(artifacts::MERKLE_VERIFY_COMPONENT),
+    d402_gateway::published::write(
+        &publish,
+        &offer.registration,
+        &offer.manifest,
+        &component(artifacts::MERKLE_VERIFY_COMPONENT),
     )
     .unwrap();
     let owner = Identity::from_seed([42; 32]).public_id();

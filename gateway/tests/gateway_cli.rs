@@ -41,20 +41,9 @@ async fn gateway_process_sells_to_the_client_process() {
 
     // What a capability author hands a gateway operator: registration, manifest, component.
     let publish = dir.join("merkle");
-    std::fs::create_dir_all(&publish).unwrap();
     let offer = merkle_offer(&bootstrap);
     let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
-    std::fs::write(
-        publish.join("registration.json"),
-        serde_json::to_vec(&offer.registration).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        publish.join("manifest.json"),
-        serde_json::to_vec(&offer.manifest).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(publish.join("component.wasm"), &bytes).unwrap();
+    d402_gateway::published::write(&publish, &offer.registration, &offer.manifest, &bytes).unwrap();
     let owner = Identity::from_seed([42; 32]).public_id();
     // payTo defaults to the facilitator's wallet, which pays the workers out of it.
     let pay_to = facilitator.address();

@@ -60,20 +60,9 @@ async fn solana_gateway_sells_to_the_solana_client() {
     wait_discovered(&bootstrap, &[&worker, &validator]).await;
 
     let publish = dir.join("merkle");
-    std::fs::create_dir_all(&publish).unwrap();
     let offer = merkle_offer(&bootstrap);
     let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
-    std::fs::write(
-        publish.join("registration.json"),
-        serde_json::to_vec(&offer.registration).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(
-        publish.join("manifest.json"),
-        serde_json::to_vec(&offer.manifest).unwrap(),
-    )
-    .unwrap();
-    std::fs::write(publish.join("component.wasm"), &bytes).unwrap();
+    d402_gateway::published::write(&publish, &offer.registration, &offer.manifest, &bytes).unwrap();
     let owner = Identity::from_seed([42; 32]).public_id();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))

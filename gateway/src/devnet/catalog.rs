@@ -111,17 +111,7 @@ pub fn write(
             },
         )?;
         let folder = dir.join(id);
-        std::fs::create_dir_all(&folder)
-            .with_context(|| format!("creating {}", folder.display()))?;
-        std::fs::write(
-            folder.join("registration.json"),
-            serde_json::to_vec_pretty(&registration)?,
-        )?;
-        std::fs::write(
-            folder.join("manifest.json"),
-            serde_json::to_vec_pretty(&manifest)?,
-        )?;
-        std::fs::write(folder.join("component.wasm"), &component)?;
+        d402_gateway::published::write(&folder, &registration, &manifest, &component)?;
         folders.push(folder);
     }
     Ok(folders)
