@@ -90,6 +90,42 @@ fn a_warm_node_never_compiles() {
 }
 
 #[test]
+fn concurrent_first_loads_compile_once() {
+    // Tasks that arrive while a component is compiling wait for that compile: without a single
+    // flight per CID, every one of them compiled the component again.
+    let host = Arc::new(
+        Host::new(
+            HostConfig::default(),
+            Arc::new(Identity::from_seed([4; 32])),
+        )
+        .unwrap(),
+    );
+    let bytes = Arc::new(std::fs::read(artifacts::MERKLE_VERIFY_COMPONENT).unwrap());
+    let cid = ContentId::of(&bytes);
+    let start = Arc::new(std::sync::Barrier::new(6));
+    let loads: Vec<_> = (0..6)
+        .map(|_| {
+            let (host, bytes, start) = (host.clone(), bytes.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                host.load(&cid, &bytes).unwrap()
+            })
+        })
+        .collect();
+    let sources: Vec<LoadSource> = loads.into_iter().map(|t| t.join().unwrap()).collect();
+    let compiled = sources
+        .iter()
+        .filter(|s| **s == LoadSource::Compiled)
+        .count();
+    assert_eq!(compiled, 1, "{sources:?}");
+    assert!(
+        sources
+            .iter()
+            .all(|s| matches!(s, LoadSource::Compiled | LoadSource::Memory))
+    );
+}
+
+#[test]
 fn input_that_is_not_json_is_refused() {
     let host = host();
     let (cid, _) = load(&host, artifacts::MERKLE_VERIFY_COMPONENT);

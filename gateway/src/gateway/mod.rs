@@ -158,7 +158,14 @@ pub struct Gateway {
     /// Tasks some part of this process is driving right now (a request, a run, a refund
     /// waiting for its deadline); the sweep leaves them alone.
     active: Arc<Mutex<BTreeSet<String>>>,
+    /// Bumped after every committed state transition, so that a `POST /tasks` waiting for its
+    /// task answers as soon as the task is delivered instead of on its next poll.
+    transitions: tokio::sync::watch::Sender<u64>,
 }
+
+/// How often a waiting `POST /tasks` re-reads its task when no transition woke it (a task
+/// record another process changed, which no local transition announces).
+const WAIT_BACKSTOP: Duration = Duration::from_millis(250);
 
 /// This process drives one task until dropped: nothing else (the sweep, a concurrent request)
 /// works on the task meanwhile.
@@ -258,6 +265,7 @@ impl Gateway {
             public_url: config.public_url,
             label: config.label,
             active: Arc::default(),
+            transitions: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -566,14 +574,23 @@ impl Gateway {
     async fn wait_for(&self, record: TaskRecord) -> Result<TaskRecord, GatewayError> {
         let until = tokio::time::Instant::now() + self.policy.wait;
         let direct = self.rail.kind() == RailKind::Direct;
-        let mut record = record;
-        while (matches!(
+        // Subscribed before the first read, so a transition committed in between still wakes us.
+        let mut woken = self.transitions.subscribe();
+        let mut record = match self.store.get(&record.id)? {
+            Some(r) => r,
+            None => record,
+        };
+        while matches!(
             record.state,
             TaskState::Verified | TaskState::Settled | TaskState::Validated
-        ) || (direct && record.state == TaskState::RefundPending))
-            && tokio::time::Instant::now() < until
+        ) || (direct && record.state == TaskState::RefundPending)
         {
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            let now = tokio::time::Instant::now();
+            if now >= until {
+                break;
+            }
+            let _ = tokio::time::timeout_at(until.min(now + WAIT_BACKSTOP), woken.changed()).await;
+            woken.mark_unchanged();
             if let Some(r) = self.store.get(&record.id)? {
                 record = r;
             }
@@ -584,7 +601,9 @@ impl Gateway {
     fn transition(&self, r: &mut TaskRecord, state: TaskState) -> Result<(), StoreError> {
         r.state = state;
         r.updated_ms = now_ms();
-        self.store.put(r)
+        self.store.put(r)?;
+        self.transitions.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
     }
 
     /// Drives `record` onward in the background, holding its claim until it is done or
