@@ -27,6 +27,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
+use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, Result, bail};
 use d402_evm_chain::{Anvil, CHAIN_ID, TOKEN_NAME, TOKEN_VERSION};
@@ -235,11 +236,13 @@ impl Bench {
 
 /// A local d402 network: bootstrap, two workers selling both capabilities (pages served from
 /// `pages`, no network access), a validator for both, and the gateway's own node.
-async fn network(dir: &Path, pages: &FrozenPages) -> (Vec<Node>, Node) {
+async fn network(dir: &Path, pages: &FrozenPages, payout: Address) -> (Vec<Node>, Node) {
     let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
     let mut nodes = vec![];
     for label in ["worker-1", "worker-2"] {
-        let config = worker_config(&[MERKLE, PAGE], Arc::new(pages.clone()));
+        let mut config = worker_config(&[MERKLE, PAGE], Arc::new(pages.clone()));
+        // `base-x402-direct` pays each worker its net out of `payTo` once its task is validated.
+        config.payout_wallets.evm = Some(payout.to_checksum(None));
         nodes.push(start(dir, label, &[&bootstrap], Some(config), &[]).await);
     }
     nodes.push(start(dir, "validator", &[&bootstrap], None, &[MERKLE, PAGE]).await);
@@ -275,7 +278,10 @@ async fn main() -> Result<()> {
         .context("anvil (run scripts/setup.sh)")?;
     let keys = anvil.keys.clone();
     let (deployer, our_facilitator, their_facilitator) = (&keys[0], &keys[1], &keys[2]);
-    let (our_pay_to, their_pay_to) = (keys[3].address(), keys[4].address());
+    // `base-x402-direct` pays workers and refunds out of `payTo` with the facilitator's key, so
+    // on our side the two are one wallet; keys[3] is the workers' payout wallet.
+    let (our_pay_to, their_pay_to) = (our_facilitator.address(), keys[4].address());
+    let worker_wallet = keys[3].address();
     let buyers = &keys[5..];
     let chain = anvil.deploy_test_usd(deployer).await?;
     let token = chain.asset.address;
@@ -304,7 +310,7 @@ async fn main() -> Result<()> {
     std::fs::write(&pages_file, serde_json::to_vec(&page_files)?)?;
 
     // Ours.
-    let (_nodes, gateway_node) = network(&work, &frozen).await;
+    let (_nodes, gateway_node) = network(&work, &frozen, worker_wallet).await;
     let outbox = Outbox::open(&work.join("outbox.redb"))?;
     let rail = Arc::new(BaseDirect::new(
         chain.clone(),
@@ -471,11 +477,13 @@ async fn main() -> Result<()> {
         );
     }
     let their_income = anvil.balance(token, their_pay_to).await?;
-    let our_income = anvil.balance(token, our_pay_to).await?;
+    let workers_paid = anvil.balance(token, worker_wallet).await?;
+    let our_income = anvil.balance(token, our_pay_to).await? + workers_paid;
     println!();
     println!(
-        "settled on chain: d402 gateway {} payments, express {} payments; whole run {:.1?}",
+        "settled on chain: d402 gateway {} payments ({} paid on to workers), express {} payments; whole run {:.1?}",
         our_income / PRICE,
+        workers_paid / PRICE,
         their_income / PRICE,
         t0.elapsed()
     );
