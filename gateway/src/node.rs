@@ -163,6 +163,7 @@ pub struct NodeArgs {
     #[arg(long, value_name = "FILE|BASE58")]
     solana_fee_payer_key: Option<String>,
     /// Gateway, solana-direct: whose token account receives payments [default: the fee payer].
+    /// It must be the fee payer's wallet (workers and refunds are paid out of it).
     #[arg(long, value_name = "PUBKEY")]
     solana_gateway_wallet: Option<String>,
     /// Gateway: how long POST /tasks waits for a result before answering 202 [default: 30000].

@@ -326,7 +326,8 @@ async fn evm_rail(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRa
 }
 
 /// `solana-direct` on the cluster behind `--solana-rpc-url`: the gateway's fee payer co-signs
-/// the buyer's transfer to `--solana-gateway-wallet`'s token account.
+/// the buyer's transfer to its own token account (`--solana-gateway-wallet`, which must be the
+/// fee payer's wallet), and pays workers and refunds out of it.
 async fn solana_direct(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRail> {
     use d402_rails::solana::direct::{DirectConfig, SolanaDirect};
     use d402_rails::solana::submit::Submitter;
@@ -354,6 +355,14 @@ async fn solana_direct(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<Bu
             .map_err(|_| anyhow!("--solana-gateway-wallet {w:?}: not a base58 public key"))?,
         None => fee_payer.pubkey(),
     };
+    // As on base-x402-direct: workers are paid, and failed tasks refunded, out of `payTo` with
+    // the fee payer's key, so they must be one wallet.
+    if pay_to != fee_payer.pubkey() {
+        bail!(
+            "--solana-gateway-wallet {pay_to} is not the fee payer's public key {}: on solana-direct the gateway pays workers and refunds out of payTo with that key",
+            fee_payer.pubkey()
+        );
+    }
     let rpc = Arc::new(
         solana_rpc_client::nonblocking::rpc_client::RpcClient::new_with_commitment(
             url.clone(),

@@ -91,8 +91,18 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
         line("buyer", "SPL token balances").contains("(-10000)"),
         "{stdout}"
     );
+    // The gateway keeps its 5 % fee and pays the worker the rest out of its wallet.
     assert!(
-        line("gateway", "SPL token balances").contains("(+10000)"),
+        line("gateway", "SPL token balances").contains("(+500)"),
+        "{stdout}"
+    );
+    let solana = &stdout[stdout.find("SPL token balances").unwrap()..];
+    assert_eq!(
+        solana
+            .lines()
+            .filter(|l| l.trim_start().starts_with("worker-") && l.contains("(+9500)"))
+            .count(),
+        1,
         "{stdout}"
     );
 }

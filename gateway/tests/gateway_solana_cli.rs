@@ -1,6 +1,7 @@
 //! The gateway on `solana-direct` as a real `d402 node` process against a real Solana test
 //! validator, and `d402 client run --solana-wallet` as a real buyer process: the buyer's
-//! partially signed transfer is co-signed by the gateway's fee payer and lands on chain.
+//! partially signed transfer is co-signed by the gateway's fee payer and lands on chain, and
+//! the gateway pays the worker its net out of its own wallet.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -43,16 +44,21 @@ async fn solana_gateway_sells_to_the_solana_client() {
         .mint_to(&mint, &buyer.pubkey(), 1_000_000)
         .await
         .unwrap();
+    // The fee payer is the gateway's wallet: it is paid into it and pays workers out of it.
     let fee_payer = chain.funded_keypair(1_000_000_000).await.unwrap();
-    let pay_to = Keypair::new();
-    chain.create_ata(&pay_to.pubkey(), &mint).await.unwrap();
+    chain.create_ata(&fee_payer.pubkey(), &mint).await.unwrap();
+    let worker_wallet = Keypair::new().pubkey();
 
     let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
     let worker = start(
         dir,
         "worker",
         &[&bootstrap],
-        Some(worker_config(&[MERKLE], fetch_snapshotter())),
+        Some({
+            let mut config = worker_config(&[MERKLE], fetch_snapshotter());
+            config.payout_wallets.solana = Some(worker_wallet.to_string());
+            config
+        }),
         &[],
     )
     .await;
@@ -65,22 +71,38 @@ async fn solana_gateway_sells_to_the_solana_client() {
     d402_gateway::published::write(&publish, &offer.registration, &offer.manifest, &bytes).unwrap();
     let owner = Identity::from_seed([42; 32]).public_id();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))
-        .arg("node")
-        .args(["--label", "gateway-sol"])
-        .args(["--state", dir.join("gw").to_str().unwrap()])
-        .args(["--peer", &bootstrap.listen_addr().to_string()])
-        .args(["--http-host", "127.0.0.1", "--http-port", "0"])
-        .args(["--payment", "solana-direct", "--gateway-price", "$0.01"])
-        .args(["--offer", MERKLE, "--publish", publish.to_str().unwrap()])
-        .args(["--trust-namespace", &format!("merkle={owner}")])
-        .args(["--solana-rpc-url", chain.rpc_url()])
-        .args(["--solana-mint", &mint.to_string()])
-        .args([
-            "--solana-fee-payer-key",
-            &keypair_file(dir, "fee-payer.json", &fee_payer),
-        ])
-        .args(["--solana-gateway-wallet", &pay_to.pubkey().to_string()])
+    let fee_payer_file = keypair_file(dir, "fee-payer.json", &fee_payer);
+    let gateway = |state: &str, wallet: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_d402"));
+        c.arg("node")
+            .args(["--label", "gateway-sol"])
+            .args(["--state", dir.join(state).to_str().unwrap()])
+            .args(["--peer", &bootstrap.listen_addr().to_string()])
+            .args(["--http-host", "127.0.0.1", "--http-port", "0"])
+            .args(["--payment", "solana-direct", "--gateway-price", "$0.01"])
+            .args(["--gateway-fee-bps", "500"])
+            .args(["--offer", MERKLE, "--publish", publish.to_str().unwrap()])
+            .args(["--trust-namespace", &format!("merkle={owner}")])
+            .args(["--solana-rpc-url", chain.rpc_url()])
+            .args(["--solana-mint", &mint.to_string()])
+            .args(["--solana-fee-payer-key", &fee_payer_file])
+            .args(["--solana-gateway-wallet", wallet]);
+        c
+    };
+
+    // A payTo the fee payer's key cannot pay out of is refused at start.
+    let out = gateway("gw-refused", &Keypair::new().pubkey().to_string())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not the fee payer's public key"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let pay_to = fee_payer.pubkey();
+    let mut child = gateway("gw", &pay_to.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -121,7 +143,7 @@ async fn solana_gateway_sells_to_the_solana_client() {
     let out = run("$0.005");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("spend cap"));
-    assert_eq!(balance(pay_to.pubkey()).await, 0);
+    assert_eq!(balance(pay_to).await, 0);
 
     let fee_payer_sol = chain.sol_balance(&fee_payer.pubkey()).await.unwrap();
     let out = run("$0.05");
@@ -134,8 +156,10 @@ async fn solana_gateway_sells_to_the_solana_client() {
     assert_eq!(r["result"]["valid"], true, "{r}");
     assert_eq!(r["payment"]["rail"], "solana-direct", "{r}");
     assert!(r["receipt"]["signature"].is_string());
-    assert_eq!(balance(pay_to.pubkey()).await, 10_000);
+    // The split: the worker's net paid out of the gateway's wallet, the 5 % fee kept.
     assert_eq!(balance(buyer.pubkey()).await, 990_000);
+    assert_eq!(balance(worker_wallet).await, 9_500);
+    assert_eq!(balance(pay_to).await, 500);
     // The gateway paid the transaction fee; the buyer paid no SOL.
     assert!(chain.sol_balance(&fee_payer.pubkey()).await.unwrap() < fee_payer_sol);
     assert_eq!(

@@ -29,6 +29,10 @@ pub enum OutboxError {
     AlreadyRecorded { id: String, state: SettlementState },
     #[error("no settlement {0} in the outbox")]
     Unknown(String),
+    /// A new attempt was asked for a settlement that has not failed: the earlier attempt may
+    /// still execute, so a second one could pay twice.
+    #[error("settlement {id} is {state:?}, not failed: it cannot be tried again")]
+    NotFailed { id: String, state: SettlementState },
     #[error("settlement record {id} is unreadable: {source}")]
     Corrupt {
         id: String,
@@ -192,6 +196,39 @@ impl Outbox {
         self.update(id, |r| r.state = SettlementState::Intent)
     }
 
+    /// Replaces a failed settlement's request with a new attempt and puts it back in flight, in
+    /// one commit, so that at any time at most one attempt of `id` can execute. Only for a
+    /// settlement whose failed attempt can never execute any more (a Solana transaction whose
+    /// blockhash expired unlanded, or that failed on chain); refuses one that is not failed.
+    pub fn retry_with(
+        &self,
+        id: &str,
+        request: serde_json::Value,
+    ) -> Result<SettlementRecord, OutboxError> {
+        let tx = self.db.begin_write()?;
+        let record = {
+            let mut table = tx.open_table(SETTLEMENTS)?;
+            let mut record = match table.get(id)? {
+                Some(v) => decode(id, v.value())?,
+                None => return Err(OutboxError::Unknown(id.to_string())),
+            };
+            if !matches!(record.state, SettlementState::Failed { .. }) {
+                return Err(OutboxError::NotFailed {
+                    id: id.to_string(),
+                    state: record.state,
+                });
+            }
+            record.state = SettlementState::Intent;
+            record.tx_hash = None;
+            record.request = request;
+            record.updated_unix = now();
+            table.insert(id, encode(&record).as_slice())?;
+            record
+        };
+        tx.commit()?;
+        Ok(record)
+    }
+
     /// The record for `id`, if any.
     pub fn get(&self, id: &str) -> Result<Option<SettlementRecord>, OutboxError> {
         let tx = self.db.begin_read()?;
@@ -311,6 +348,36 @@ mod tests {
             o.get("a").unwrap().unwrap().tx_hash.as_deref(),
             Some("0xabc")
         );
+    }
+
+    #[test]
+    fn only_a_failed_settlement_takes_a_new_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Outbox::open(&dir.path().join("o.redb")).unwrap();
+        o.record_intent("p", "r", serde_json::json!({"attempt": 1}))
+            .unwrap();
+        // In flight: the first attempt may still execute.
+        assert!(matches!(
+            o.retry_with("p", serde_json::json!({"attempt": 2})),
+            Err(OutboxError::NotFailed { .. })
+        ));
+        o.mark_sent("p", "sig1").unwrap();
+        o.mark_failed("p", "expired").unwrap();
+        let again = o
+            .retry_with("p", serde_json::json!({"attempt": 2}))
+            .unwrap();
+        assert_eq!(again.state, SettlementState::Intent);
+        assert_eq!(again.tx_hash, None);
+        assert_eq!(o.in_flight("r").unwrap()[0].request["attempt"], 2);
+        o.mark_confirmed("p", Some("sig2")).unwrap();
+        assert!(matches!(
+            o.retry_with("p", serde_json::json!({"attempt": 3})),
+            Err(OutboxError::NotFailed { .. })
+        ));
+        assert!(matches!(
+            o.retry_with("missing", serde_json::Value::Null),
+            Err(OutboxError::Unknown(_))
+        ));
     }
 
     #[test]

@@ -225,6 +225,14 @@ pub trait Rail: Send + Sync {
         false
     }
 
+    /// Whether `wallet` is an address this rail can pay (a worker's payout wallet, checked
+    /// before a task is released so that an unpayable worker means a refund, not a payout
+    /// retried for ever).
+    fn accepts_wallet(&self, wallet: &str) -> bool {
+        let _ = wallet;
+        true
+    }
+
     /// Escrow and channel rails: releases held funds. Direct rails: pays out of the payee's
     /// wallet ([`Release::Payouts`]).
     async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {

@@ -91,10 +91,10 @@ pub struct Solana {
     pub buyers: Vec<Keypair>,
     pub creator: Keypair,
     pub workers: Vec<Keypair>,
-    /// The solana-direct gateway's fee payer (co-signs buyers' transfers and pays the fees).
+    /// The solana-direct gateway's fee payer: co-signs buyers' transfers and pays the fees, and
+    /// is the wallet the gateway is paid into and pays workers and refunds out of (its token
+    /// account exists from the start).
     pub fee_payer: Keypair,
-    /// Where the solana-direct gateway is paid (its token account exists from the start).
-    pub gateway_wallet: Keypair,
 }
 
 /// Starts the test validator (the `d402-solana-validator` binary), creates a 6-decimals mint and
@@ -111,8 +111,7 @@ pub async fn solana(buyers: usize, workers: usize) -> anyhow::Result<Solana> {
         funded.push(b);
     }
     let fee_payer = chain.funded_keypair(WALLET_LAMPORTS).await?;
-    let gateway_wallet = Keypair::new();
-    chain.create_ata(&gateway_wallet.pubkey(), &mint).await?;
+    chain.create_ata(&fee_payer.pubkey(), &mint).await?;
     Ok(Solana {
         chain,
         mint,
@@ -120,7 +119,6 @@ pub async fn solana(buyers: usize, workers: usize) -> anyhow::Result<Solana> {
         creator: Keypair::new(),
         workers: (0..workers).map(|_| Keypair::new()).collect(),
         fee_payer,
-        gateway_wallet,
     })
 }
 

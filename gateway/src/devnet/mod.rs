@@ -463,7 +463,7 @@ async fn start_nodes(
         g.extend([s("--solana-fee-payer-key"), fee_payer]);
         g.extend([
             s("--solana-gateway-wallet"),
-            sol.gateway_wallet.pubkey().to_string(),
+            sol.fee_payer.pubkey().to_string(),
         ]);
         nodes.push(spawn_node(state, "gateway-solana", &g).await?);
     }
@@ -529,7 +529,8 @@ fn describe(
             "genesisHash": s.chain.genesis_hash().to_string(),
             "mint": s.mint.to_string(),
             "decimals": 6,
-            "gatewayWallet": s.gateway_wallet.pubkey().to_string(),
+            "gatewayWallet": s.fee_payer.pubkey().to_string(),
+            "workerWallets": s.workers.iter().map(|w| w.pubkey().to_string()).collect::<Vec<_>>(),
             "buyers": s.buyer_wallets(),
         })),
         "nodes": nodes.iter().map(|n| n.info.clone()).collect::<Vec<_>>(),
@@ -605,10 +606,13 @@ async fn demo_solana(gateway: &str, sol: &chains::Solana) -> anyhow::Result<()> 
         .ok_or_else(|| anyhow!("no Solana test buyer"))?;
     let keypair = solana_keypair::Keypair::try_from(buyer.to_bytes().as_slice())
         .map_err(|e| anyhow!("copying the buyer keypair: {e}"))?;
-    let who = [
-        ("buyer", buyer.pubkey()),
-        ("gateway", sol.gateway_wallet.pubkey()),
+    let mut who = vec![
+        ("buyer".to_string(), buyer.pubkey()),
+        ("gateway".to_string(), sol.fee_payer.pubkey()),
     ];
+    for (i, w) in sol.workers.iter().enumerate() {
+        who.push((format!("worker-{}", i + 1), w.pubkey()));
+    }
     let mut before = Vec::new();
     for (_, k) in &who {
         before.push(sol.chain.token_balance_of(k, &sol.mint).await?);

@@ -699,8 +699,15 @@ impl Gateway {
                         .verdict
                         .as_ref()
                         .and_then(|v| serde_json::to_value(v).ok());
-                    record.worker_wallet =
-                        outcome.payout_wallets.iter().find_map(|w| w.evm.clone());
+                    // The worker's wallet on the rail's own chain.
+                    let solana = self.rail.network().namespace() == "solana";
+                    record.worker_wallet = outcome.payout_wallets.iter().find_map(|w| {
+                        if solana {
+                            w.solana.clone()
+                        } else {
+                            w.evm.clone()
+                        }
+                    });
                     self.transition(&mut record, TaskState::Validated)?;
                 }
                 Ok(outcome) => {
@@ -727,14 +734,17 @@ impl Gateway {
     /// `payTo` on a direct rail) and marks it delivered.
     async fn release(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
         if self.rail.kind() == RailKind::Direct && self.rail.pays_out() {
-            // A worker without a usable EVM wallet cannot be paid: the buyer gets the money back.
+            // A worker without a wallet this rail can pay cannot be paid: the buyer gets the
+            // money back.
             let Some(worker) = record
                 .worker_wallet
-                .as_deref()
-                .and_then(|w| w.parse::<Address>().ok())
+                .clone()
+                .filter(|w| self.rail.accepts_wallet(w))
             else {
-                record.error =
-                    Some("the worker has no valid EVM payout wallet: the buyer is refunded".into());
+                record.error = Some(format!(
+                    "the worker has no valid payout wallet on {}: the buyer is refunded",
+                    self.rail.network()
+                ));
                 return self.fail(record).await;
             };
             let split = match record.split {
@@ -745,7 +755,7 @@ impl Gateway {
                 task_id: TaskId::from_label(&record.id),
                 from: record.requirements.pay_to.clone(),
                 payouts: vec![Payout {
-                    to: worker.to_checksum(None),
+                    to: worker,
                     amount: split.worker,
                 }],
             };

@@ -513,6 +513,10 @@ impl Rail for BaseDirect {
         true
     }
 
+    fn accepts_wallet(&self, wallet: &str) -> bool {
+        wallet.parse::<Address>().is_ok()
+    }
+
     fn kind(&self) -> RailKind {
         RailKind::Direct
     }

@@ -40,14 +40,15 @@ use solana_transaction::versioned::VersionedTransaction;
 use spl_associated_token_account_interface::address::get_associated_token_address;
 use spl_token_interface::instruction::TokenInstruction;
 
-use super::submit::{EntryKind, Landed, SubmitError, Submitter, outbox_id};
+use super::submit::{EntryKind, Landed, SolanaRequest, SubmitError, Submitter, outbox_id};
 use super::{MEMO_PROGRAM_ID, TOKEN_PROGRAM_ID, wire};
 use crate::amount::Atomic;
 use crate::caps::{Exposure, SafetyCaps};
 use crate::error::RailError;
+use crate::outbox::SettlementState;
 use crate::rail::{
-    ChainId, PaymentPayload, PaymentRequirements, Payout, Rail, RailKind, ReconcileReport,
-    Settlement, Terms, Verified,
+    ChainId, PaymentPayload, PaymentRequirements, Payout, Rail, RailKind, ReconcileReport, Release,
+    Settlement, TaskId, Terms, Verified,
 };
 
 /// The rail's name, as the gateway advertises it and the outbox records it.
@@ -55,6 +56,16 @@ pub const NAME: &str = "solana-direct";
 
 /// The x402 scheme name.
 pub const SCHEME: &str = "exact";
+
+/// How many fresh transactions one payout call sends when each expires before it lands (a
+/// congested leader, a dropped packet); after that the payout stays owed for the next call.
+const PAYOUT_ATTEMPTS: usize = 3;
+
+/// The outbox id of the payout of `task` to `to`: one record however many transactions the
+/// payout takes, so that it is paid once.
+pub fn payout_id(task: &TaskId, to: &Pubkey) -> String {
+    format!("solana-payout:{task}:{to}")
+}
 
 /// The gateway's sponsor limits and the asset it accepts.
 #[derive(Debug, Clone)]
@@ -228,6 +239,7 @@ pub struct SolanaDirect {
     fee_payer: Arc<Keypair>,
     submitter: Submitter,
     caps: SafetyCaps,
+    stop_before_payout_send: std::sync::atomic::AtomicBool,
 }
 
 impl SolanaDirect {
@@ -244,7 +256,16 @@ impl SolanaDirect {
             fee_payer,
             submitter,
             caps,
+            stop_before_payout_send: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Test hook: the next payout transaction is recorded and not sent, as a crash between the
+    /// record and the send would leave it.
+    #[doc(hidden)]
+    pub fn stop_before_next_payout_send(&self) {
+        self.stop_before_payout_send
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The submitter (and through it the outbox) this rail settles through.
@@ -467,6 +488,195 @@ impl SolanaDirect {
     ) -> Result<Landed, DirectError> {
         let payment = self.verify_transaction(requirements, transaction).await?;
         self.settle_payment(&payment, reference).await
+    }
+}
+
+impl SolanaDirect {
+    /// Pays `payouts` out of the gateway's wallet (`from`, which must be the fee payer's own
+    /// wallet: the rail signs with that key), each at most once. A payout is one outbox record
+    /// under [`payout_id`]; a new transaction is sent for it only once the previous one can
+    /// never land (its blockhash expired, or it failed on chain), so a retry, a concurrent call
+    /// or a restart never pays twice.
+    pub async fn pay_out(
+        &self,
+        task: &TaskId,
+        from: &str,
+        payouts: &[Payout],
+    ) -> Result<Settlement, RailError> {
+        let signer = self.fee_payer.pubkey();
+        if Pubkey::from_str(from).ok() != Some(signer) {
+            return Err(RailError::PayoutSource {
+                rail: NAME,
+                from: from.to_string(),
+                signer: signer.to_string(),
+            });
+        }
+        let mut tx_hashes = Vec::new();
+        let mut fee_native = 0u128;
+        for p in payouts {
+            let to = Pubkey::from_str(&p.to).map_err(|_| RailError::Address {
+                rail: NAME,
+                what: "payout recipient",
+                value: p.to.clone(),
+            })?;
+            let amount = u64::try_from(p.amount.get())
+                .map_err(|_| DirectError::AmountTooLarge(p.amount.get()))?;
+            if amount == 0 {
+                continue;
+            }
+            let (signature, fee) = self.pay_one(task, &to, amount).await?;
+            tx_hashes.push(signature.to_string());
+            fee_native += u128::from(fee);
+        }
+        Ok(Settlement {
+            rail: NAME.into(),
+            network: self.config.network.to_string(),
+            settlement_id: format!("solana-payout:{task}"),
+            tx_hashes,
+            payer: Some(signer.to_string()),
+            payouts: payouts.to_vec(),
+            fee_native,
+        })
+    }
+
+    /// One payout: the signature that paid it and the fee paid by this call (zero when an
+    /// earlier call paid it).
+    async fn pay_one(
+        &self,
+        task: &TaskId,
+        to: &Pubkey,
+        amount: u64,
+    ) -> Result<(Signature, u64), RailError> {
+        let id = payout_id(task, to);
+        for _ in 0..PAYOUT_ATTEMPTS {
+            let record = self.submitter.outbox().get(&id)?;
+            if let Some(r) = &record {
+                let recorded: Option<SolanaRequest> =
+                    serde_json::from_value(r.request.clone()).ok();
+                if let Some(recorded) = recorded.and_then(|q| q.amount)
+                    && recorded != amount
+                {
+                    return Err(RailError::PayoutConflict {
+                        id,
+                        recorded: Atomic::new(u128::from(recorded)),
+                        requested: Atomic::new(u128::from(amount)),
+                    });
+                }
+                match &r.state {
+                    SettlementState::Confirmed => {
+                        let signature = r
+                            .tx_hash
+                            .as_deref()
+                            .and_then(|h| Signature::from_str(h).ok())
+                            .unwrap_or_default();
+                        return Ok((signature, 0));
+                    }
+                    SettlementState::Failed { .. } => {}
+                    _ => match self.submitter.finish(&id).await {
+                        Ok(landed) => return Ok((landed.signature, 0)),
+                        Err(SubmitError::Expired(_)) | Err(SubmitError::FailedOnChain { .. }) => {
+                            continue;
+                        }
+                        Err(e) => return Err(e.into()),
+                    },
+                }
+            }
+            let tx = self.payout_transaction(task, to, amount).await?;
+            let fee = wire::transaction_fee(&tx);
+            let mut request = SolanaRequest::new(&tx, EntryKind::DirectPayout, &task.to_string())
+                .map_err(RailError::from)?;
+            request.recipient = Some(to.to_string());
+            request.amount = Some(amount);
+            let stop = self
+                .stop_before_payout_send
+                .swap(false, std::sync::atomic::Ordering::SeqCst);
+            match self
+                .submitter
+                .submit_as(&id, &request, record.is_some(), stop)
+                .await
+            {
+                Ok(landed) => return Ok((landed.signature, fee)),
+                // Expired unlanded, or landed and failed: it can never pay, so a new
+                // transaction may.
+                Err(SubmitError::Expired(_)) => continue,
+                Err(SubmitError::FailedOnChain { signature, error }) => {
+                    return Err(RailError::Reverted {
+                        tx: signature.to_string(),
+                        reason: error,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(RailError::Chain(format!(
+            "payout {id}: {PAYOUT_ATTEMPTS} transactions expired before landing; it stays owed"
+        )))
+    }
+
+    /// The payout's transaction, signed by the fee payer (which owns the source): the
+    /// recipient's token account created if missing, the transfer, and a memo naming the task
+    /// and recipient so that the payout can be found on chain. Simulated first, so that a
+    /// payout the wallet cannot cover is refused before anything is recorded or sent.
+    async fn payout_transaction(
+        &self,
+        task: &TaskId,
+        to: &Pubkey,
+        amount: u64,
+    ) -> Result<VersionedTransaction, RailError> {
+        let owner = self.fee_payer.pubkey();
+        let mint = self.config.mint;
+        let instructions = vec![
+            spl_associated_token_account_interface::instruction::create_associated_token_account_idempotent(
+                &owner,
+                to,
+                &mint,
+                &TOKEN_PROGRAM_ID,
+            ),
+            spl_token_interface::instruction::transfer_checked(
+                &TOKEN_PROGRAM_ID,
+                &get_associated_token_address(&owner, &mint),
+                &mint,
+                &get_associated_token_address(to, &mint),
+                &owner,
+                &[],
+                amount,
+                self.config.decimals,
+            )
+            .map_err(|e| RailError::Chain(e.to_string()))?,
+            memo_instruction(&format!("d402 payout {task} {to}"), &[]),
+        ];
+        let chain_err =
+            |e: solana_rpc_client_api::client_error::Error| RailError::Chain(e.to_string());
+        let blockhash = self
+            .rpc()
+            .get_latest_blockhash_with_commitment(CommitmentConfig::confirmed())
+            .await
+            .map_err(chain_err)?
+            .0;
+        let message = v0::Message::try_compile(&owner, &instructions, &[], blockhash)
+            .map_err(|e| RailError::Chain(e.to_string()))?;
+        let tx = VersionedTransaction::try_new(VersionedMessage::V0(message), &[&*self.fee_payer])
+            .map_err(|e| RailError::Chain(e.to_string()))?;
+        let simulation = self
+            .rpc()
+            .simulate_transaction_with_config(
+                &tx,
+                RpcSimulateTransactionConfig {
+                    sig_verify: true,
+                    commitment: Some(CommitmentConfig::confirmed()),
+                    ..RpcSimulateTransactionConfig::default()
+                },
+            )
+            .await
+            .map_err(chain_err)?
+            .value;
+        if let Some(err) = simulation.err {
+            return Err(RailError::WouldRevert {
+                what: format!("the payout of {amount} to {to}"),
+                reason: format!("{err:?}"),
+            });
+        }
+        Ok(tx)
     }
 }
 
@@ -798,6 +1008,29 @@ impl Rail for SolanaDirect {
             }],
             fee_native: u128::from(wire::transaction_fee(&tx)),
         })
+    }
+
+    fn pays_out(&self) -> bool {
+        true
+    }
+
+    fn accepts_wallet(&self, wallet: &str) -> bool {
+        Pubkey::from_str(wallet).is_ok()
+    }
+
+    async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {
+        let Release::Payouts {
+            task_id,
+            from,
+            payouts,
+        } = release
+        else {
+            return Err(RailError::Unsupported {
+                rail: NAME,
+                operation: "release escrows or vouchers",
+            });
+        };
+        self.pay_out(task_id, from, payouts).await
     }
 
     async fn reconcile(&self) -> Result<ReconcileReport, RailError> {

@@ -45,6 +45,10 @@ pub enum EntryKind {
     EscrowSettlement,
     /// A task escrow refund (vault → buyer).
     EscrowRefund,
+    /// A solana-direct payout out of the gateway's wallet: a worker's net, or a buyer's refund.
+    /// Recorded under the payout's own id (task and recipient), not the signature, so that a
+    /// payout is one record however many transactions it takes.
+    DirectPayout,
 }
 
 /// The outbox request of a Solana settlement: everything needed to resend it byte for byte.
@@ -58,6 +62,12 @@ pub struct SolanaRequest {
     pub transaction: String,
     /// Its recent blockhash (base58), which bounds when it can land.
     pub blockhash: String,
+    /// A payout's recipient (wallet owner) and amount, so that the same payout asked again
+    /// with another amount is refused rather than paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<u64>,
 }
 
 /// The outbox id of a Solana transaction.
@@ -156,15 +166,69 @@ impl Submitter {
     ) -> Result<SettlementRecord, SubmitError> {
         let signature = wire::transaction_id(tx)
             .ok_or_else(|| SubmitError::Encoding("transaction has no signatures".to_string()))?;
-        let request = SolanaRequest {
-            kind,
-            reference: reference.to_string(),
-            transaction: wire::encode_transaction(tx).map_err(SubmitError::Encoding)?,
-            blockhash: tx.message.recent_blockhash().to_string(),
-        };
+        let request = SolanaRequest::new(tx, kind, reference)?;
         Ok(self
             .outbox
             .record_intent(&outbox_id(&signature), self.rail, json!(request))?)
+    }
+
+    /// Records `request` under `id` (a new record, or with `retry`, the next attempt of a
+    /// failed one: [`Outbox::retry_with`]), sends its transaction and waits until it lands or
+    /// expires. With `stop_before_send`, returns right after the record, as a crash would.
+    pub async fn submit_as(
+        &self,
+        id: &str,
+        request: &SolanaRequest,
+        retry: bool,
+        stop_before_send: bool,
+    ) -> Result<Landed, SubmitError> {
+        let tx = wire::decode_transaction(&request.transaction).map_err(SubmitError::Encoding)?;
+        let signature = wire::transaction_id(&tx)
+            .ok_or_else(|| SubmitError::Encoding("transaction has no signatures".to_string()))?;
+        if retry {
+            self.outbox.retry_with(id, json!(request))?;
+        } else {
+            self.outbox.record_intent(id, self.rail, json!(request))?;
+        }
+        if stop_before_send {
+            return Err(SubmitError::StillPending(signature));
+        }
+        let signature = self.send_only(&tx).await?;
+        self.outbox.mark_sent(id, &signature.to_string())?;
+        self.await_verdict(id, signature, blockhash_of(&tx), &tx)
+            .await
+    }
+
+    /// Brings the in-flight record `id` to its verdict: recorded if it landed (never resent),
+    /// else resent byte for byte and awaited until it lands or its blockhash expires.
+    pub async fn finish(&self, id: &str) -> Result<Landed, SubmitError> {
+        let record = self
+            .outbox
+            .get(id)?
+            .ok_or_else(|| OutboxError::Unknown(id.to_string()))?;
+        let request: SolanaRequest = serde_json::from_value(record.request)
+            .map_err(|e| SubmitError::Encoding(e.to_string()))?;
+        let tx = wire::decode_transaction(&request.transaction).map_err(SubmitError::Encoding)?;
+        let signature = wire::transaction_id(&tx)
+            .ok_or_else(|| SubmitError::Encoding("no signature".to_string()))?;
+        match self.verdict(&signature).await? {
+            Some(Verdict::Landed(slot)) => {
+                self.outbox
+                    .mark_confirmed(id, Some(&signature.to_string()))?;
+                Ok(Landed { signature, slot })
+            }
+            Some(Verdict::Failed(error)) => {
+                self.outbox.mark_failed(id, &error)?;
+                Err(SubmitError::FailedOnChain { signature, error })
+            }
+            None => {
+                // Same bytes, same signature: if an earlier copy lands first, this one is
+                // refused by the chain, so resending can never pay twice.
+                let _ = self.send_only(&tx).await;
+                self.await_verdict(id, signature, blockhash_of(&tx), &tx)
+                    .await
+            }
+        }
     }
 
     /// Sends a transaction without waiting (what a process does right before it would record
@@ -259,32 +323,18 @@ impl Submitter {
     pub async fn reconcile(&self) -> Result<ReconcileReport, SubmitError> {
         let mut report = ReconcileReport::default();
         for record in self.outbox.in_flight(self.rail)? {
-            let request: SolanaRequest = serde_json::from_value(record.request.clone())
-                .map_err(|e| SubmitError::Encoding(e.to_string()))?;
-            let tx =
-                wire::decode_transaction(&request.transaction).map_err(SubmitError::Encoding)?;
-            let signature = wire::transaction_id(&tx)
-                .ok_or_else(|| SubmitError::Encoding("no signature".to_string()))?;
-            let outcome = match self.verdict(&signature).await? {
-                Some(Verdict::Landed(_)) => {
-                    self.outbox
-                        .mark_confirmed(&record.id, Some(&signature.to_string()))?;
-                    Ok(())
-                }
-                Some(Verdict::Failed(error)) => {
-                    self.outbox.mark_failed(&record.id, &error)?;
-                    Ok(())
-                }
-                None => {
-                    // Same bytes, same signature: if an earlier copy lands first, this one is
-                    // refused by the chain, so resending can never pay twice.
-                    report.resent.push(record.id.clone());
-                    let _ = self.send_only(&tx).await;
-                    self.await_verdict(&record.id, signature, blockhash_of(&tx), &tx)
-                        .await
-                        .map(|_| ())
-                }
+            let unlanded = match serde_json::from_value::<SolanaRequest>(record.request.clone())
+                .ok()
+                .and_then(|r| wire::decode_transaction(&r.transaction).ok())
+                .and_then(|tx| wire::transaction_id(&tx))
+            {
+                Some(signature) => self.verdict(&signature).await?.is_none(),
+                None => false,
             };
+            if unlanded {
+                report.resent.push(record.id.clone());
+            }
+            let outcome = self.finish(&record.id).await.map(|_| ());
             match outcome {
                 Ok(()) | Err(SubmitError::FailedOnChain { .. }) | Err(SubmitError::Expired(_)) => {}
                 Err(e) => return Err(e),
@@ -296,6 +346,24 @@ impl Submitter {
             }
         }
         Ok(report)
+    }
+}
+
+impl SolanaRequest {
+    /// The record of `tx`, fully signed, for `kind` and `reference`.
+    pub fn new(
+        tx: &VersionedTransaction,
+        kind: EntryKind,
+        reference: &str,
+    ) -> Result<Self, SubmitError> {
+        Ok(Self {
+            kind,
+            reference: reference.to_string(),
+            transaction: wire::encode_transaction(tx).map_err(SubmitError::Encoding)?,
+            blockhash: tx.message.recent_blockhash().to_string(),
+            recipient: None,
+            amount: None,
+        })
     }
 }
 

@@ -379,3 +379,156 @@ async fn solana_direct_pays_exactly_and_refuses_bad_payments() {
     );
     eprintln!("total {:?}", started.elapsed());
 }
+
+/// The gateway pays a worker, and refunds a buyer, out of its own wallet: each payout once,
+/// across repeated calls, a crash between record and send, and a transaction that expired
+/// before it was ever sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn solana_direct_pays_out_each_payout_once() {
+    use d402_rails::{Payout, Release};
+    let w = world().await;
+    let gateway = w.gateway.pubkey();
+    w.chain
+        .mint_to(&w.usdc, &gateway, USDC)
+        .await
+        .expect("fund the gateway's wallet");
+    let balance = |owner: Pubkey| {
+        let chain = &w.chain;
+        let usdc = w.usdc;
+        async move {
+            chain
+                .token_balance_of(&owner, &usdc)
+                .await
+                .expect("balance")
+        }
+    };
+    let release = |task: &str, to: Pubkey, amount: u128| Release::Payouts {
+        task_id: TaskId::from_label(task),
+        from: gateway.to_string(),
+        payouts: vec![Payout {
+            to: to.to_string(),
+            amount: Atomic::new(amount),
+        }],
+    };
+    let outbox = w.rail.submitter().outbox().clone();
+    assert!(w.rail.pays_out());
+    assert!(w.rail.accepts_wallet(&gateway.to_string()));
+    assert!(
+        !w.rail
+            .accepts_wallet("0x0000000000000000000000000000000000000001")
+    );
+
+    // Out of a wallet whose key the rail does not hold: refused, nothing recorded.
+    let worker = Pubkey::new_unique();
+    let mut foreign = release("t-foreign", worker, 10);
+    if let Release::Payouts { from, .. } = &mut foreign {
+        *from = Pubkey::new_unique().to_string();
+    }
+    assert!(matches!(
+        w.rail.finalize(&foreign).await,
+        Err(RailError::PayoutSource { .. })
+    ));
+
+    // A worker with no token account yet: it is created, and the net lands exactly.
+    let paid = w
+        .rail
+        .finalize(&release("t-1", worker, 9_500))
+        .await
+        .expect("payout");
+    assert_eq!(balance(worker).await, 9_500);
+    assert_eq!(balance(gateway).await, USDC - 9_500);
+    assert_eq!(paid.tx_hashes.len(), 1);
+    assert!(paid.fee_native > 0);
+    // Again: the same signature, nothing sent, nothing paid.
+    let again = w
+        .rail
+        .finalize(&release("t-1", worker, 9_500))
+        .await
+        .expect("repeat");
+    assert_eq!(again.tx_hashes, paid.tx_hashes);
+    assert_eq!(again.fee_native, 0);
+    assert_eq!(balance(worker).await, 9_500);
+    // The same payout with another amount is refused, not added.
+    assert!(matches!(
+        w.rail.finalize(&release("t-1", worker, 9_000)).await,
+        Err(RailError::PayoutConflict { .. })
+    ));
+
+    // A crash between the record and the send: reconciliation sends it, once.
+    let buyer = w.buyer.pubkey();
+    let buyer_before = balance(buyer).await;
+    w.rail.stop_before_next_payout_send();
+    assert!(
+        w.rail
+            .finalize(&release("t-2", buyer, 10_000))
+            .await
+            .is_err()
+    );
+    assert_eq!(balance(buyer).await, buyer_before);
+    let refund_id = direct::payout_id(&TaskId::from_label("t-2"), &buyer);
+    let report = w.rail.reconcile().await.expect("reconcile");
+    assert!(report.resent.contains(&refund_id), "{report:?}");
+    assert!(report.confirmed.contains(&refund_id), "{report:?}");
+    assert_eq!(balance(buyer).await, buyer_before + 10_000);
+    w.rail
+        .finalize(&release("t-2", buyer, 10_000))
+        .await
+        .expect("repeat after reconcile");
+    assert_eq!(balance(buyer).await, buyer_before + 10_000);
+
+    // Recorded, never sent, and its blockhash expired: it can never land, so the next call
+    // sends a new transaction, and the payout is still made once.
+    w.rail.stop_before_next_payout_send();
+    assert!(
+        w.rail
+            .finalize(&release("t-3", worker, 1_000))
+            .await
+            .is_err()
+    );
+    let id = direct::payout_id(&TaskId::from_label("t-3"), &worker);
+    let first = outbox.get(&id).unwrap().expect("recorded");
+    let blockhash: solana_hash::Hash = first.request["blockhash"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let waited = Instant::now();
+    while w
+        .rpc
+        .is_blockhash_valid(&blockhash, CommitmentConfig::processed())
+        .await
+        .unwrap()
+    {
+        assert!(
+            waited.elapsed().as_secs() < 120,
+            "the blockhash never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let paid = w
+        .rail
+        .finalize(&release("t-3", worker, 1_000))
+        .await
+        .expect("payout after expiry");
+    assert_eq!(balance(worker).await, 9_500 + 1_000);
+    let record = outbox.get(&id).unwrap().expect("recorded");
+    assert_eq!(record.state, SettlementState::Confirmed);
+    assert_ne!(record.request["transaction"], first.request["transaction"]);
+    assert_eq!(record.tx_hash.as_deref(), Some(paid.tx_hashes[0].as_str()));
+
+    // More than the wallet holds: refused by the simulation, nothing recorded or sent.
+    let poor = Pubkey::new_unique();
+    assert!(matches!(
+        w.rail
+            .finalize(&release("t-4", poor, 100 * USDC as u128))
+            .await,
+        Err(RailError::WouldRevert { .. })
+    ));
+    assert!(
+        outbox
+            .get(&direct::payout_id(&TaskId::from_label("t-4"), &poor))
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(balance(poor).await, 0);
+}
