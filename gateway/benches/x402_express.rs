@@ -345,6 +345,8 @@ async fn main() -> Result<()> {
         vec![merkle_offer(&gateway_node), page_offer(&gateway_node)],
         TaskStore::open(&work.join("gateway-tasks.redb"))?,
     ));
+    // Resuming starts the sweep and the payer that pays workers their net in batches.
+    gateway.resume().await?;
     tokio::spawn(api::serve(gateway, listener, std::future::pending::<()>()));
 
     // Theirs.

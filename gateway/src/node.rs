@@ -180,6 +180,10 @@ pub struct NodeArgs {
     /// challenge [default: 30].
     #[arg(long, value_name = "SECS")]
     gateway_refund_after_secs: Option<u64>,
+    /// Gateway, direct rails: how long delivered tasks' worker pay accumulates before it is paid
+    /// out, one transfer per worker for the whole batch [default: 1000].
+    #[arg(long, value_name = "MS")]
+    gateway_payout_window_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -270,6 +274,9 @@ impl NodeArgs {
             gateway_refund_after_secs: self
                 .gateway_refund_after_secs
                 .or(file.gateway_refund_after_secs),
+            gateway_payout_window_ms: self
+                .gateway_payout_window_ms
+                .or(file.gateway_payout_window_ms),
         })
     }
 }
@@ -469,6 +476,7 @@ fn gateway_settings(
         payment_timeout_secs: args.gateway_payment_timeout_secs,
         task_timeout_secs: args.gateway_task_timeout_secs,
         refund_after_secs: args.gateway_refund_after_secs,
+        payout_window_ms: args.gateway_payout_window_ms,
     }))
 }
 

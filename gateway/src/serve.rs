@@ -75,6 +75,7 @@ pub struct GatewaySettings {
     pub payment_timeout_secs: Option<u64>,
     pub task_timeout_secs: Option<u64>,
     pub refund_after_secs: Option<u64>,
+    pub payout_window_ms: Option<u64>,
 }
 
 /// A private key from a file holding hex, or from hex given directly.
@@ -195,6 +196,9 @@ pub async fn start(
         asset,
         decimals,
         wait: std::time::Duration::from_millis(s.wait_ms),
+        payout_window: s
+            .payout_window_ms
+            .map_or(defaults.payout_window, std::time::Duration::from_millis),
         ..defaults
     };
     let gw = Arc::new(Gateway::new(

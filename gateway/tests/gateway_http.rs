@@ -210,6 +210,20 @@ struct Reply {
     body: Value,
 }
 
+/// Waits until the task at `task_url` shows its worker pay paid out; returns `workerPay`.
+async fn worker_paid(task_url: &str) -> Value {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let task: Value = reqwest::get(task_url).await.unwrap().json().await.unwrap();
+        let pay = &task["payment"]["workerPay"];
+        if pay["state"] == "paid" {
+            return pay.clone();
+        }
+        assert!(Instant::now() < until, "the worker was never paid: {task}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn post_task(url: &str, body: &Value, payment: Option<&PaymentPayload>) -> Reply {
     let mut req = reqwest::Client::new()
         .post(format!("{url}/tasks"))
@@ -324,8 +338,8 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     assert_eq!(req.extra.as_ref().unwrap()["name"], "Test USD");
     assert!(required.resource.unwrap().url.ends_with("/tasks"));
 
-    // Pay: 200 with the validated result and a receipt; money moved buyer → payTo, and the
-    // worker's net payTo → worker before the result was delivered.
+    // Pay: 200 with the validated result and a receipt; money moved buyer → payTo, the worker's
+    // net is owed on delivery and paid payTo → worker in the next payout batch.
     let paid = Instant::now();
     let payment = with_payment_id(
         buyer::pay_exact(&c.buyer, &req, now()).unwrap(),
@@ -342,17 +356,14 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     assert_eq!(pr["success"], true);
     const FEE: u128 = PRICE * 500 / 10_000;
     assert_eq!(c.balance(c.buyer.address()).await, BUYER_FUNDS - PRICE);
+    let owed = &r.body["payment"]["workerPay"];
+    assert_eq!(owed["shares"][0]["to"], worker.to_checksum(None), "{owed}");
+    assert_eq!(owed["shares"][0]["amount"], (PRICE - FEE).to_string());
+    let task_url = r.body["url"].as_str().unwrap().to_string();
+    let pay = worker_paid(&task_url).await;
+    assert_eq!(pay["txHashes"].as_array().unwrap().len(), 1, "{pay}");
     assert_eq!(c.balance(worker).await, PRICE - FEE);
     assert_eq!(c.balance(pay_to).await, FEE);
-    let release = &r.body["payment"]["release"];
-    assert_eq!(
-        release["payouts"][0]["to"],
-        worker.to_checksum(None),
-        "{release}"
-    );
-    assert_eq!(release["payouts"][0]["amount"], (PRICE - FEE).to_string());
-    assert_eq!(release["txHashes"].as_array().unwrap().len(), 1);
-    let task_url = r.body["url"].as_str().unwrap().to_string();
     let got: Value = http
         .get(&task_url)
         .send()
@@ -497,6 +508,85 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
 /// `base-task-escrow` with a commission-bearing capability: the escrow is funded by the
 /// buyer's authorization, and after the validator accepts, worker, creator and gateway are paid
 /// the split on chain. A safety cap that the next challenge would exceed refuses it.
+/// `base-x402-direct` under load: the worker pay of tasks delivered within one payout window
+/// goes out as one transfer per worker for the whole batch, not one per task, and every task
+/// shows the batch that paid it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn direct_rail_pays_workers_in_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = chain().await;
+    let pay_to = c.facilitator.address();
+    let worker = c.others[1].address();
+    let net = network(tmp.path(), worker).await;
+    let outbox = Outbox::open(&tmp.path().join("outbox.redb")).unwrap();
+    let rail = Arc::new(BaseDirect::new(
+        c.chain.clone(),
+        &c.facilitator,
+        outbox.clone(),
+        SafetyCaps::default(),
+    ));
+    let (url, gw) = serve(
+        tmp.path(),
+        &net.gateway_node,
+        (rail, outbox.clone()),
+        vec![merkle_offer(&net.gateway_node)],
+        trust_publisher(&["merkle"]),
+        SalePolicy {
+            gateway_fee: GatewayFee::Bps(500),
+            payout_window: Duration::from_secs(3),
+            ..policy(&c, pay_to)
+        },
+        None,
+    )
+    .await;
+    const TASKS: usize = 4;
+    const NET: u128 = PRICE - PRICE * 500 / 10_000;
+    let mut paid = Vec::new();
+    for i in 0..TASKS {
+        let url = url.clone();
+        let buyer = c.buyer.clone();
+        paid.push(tokio::spawn(async move {
+            let body = json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input(&format!("leaf-b{i}"))).unwrap()});
+            let req = challenge_of(&post_task(&url, &body, None).await).accepts[0].clone();
+            let payment = buyer::pay_exact(&buyer, &req, now()).unwrap();
+            post_task(&url, &body, Some(&payment)).await
+        }));
+    }
+    let mut batches = std::collections::BTreeSet::new();
+    let mut transactions = std::collections::BTreeSet::new();
+    for p in paid {
+        let r = p.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let pay = worker_paid(r.body["url"].as_str().unwrap()).await;
+        assert_eq!(pay["shares"][0]["amount"], NET.to_string(), "{pay}");
+        batches.insert(pay["batch"].as_str().unwrap().to_string());
+        for tx in pay["txHashes"].as_array().unwrap() {
+            transactions.insert(tx.as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(c.balance(worker).await, NET * TASKS as u128);
+    assert_eq!(c.balance(pay_to).await, (PRICE - NET) * TASKS as u128);
+    // Fewer payouts than tasks: one transfer per worker per batch.
+    assert_eq!(
+        batches.len(),
+        transactions.len(),
+        "{batches:?} {transactions:?}"
+    );
+    assert!(transactions.len() < TASKS, "{transactions:?}");
+    let payouts: Vec<_> = outbox
+        .all()
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.id.starts_with("payout:"))
+        .collect();
+    assert_eq!(payouts.len(), transactions.len());
+    // Paying again finds nothing owed and pays nobody twice.
+    assert_eq!(gw.pay_owed().await.unwrap(), 0);
+    assert!(gw.store.owed().unwrap().is_empty());
+    assert!(gw.store.unpaid_batches().unwrap().is_empty());
+    assert_eq!(c.balance(worker).await, NET * TASKS as u128);
+}
+
 /// `base-x402-direct`, a paid task that fails (its output is over the gateway's limit): the
 /// buyer is paid back in full out of `payTo`, the task ends `refunded`, the worker is not paid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -156,8 +156,17 @@ async fn solana_gateway_sells_to_the_solana_client() {
     assert_eq!(r["result"]["valid"], true, "{r}");
     assert_eq!(r["payment"]["rail"], "solana-direct", "{r}");
     assert!(r["receipt"]["signature"].is_string());
-    // The split: the worker's net paid out of the gateway's wallet, the 5 % fee kept.
+    // The split: the worker's net paid out of the gateway's wallet in the next payout batch,
+    // the 5 % fee kept.
     assert_eq!(balance(buyer.pubkey()).await, 990_000);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while balance(worker_wallet).await == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the worker was never paid"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     assert_eq!(balance(worker_wallet).await, 9_500);
     assert_eq!(balance(pay_to).await, 500);
     // The gateway paid the transaction fee; the buyer paid no SOL.

@@ -3,8 +3,8 @@
 //! under `~/.cache/d402-tools/x402-interop`, pinned by the folder's lock file) as a node child
 //! process against a real gateway on anvil, selling `web.page_to_markdown@1` from a real local
 //! network (two workers with the fetch snapshotter, a validator) over a page served on
-//! loopback. The client gets the Markdown; the chain shows buyer −price, worker +net,
-//! gateway +fee.
+//! loopback. The client gets the Markdown; the chain shows buyer −price, gateway +fee, and the
+//! worker net shared by the two agreeing workers.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -227,23 +227,36 @@ async fn a_stock_x402_client_buys_page_to_markdown() {
         "a transferWithAuthorization on the token"
     );
 
-    // The split on chain: buyer −price, the paid worker +net, payTo +fee, the other worker 0.
+    // The split on chain: buyer −price, payTo +fee, and the worker net shared by the quorum's
+    // two agreeing workers, paid out of payTo in the gateway's next payout batch.
     let fee = PRICE * u128::from(FEE_BPS) / 10_000;
+    let task_url = task["url"].as_str().unwrap().to_string();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let pay = loop {
+        let t: serde_json::Value = reqwest::get(&task_url).await.unwrap().json().await.unwrap();
+        if t["payment"]["workerPay"]["state"] == "paid" {
+            break t["payment"]["workerPay"].clone();
+        }
+        assert!(std::time::Instant::now() < until, "workers never paid: {t}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let shares = pay["shares"].as_array().unwrap();
+    assert_eq!(shares.len(), 2, "{pay}");
     assert_eq!(balance(buyer.address()).await, BUYER_FUNDS - PRICE);
     assert_eq!(balance(pay_to).await, fee);
-    let paid: Address = task["payment"]["release"]["payouts"][0]["to"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(
-        paid == wallet_a.address() || paid == wallet_b.address(),
-        "paid {paid}"
-    );
-    assert_eq!(balance(paid).await, PRICE - fee);
+    let net = PRICE - fee;
+    for wallet in [wallet_a.address(), wallet_b.address()] {
+        let share = shares
+            .iter()
+            .find(|s| s["to"].as_str().unwrap().parse::<Address>().unwrap() == wallet)
+            .unwrap_or_else(|| panic!("{wallet} has no share: {pay}"));
+        let amount: u128 = share["amount"].as_str().unwrap().parse().unwrap();
+        assert!(amount >= net / 2, "{pay}");
+        assert_eq!(balance(wallet).await, amount, "{pay}");
+    }
     assert_eq!(
         balance(wallet_a.address()).await + balance(wallet_b.address()).await,
-        PRICE - fee,
-        "one worker is paid, once"
+        net,
+        "the net is paid once, shared"
     );
 }

@@ -639,6 +639,28 @@ async fn demo_solana(gateway: &str, sol: &chains::Solana) -> anyhow::Result<()> 
         .await
         .context("buying merkle.verify_proof@1 on Solana")?;
     print_purchase(&bought.task, bought.paid);
+    // A direct rail pays the worker its net in the gateway's next payout batch, about a second
+    // after delivery.
+    if let Some(url) = bought.task["url"].as_str() {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let task: Value = reqwest::get(url).await?.json().await?;
+            let pay = &task["payment"]["workerPay"];
+            if pay["state"] == "paid" {
+                println!(
+                    "  worker pay: paid in batch {} (tx {})",
+                    pay["batch"].as_str().unwrap_or_default(),
+                    pay["txHashes"][0].as_str().unwrap_or_default()
+                );
+                break;
+            }
+            if std::time::Instant::now() > until {
+                println!("  worker pay: still owed after 30 s (the gateway retries it)");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
     println!("\nSPL token balances on the Solana test validator (atomic units, 6 decimals):");
     for ((name, k), b) in who.iter().zip(before) {
         let a = sol.chain.token_balance_of(k, &sol.mint).await?;

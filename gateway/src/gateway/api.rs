@@ -269,6 +269,24 @@ pub struct PaymentView {
     pub release: Option<Value>,
     #[schema(value_type = Option<Object>)]
     pub refund: Option<Value>,
+    /// Direct rails: the delivered task's worker pay, `owed` until its batch is paid out, then
+    /// `paid` with the batch's transactions.
+    pub worker_pay: Option<WorkerPay>,
+}
+
+/// A delivered task's worker pay on a direct rail.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerPay {
+    /// `owed` (not yet paid out) or `paid`.
+    pub state: String,
+    /// This task's shares: recipient and atomic units.
+    #[schema(value_type = Vec<Object>)]
+    pub shares: Vec<Value>,
+    /// The payout batch that paid (or is paying) them.
+    pub batch: Option<String>,
+    /// The batch's transactions, once paid.
+    pub tx_hashes: Vec<String>,
 }
 
 /// A task's state, and its result and receipt once delivered.
@@ -293,8 +311,36 @@ pub struct TaskView {
     pub url: String,
 }
 
+impl WorkerPay {
+    fn of(gw: &Gateway, task: &str) -> Option<Self> {
+        let (owed, batch) = gw.store.pay_of(task).ok()?;
+        let share =
+            |o: &crate::gateway::store::Owed| json!({"to": o.to, "amount": o.amount.to_string()});
+        if let Some(b) = batch {
+            return Some(WorkerPay {
+                state: if b.paid.is_some() { "paid" } else { "owed" }.into(),
+                shares: b
+                    .entries
+                    .iter()
+                    .filter(|o| o.task == task)
+                    .map(share)
+                    .collect(),
+                tx_hashes: b.paid.map(|s| s.tx_hashes).unwrap_or_default(),
+                batch: Some(b.id),
+            });
+        }
+        (!owed.is_empty()).then(|| WorkerPay {
+            state: "owed".into(),
+            shares: owed.iter().map(share).collect(),
+            batch: None,
+            tx_hashes: Vec::new(),
+        })
+    }
+}
+
 impl TaskView {
-    fn of(r: &TaskRecord, base: &str) -> Self {
+    fn of(r: &TaskRecord, gw: &Gateway) -> Self {
+        let base = &gw.public_url;
         let to = |s: &Option<d402_rails::Settlement>| {
             s.as_ref().and_then(|s| serde_json::to_value(s).ok())
         };
@@ -318,6 +364,7 @@ impl TaskView {
                 settlement: to(&r.settlement),
                 release: to(&r.release),
                 refund: to(&r.refund),
+                worker_pay: WorkerPay::of(gw, &r.id),
             },
             error: r.error.clone(),
             url: format!("{base}/tasks/{}", r.id),
@@ -459,6 +506,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         TaskRequest,
         TaskView,
         PaymentView,
+        WorkerPay,
         TaskState,
         ReceiptView,
         PaymentChallenge,
@@ -664,7 +712,7 @@ async fn create_task_inner(
         }
         _ => StatusCode::ACCEPTED,
     };
-    let view = TaskView::of(r, &gw.public_url);
+    let view = TaskView::of(r, gw);
     let mut res = (status, Json(&view)).into_response();
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&encode_header(&payment_response(r))) {
@@ -698,7 +746,7 @@ async fn task(
 ) -> Result<Json<TaskView>, ApiError> {
     gw.metrics.inc(&gw.metrics.http_requests);
     let r = record(&gw, &task_id(id)?)?;
-    Ok(Json(TaskView::of(&r, &gw.public_url)))
+    Ok(Json(TaskView::of(&r, &gw)))
 }
 
 #[utoipa::path(get, path = "/tasks/{id}/result", params(("id" = String, Path, description = "the task id")),
@@ -714,7 +762,7 @@ async fn task_result(
     gw.metrics.inc(&gw.metrics.http_requests);
     let id = task_id(id)?;
     let r = record(&gw, &id)?;
-    let result = TaskView::of(&r, &gw.public_url).result;
+    let result = TaskView::of(&r, &gw).result;
     Ok(Json(result.ok_or(GatewayError::NotReady {
         id,
         what: "result",
@@ -743,7 +791,7 @@ async fn task_receipt(
         }
         .into());
     }
-    let v = TaskView::of(&r, &gw.public_url);
+    let v = TaskView::of(&r, &gw);
     Ok(Json(ReceiptView {
         task_id: v.task_id,
         receipts: v.receipts,

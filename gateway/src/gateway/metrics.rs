@@ -19,6 +19,7 @@ pub struct Metrics {
     pub tasks_delivered: AtomicU64,
     pub tasks_failed: AtomicU64,
     pub tasks_refunded: AtomicU64,
+    pub payout_batches_paid: AtomicU64,
 }
 
 impl Metrics {
@@ -28,7 +29,7 @@ impl Metrics {
 
     /// The Prometheus exposition text.
     pub fn render(&self) -> String {
-        let rows: [(&str, &str, &AtomicU64); 12] = [
+        let rows: [(&str, &str, &AtomicU64); 13] = [
             (
                 "d402_http_requests_total",
                 "HTTP requests served",
@@ -88,6 +89,11 @@ impl Metrics {
                 "d402_tasks_refunded_total",
                 "escrows refunded to the buyer",
                 &self.tasks_refunded,
+            ),
+            (
+                "d402_payout_batches_paid_total",
+                "batches of delivered tasks' worker pay paid out on a direct rail",
+                &self.payout_batches_paid,
             ),
         ];
         let mut out = String::new();

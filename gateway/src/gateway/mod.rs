@@ -5,12 +5,17 @@
 //! POST /tasks (no payment)  ─▶ policy checks ─▶ rail.challenge ─▶ 402 PAYMENT-REQUIRED
 //! POST /tasks (PAYMENT-SIGNATURE) ─▶ replay / idempotency checks ─▶ rail.verify
 //!   ─▶ commit Verified ─▶ rail.settle ─▶ commit Settled ─▶ dispatch into the network
-//!   ─▶ commit Validated ─▶ rail.finalize ─▶ commit Delivered
+//!   ─▶ commit Validated ─▶ escrow: rail.finalize ─▶ commit Delivered
+//!                       │   direct: commit Delivered + pay owed ─▶ batch ─▶ rail.finalize
 //!                       └▶ failure ─▶ commit RefundPending ─▶ refund ─▶ commit Refunded
 //! ```
 //!
-//! `rail.finalize` releases the escrow's split to the worker, creator and gateway, or, on a
-//! direct rail, pays the worker's net out of `payTo` (the gateway's fee stays there). A refund
+//! On an escrow rail `rail.finalize` releases the split to the worker, creator and gateway. On a
+//! direct rail the worker net (shared by a quorum's agreeing workers) is committed as owed in the
+//! same transaction as the delivery, and a payer pays everything owed every
+//! [`SalePolicy::payout_window`] as one batch: one transfer per worker out of `payTo` (the
+//! gateway's fee stays there), so a busy gateway sends a few payouts a second rather than one
+//! per task. A refund
 //! is the escrow's own after its deadline, or, on a direct rail, the whole price paid back out
 //! of `payTo` at once. Each step is committed before the next is visible, and every payment
 //! goes through the rail's outbox, so [`Gateway::resume`] finishes whatever a restart
@@ -34,7 +39,7 @@ use d402_node::{Coordinator, TaskSpec};
 use d402_rails::evm::escrow::{EscrowTerms, sign_release};
 use d402_rails::rail::{ResourceInfo, X402Version2};
 use d402_rails::{
-    Commission, Outbox, PaymentPayload, PaymentRequired, PaymentRequirements, Payout, Rail,
+    Atomic, Commission, Outbox, PaymentPayload, PaymentRequired, PaymentRequirements, Payout, Rail,
     RailError, RailKind, Release, SettlementState, Split, SplitTerms, TaskId, Terms,
 };
 use d402_registry::AcceptancePolicy;
@@ -161,6 +166,10 @@ pub struct Gateway {
     /// Bumped after every committed state transition, so that a `POST /tasks` waiting for its
     /// task answers as soon as the task is delivered instead of on its next poll.
     transitions: tokio::sync::watch::Sender<u64>,
+    /// Woken when a delivered task leaves pay owed (direct rails), so the payer starts a batch.
+    payouts_due: Arc<tokio::sync::Notify>,
+    /// One payer at a time: a batch is opened and paid by one caller only.
+    paying: tokio::sync::Mutex<()>,
 }
 
 /// How often a waiting `POST /tasks` re-reads its task when no transition woke it (a task
@@ -266,6 +275,8 @@ impl Gateway {
             label: config.label,
             active: Arc::default(),
             transitions: tokio::sync::watch::Sender::new(0),
+            payouts_due: Arc::new(tokio::sync::Notify::new()),
+            paying: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -510,6 +521,7 @@ impl Gateway {
             receipts: Vec::new(),
             verdict: None,
             worker_wallet: None,
+            worker_wallets: Vec::new(),
             split,
             error: None,
             deadline_unix: challenge.deadline_unix,
@@ -701,13 +713,18 @@ impl Gateway {
                         .and_then(|v| serde_json::to_value(v).ok());
                     // The worker's wallet on the rail's own chain.
                     let solana = self.rail.network().namespace() == "solana";
-                    record.worker_wallet = outcome.payout_wallets.iter().find_map(|w| {
-                        if solana {
-                            w.solana.clone()
-                        } else {
-                            w.evm.clone()
-                        }
-                    });
+                    record.worker_wallets = outcome
+                        .payout_wallets
+                        .iter()
+                        .filter_map(|w| {
+                            if solana {
+                                w.solana.clone()
+                            } else {
+                                w.evm.clone()
+                            }
+                        })
+                        .collect();
+                    record.worker_wallet = record.worker_wallets.first().cloned();
                     self.transition(&mut record, TaskState::Validated)?;
                 }
                 Ok(outcome) => {
@@ -734,42 +751,44 @@ impl Gateway {
     /// `payTo` on a direct rail) and marks it delivered.
     async fn release(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
         if self.rail.kind() == RailKind::Direct && self.rail.pays_out() {
-            // A worker without a wallet this rail can pay cannot be paid: the buyer gets the
-            // money back.
-            let Some(worker) = record
-                .worker_wallet
-                .clone()
+            // Every agreeing worker with a wallet this rail can pay gets an equal share of the
+            // worker net (records from before quorum shares name only the first worker).
+            let named: &[String] = if record.worker_wallets.is_empty() {
+                record.worker_wallet.as_slice()
+            } else {
+                &record.worker_wallets
+            };
+            let workers: Vec<String> = named
+                .iter()
                 .filter(|w| self.rail.accepts_wallet(w))
-            else {
+                .cloned()
+                .collect();
+            if workers.is_empty() {
                 record.error = Some(format!(
-                    "the worker has no valid payout wallet on {}: the buyer is refunded",
+                    "no worker has a valid payout wallet on {}: the buyer is refunded",
                     self.rail.network()
                 ));
                 return self.fail(record).await;
-            };
+            }
             let split = match record.split {
                 Some(s) => s,
                 None => self.direct_split(&record.verified)?,
             };
-            let release = Release::Payouts {
-                task_id: TaskId::from_label(&record.id),
-                from: record.requirements.pay_to.clone(),
-                payouts: vec![Payout {
-                    to: worker,
-                    amount: split.worker,
-                }],
-            };
-            match self.rail.finalize(&release).await {
-                Ok(s) => record.release = Some(s),
-                Err(e) => {
-                    // Left `Validated`: the outbox holds the payout's intent, and resuming the
-                    // task pays it (once).
-                    record.error = Some(e.to_string());
-                    self.store.put(&record)?;
-                    return Err(GatewayError::Rail(e.to_string()));
-                }
-            }
+            let owed = shares(
+                &record.id,
+                &record.requirements.pay_to,
+                split.worker,
+                &workers,
+            );
+            // Delivered together with the debt: the pay itself goes out in the next batch.
+            record.state = TaskState::Delivered;
+            record.updated_ms = now_ms();
             record.error = None;
+            self.store.deliver_owing(&record, &owed)?;
+            self.transitions.send_modify(|n| *n = n.wrapping_add(1));
+            self.metrics.inc(&self.metrics.tasks_delivered);
+            self.payouts_due.notify_one();
+            return Ok(());
         } else if self.rail.kind() == RailKind::TaskEscrow {
             let (Some(signer), Some(worker)) = (&self.release_signer, &record.worker_wallet) else {
                 record.error = Some(
@@ -910,6 +929,20 @@ impl Gateway {
             .await
             .map_err(|e| GatewayError::Rail(e.to_string()))?;
         let resumed = self.sweep(true).await?;
+        if self.rail.kind() == RailKind::Direct && self.rail.pays_out() {
+            let gw = Arc::clone(self);
+            tokio::spawn(async move {
+                loop {
+                    // Batches left unpaid (a restart, a chain error) are retried every sweep.
+                    let _ = tokio::time::timeout(gw.policy.sweep_every, gw.payouts_due.notified())
+                        .await;
+                    tokio::time::sleep(gw.policy.payout_window).await;
+                    if let Err(e) = gw.pay_owed().await {
+                        eprintln!("{}: paying workers: {e}", gw.label);
+                    }
+                }
+            });
+        }
         let gw = Arc::clone(self);
         tokio::spawn(async move {
             loop {
@@ -920,6 +953,57 @@ impl Gateway {
             }
         });
         Ok(resumed)
+    }
+
+    /// Pays what delivered tasks owe their workers on a direct rail: first every batch left
+    /// unpaid, then everything owed since, taken into a new batch (one payout per worker for
+    /// the whole batch). A batch's id is the rail's task id for its payouts, so retrying it
+    /// never pays anyone twice. Returns how many batches were paid; the first error after
+    /// trying them all.
+    pub async fn pay_owed(&self) -> Result<usize, GatewayError> {
+        let _one = self.paying.lock().await;
+        let mut paid = 0;
+        let mut first_error = None;
+        for batch in self.store.unpaid_batches()? {
+            match self.pay_batch(&batch).await {
+                Ok(()) => paid += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        while let Some(batch) = self
+            .store
+            .open_batch(&format!("payout-batch-{}", random_id()), now_ms())?
+        {
+            match self.pay_batch(&batch).await {
+                Ok(()) => paid += 1,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(paid),
+        }
+    }
+
+    async fn pay_batch(&self, batch: &store::PayoutBatch) -> Result<(), GatewayError> {
+        let release = Release::Payouts {
+            task_id: TaskId::from_label(&batch.id),
+            from: batch.from.clone(),
+            payouts: batch.payouts.clone(),
+        };
+        let settlement = self
+            .rail
+            .finalize(&release)
+            .await
+            .map_err(|e| GatewayError::Rail(format!("paying out {}: {e}", batch.id)))?;
+        self.store.batch_paid(&batch.id, &settlement)?;
+        self.metrics.inc(&self.metrics.payout_batches_paid);
+        Ok(())
     }
 
     /// Picks up every in-flight task nothing in this process is driving: a refund that failed
@@ -952,6 +1036,28 @@ impl Gateway {
         }
         Ok(picked)
     }
+}
+
+/// Task `task`'s worker net shared equally among `workers` (the remainder to the first; a
+/// wallet named twice gets both shares), as pay owed out of `from`.
+fn shares(task: &str, from: &str, net: Atomic, workers: &[String]) -> Vec<store::Owed> {
+    let n = workers.len().max(1) as u128;
+    let (each, rest) = (net.get() / n, net.get() % n);
+    let mut owed: Vec<store::Owed> = Vec::new();
+    for (i, w) in workers.iter().enumerate() {
+        let amount = each + if i == 0 { rest } else { 0 };
+        match owed.iter_mut().find(|o| o.to == *w) {
+            Some(o) => o.amount = Atomic::new(o.amount.get() + amount),
+            None => owed.push(store::Owed {
+                task: task.to_string(),
+                from: from.to_string(),
+                to: w.clone(),
+                amount: Atomic::new(amount),
+            }),
+        }
+    }
+    owed.retain(|o| o.amount.get() > 0);
+    owed
 }
 
 /// Encodes a 402 body for the `PAYMENT-REQUIRED` header: base64 of its JSON.
@@ -994,5 +1100,30 @@ pub fn decode_payment(
         _ => Err(GatewayError::PaymentHeader(
             "x402Version must be 1 or 2".into(),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quorum_shares_the_worker_net() {
+        let w = |s: &str| s.to_string();
+        let amounts = |owed: &[store::Owed]| {
+            owed.iter()
+                .map(|o| (o.to.clone(), o.amount.get()))
+                .collect::<Vec<_>>()
+        };
+        // Equal shares, the remainder to the first worker, nothing lost or added.
+        let owed = shares("t", "gw", Atomic::new(10), &[w("a"), w("b"), w("c")]);
+        assert_eq!(amounts(&owed), [(w("a"), 4), (w("b"), 3), (w("c"), 3)]);
+        assert!(owed.iter().all(|o| o.task == "t" && o.from == "gw"));
+        // One wallet behind two workers gets both shares, in one entry.
+        let owed = shares("t", "gw", Atomic::new(9), &[w("a"), w("b"), w("a")]);
+        assert_eq!(amounts(&owed), [(w("a"), 6), (w("b"), 3)]);
+        // Shares of nothing are not owed.
+        let owed = shares("t", "gw", Atomic::new(1), &[w("a"), w("b")]);
+        assert_eq!(amounts(&owed), [(w("a"), 1)]);
     }
 }

@@ -34,6 +34,10 @@ pub struct SalePolicy {
     /// How often in-flight tasks nothing is driving (a refund that failed, a release that
     /// stopped on a chain error) are picked up again.
     pub sweep_every: Duration,
+    /// Direct rails: how long delivered tasks' worker pay accumulates before it is paid out,
+    /// one transfer per worker for the whole batch (`--gateway-payout-window-ms`). Longer
+    /// means fewer transactions and a later payout.
+    pub payout_window: Duration,
     pub max_input_bytes: usize,
     pub max_output_bytes: usize,
     /// Whether inputs may name loopback and private addresses (a local devnet only).
@@ -55,6 +59,7 @@ impl Default for SalePolicy {
             wait: Duration::from_secs(30),
             refund_after: Duration::from_secs(30),
             sweep_every: Duration::from_secs(5),
+            payout_window: Duration::from_secs(1),
             max_input_bytes: 64 * 1024,
             max_output_bytes: 1 << 20,
             allow_private_targets: false,

@@ -9,7 +9,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use d402_rails::{PaymentPayload, PaymentRequirements, Settlement, Split, Verified};
+use d402_rails::{
+    Atomic, PaymentPayload, PaymentRequirements, Payout, Settlement, Split, Verified,
+};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,15 @@ const PAYMENTS: TableDefinition<&str, &str> = TableDefinition::new("payments");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 /// Digest of issued requirements → [`Challenge`] (JSON).
 const CHALLENGES: TableDefinition<&str, &[u8]> = TableDefinition::new("challenges");
+/// `task id` + `/` + recipient → [`Owed`] (JSON): worker pay of delivered tasks on a direct rail,
+/// not yet taken into a payout batch.
+const OWED: TableDefinition<&str, &[u8]> = TableDefinition::new("owed_payouts");
+/// Batch id → [`PayoutBatch`] (JSON).
+const BATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("payout_batches");
+/// Batch id → creation time (ms), for the batches not yet paid: what the payer retries.
+const UNPAID: TableDefinition<&str, u64> = TableDefinition::new("unpaid_batches");
+/// Task id → the batch its worker pay went into.
+const TASK_BATCH: TableDefinition<&str, &str> = TableDefinition::new("task_batch");
 
 /// Why the task store failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,9 +66,10 @@ pub enum TaskState {
     /// Money moved to the payee or locked in escrow; the task may be dispatched.
     Settled,
     /// A validated result is recorded; the worker is about to be paid (the split released from
-    /// escrow, or the worker's net paid out of `payTo` on a direct rail).
+    /// escrow, or the worker net committed as owed on a direct rail).
     Validated,
-    /// Result delivered and the worker paid.
+    /// Result delivered and the worker paid (escrow rails) or its pay committed as owed, paid
+    /// in the next payout batch (direct rails).
     Delivered,
     /// The task failed after payment; the buyer is about to be refunded (an escrow after its
     /// deadline, a direct payment at once, out of `payTo`).
@@ -105,6 +117,10 @@ pub struct TaskRecord {
     pub verdict: Option<serde_json::Value>,
     /// Where the accepted worker is paid on this rail's chain.
     pub worker_wallet: Option<String>,
+    /// Where every agreeing worker of a quorum is paid on this rail's chain (direct rails
+    /// share the worker net among them).
+    #[serde(default)]
+    pub worker_wallets: Vec<String>,
     /// Direct rails: the split of the payment, fixed when it was verified, so that a restart
     /// pays the worker the same net whatever the policy says by then (worker net paid out of
     /// `payTo` on delivery, the gateway's fee kept there). `None` on escrow rails, whose split
@@ -116,6 +132,31 @@ pub struct TaskRecord {
     pub deadline_unix: u64,
     pub created_ms: u64,
     pub updated_ms: u64,
+}
+
+/// Pay a delivered task owes one worker, out of `from` (the gateway's `payTo`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Owed {
+    pub task: String,
+    pub from: String,
+    pub to: String,
+    pub amount: Atomic,
+}
+
+/// Owed pay taken together: one payout per recipient (the sum of its entries), sent with the
+/// batch id as the rail's task id, so that each recipient of a batch is paid at most once
+/// however often the batch is retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PayoutBatch {
+    pub id: String,
+    pub from: String,
+    pub entries: Vec<Owed>,
+    pub payouts: Vec<Payout>,
+    /// The rail's settlement once paid; `None` while owed.
+    pub paid: Option<Settlement>,
+    pub created_ms: u64,
 }
 
 /// What a challenge was issued for, so a payment answering it is tied to the same capability
@@ -146,8 +187,162 @@ impl TaskStore {
         tx.open_table(PAYMENTS)?;
         tx.open_table(IDEMPOTENCY)?;
         tx.open_table(CHALLENGES)?;
+        tx.open_table(OWED)?;
+        tx.open_table(BATCHES)?;
+        tx.open_table(UNPAID)?;
+        tx.open_table(TASK_BATCH)?;
         tx.commit()?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Commits `r` (delivered) together with the pay it owes: the result is visible only once
+    /// the debt to its workers is on record, and the debt only with the delivery.
+    pub fn deliver_owing(&self, r: &TaskRecord, owed: &[Owed]) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(r)?;
+        let tx = self.db.begin_write()?;
+        {
+            let mut table = tx.open_table(OWED)?;
+            for o in owed {
+                let key = format!("{}/{}", o.task, o.to);
+                table.insert(key.as_str(), serde_json::to_vec(o)?.as_slice())?;
+            }
+            tx.open_table(TASKS)?
+                .insert(r.id.as_str(), bytes.as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Takes every owed entry paid out of the same wallet into a new batch `id`, in one commit
+    /// (an entry is in exactly one batch); `None` when nothing is owed.
+    pub fn open_batch(&self, id: &str, now_ms: u64) -> Result<Option<PayoutBatch>, StoreError> {
+        let tx = self.db.begin_write()?;
+        let batch = {
+            let mut owed = tx.open_table(OWED)?;
+            let mut entries: Vec<(String, Owed)> = Vec::new();
+            for row in owed.iter()? {
+                let (k, v) = row?;
+                let o: Owed = serde_json::from_slice(v.value())?;
+                if entries
+                    .first()
+                    .is_none_or(|(_, first)| first.from == o.from)
+                {
+                    entries.push((k.value().to_string(), o));
+                }
+            }
+            let Some((_, first)) = entries.first() else {
+                return Ok(None);
+            };
+            let from = first.from.clone();
+            let mut sums: std::collections::BTreeMap<String, u128> = Default::default();
+            let mut task_batch = tx.open_table(TASK_BATCH)?;
+            for (key, o) in &entries {
+                task_batch.insert(o.task.as_str(), id)?;
+                let sum = sums.entry(o.to.clone()).or_default();
+                *sum = sum.saturating_add(o.amount.get());
+                owed.remove(key.as_str())?;
+            }
+            let batch = PayoutBatch {
+                id: id.to_string(),
+                from,
+                entries: entries.into_iter().map(|(_, o)| o).collect(),
+                payouts: sums
+                    .into_iter()
+                    .map(|(to, amount)| Payout {
+                        to,
+                        amount: Atomic::new(amount),
+                    })
+                    .collect(),
+                paid: None,
+                created_ms: now_ms,
+            };
+            tx.open_table(BATCHES)?
+                .insert(id, serde_json::to_vec(&batch)?.as_slice())?;
+            tx.open_table(UNPAID)?.insert(id, now_ms)?;
+            batch
+        };
+        tx.commit()?;
+        Ok(Some(batch))
+    }
+
+    /// Records that batch `id` was paid.
+    pub fn batch_paid(&self, id: &str, settlement: &Settlement) -> Result<(), StoreError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut batches = tx.open_table(BATCHES)?;
+            let Some(mut batch) = batches
+                .get(id)?
+                .map(|v| serde_json::from_slice::<PayoutBatch>(v.value()))
+                .transpose()?
+            else {
+                return Ok(());
+            };
+            batch.paid = Some(settlement.clone());
+            batches.insert(id, serde_json::to_vec(&batch)?.as_slice())?;
+            tx.open_table(UNPAID)?.remove(id)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The batches not yet paid, oldest first.
+    pub fn unpaid_batches(&self) -> Result<Vec<PayoutBatch>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let unpaid = tx.open_table(UNPAID)?;
+        let batches = tx.open_table(BATCHES)?;
+        let mut out: Vec<PayoutBatch> = Vec::new();
+        for row in unpaid.iter()? {
+            let (k, _) = row?;
+            if let Some(v) = batches.get(k.value())? {
+                out.push(serde_json::from_slice(v.value())?);
+            }
+        }
+        out.sort_by_key(|b| b.created_ms);
+        Ok(out)
+    }
+
+    /// Batch `id`, paid or not.
+    pub fn batch(&self, id: &str) -> Result<Option<PayoutBatch>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(BATCHES)?;
+        Ok(match t.get(id)? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// A task's worker pay: still owed (not in a batch yet), or the batch it went into.
+    pub fn pay_of(&self, task: &str) -> Result<(Vec<Owed>, Option<PayoutBatch>), StoreError> {
+        let tx = self.db.begin_read()?;
+        let mut owed = Vec::new();
+        let prefix = format!("{task}/");
+        for row in tx.open_table(OWED)?.range(prefix.as_str()..)? {
+            let (k, v) = row?;
+            if !k.value().starts_with(&prefix) {
+                break;
+            }
+            owed.push(serde_json::from_slice(v.value())?);
+        }
+        let batch = match tx.open_table(TASK_BATCH)?.get(task)? {
+            Some(id) => match tx.open_table(BATCHES)?.get(id.value())? {
+                Some(v) => Some(serde_json::from_slice(v.value())?),
+                None => None,
+            },
+            None => None,
+        };
+        Ok((owed, batch))
+    }
+
+    /// Owed entries not yet in a batch.
+    pub fn owed(&self) -> Result<Vec<Owed>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OWED)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (_, v) = row?;
+            out.push(serde_json::from_slice(v.value())?);
+        }
+        Ok(out)
     }
 
     pub fn record_challenge(&self, key: &str, c: &Challenge) -> Result<(), StoreError> {
@@ -286,5 +481,60 @@ mod tests {
         assert_eq!(kept.state, TaskState::Settled);
         assert_eq!(kept.payment_digest, "payment-a");
         assert_eq!(store.by_payment_digest("payment-b").unwrap(), None);
+    }
+
+    /// Owed pay goes into exactly one batch, summed per recipient, and a paid batch is no
+    /// longer retried; a new batch takes only what was owed since.
+    #[test]
+    fn owed_pay_is_batched_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TaskStore::open(&dir.path().join("tasks.redb")).unwrap();
+        let owe = |task: &str, to: &str, amount: u128| Owed {
+            task: task.into(),
+            from: "gw".into(),
+            to: to.into(),
+            amount: Atomic::new(amount),
+        };
+        let mut r = record("task-1", "payment-a");
+        store.insert_new(&r).unwrap();
+        r.state = TaskState::Delivered;
+        store
+            .deliver_owing(&r, &[owe("task-1", "w1", 5), owe("task-1", "w2", 5)])
+            .unwrap();
+        assert_eq!(
+            store.get("task-1").unwrap().unwrap().state,
+            TaskState::Delivered
+        );
+        let r2 = record("task-2", "payment-b");
+        store.insert_new(&r2).unwrap();
+        store.deliver_owing(&r2, &[owe("task-2", "w1", 7)]).unwrap();
+        assert_eq!(store.pay_of("task-1").unwrap().0.len(), 2);
+
+        let batch = store.open_batch("b1", 1).unwrap().unwrap();
+        assert_eq!(batch.entries.len(), 3);
+        let sums: Vec<_> = batch
+            .payouts
+            .iter()
+            .map(|p| (p.to.as_str(), p.amount.get()))
+            .collect();
+        assert_eq!(sums, [("w1", 12), ("w2", 5)]);
+        assert!(store.owed().unwrap().is_empty());
+        assert!(store.open_batch("b2", 2).unwrap().is_none());
+        let (owed, in_batch) = store.pay_of("task-2").unwrap();
+        assert!(owed.is_empty());
+        assert_eq!(in_batch.unwrap().id, "b1");
+
+        // Reopened after a restart: the batch is still unpaid, and is the one retried.
+        drop(store);
+        let store = TaskStore::open(&dir.path().join("tasks.redb")).unwrap();
+        assert_eq!(store.unpaid_batches().unwrap()[0].id, "b1");
+        let settlement: Settlement = serde_json::from_value(serde_json::json!({
+            "rail": "base-x402-direct", "network": "eip155:31337", "settlementId": "b1",
+            "txHashes": ["0x1"], "payer": null, "payouts": [], "feeNative": 0
+        }))
+        .unwrap();
+        store.batch_paid("b1", &settlement).unwrap();
+        assert!(store.unpaid_batches().unwrap().is_empty());
+        assert!(store.pay_of("task-1").unwrap().1.unwrap().paid.is_some());
     }
 }
