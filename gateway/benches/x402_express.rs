@@ -273,7 +273,7 @@ async fn main() -> Result<()> {
     let t0 = Instant::now();
 
     // The chain: one token, a facilitator key and a payee per side, and the buyers.
-    let anvil = Anvil::start(5 + concurrency)
+    let anvil = Anvil::start_with(5 + concurrency, &["--prune-history", "256"])
         .await
         .context("anvil (run scripts/setup.sh)")?;
     let keys = anvil.keys.clone();
@@ -336,7 +336,7 @@ async fn main() -> Result<()> {
             },
             acceptance,
             rail,
-            outbox,
+            outbox: outbox.clone(),
             release_signer: None,
             public_url: ours.clone(),
             label: "gateway".into(),
@@ -480,12 +480,19 @@ async fn main() -> Result<()> {
     }
     let their_income = anvil.balance(token, their_pay_to).await?;
     let workers_paid = anvil.balance(token, worker_wallet).await?;
+    // Worker pay goes out in batches: count the payout transactions the gateway sent.
+    let payout_transactions = outbox
+        .all()?
+        .iter()
+        .filter(|r| r.id.starts_with("payout:"))
+        .count();
     let our_income = anvil.balance(token, our_pay_to).await? + workers_paid;
     println!();
     println!(
-        "settled on chain: d402 gateway {} payments ({} paid on to workers), express {} payments; whole run {:.1?}",
+        "settled on chain: d402 gateway {} payments ({} tasks' worker pay, in {} payout transactions), express {} payments; whole run {:.1?}",
         our_income / PRICE,
         workers_paid / PRICE,
+        payout_transactions,
         their_income / PRICE,
         t0.elapsed()
     );

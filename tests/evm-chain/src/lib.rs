@@ -79,6 +79,14 @@ pub struct Anvil {
 impl Anvil {
     /// Starts anvil with `accounts` funded random keys.
     pub async fn start(accounts: usize) -> Result<Anvil, ChainError> {
+        Self::start_with(accounts, &[]).await
+    }
+
+    /// Starts anvil with `accounts` funded random keys and `extra` command-line arguments (a
+    /// benchmark passes `--prune-history`: by default anvil keeps every block's state and writes
+    /// older ones to disk, so each block costs more the longer a run goes, and whichever side of
+    /// a side-by-side run goes second would pay for the first one's blocks).
+    pub async fn start_with(accounts: usize, extra: &[&str]) -> Result<Anvil, ChainError> {
         let path = locate_anvil()?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -90,6 +98,7 @@ impl Anvil {
         let child = Command::new(&path)
             .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--chain-id", &CHAIN_ID.to_string(), "--accounts", "1"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
