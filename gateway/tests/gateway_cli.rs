@@ -202,7 +202,15 @@ async fn gateway_process_sells_to_the_client_process() {
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["result"]["valid"], true, "{r}");
     assert!(r["receipt"]["signature"].is_string());
-    // Buyer −price, worker +net, gateway +fee (5 %).
+    // Buyer −price, gateway +fee (5 %), and the worker +net in the gateway's next payout batch.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while anvil.balance(token, worker_wallet).await.unwrap() == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the worker was never paid"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert_eq!(anvil.balance(token, worker_wallet).await.unwrap(), 9_500);
     assert_eq!(anvil.balance(token, pay_to).await.unwrap(), 500);
     assert_eq!(

@@ -210,6 +210,55 @@ struct Reply {
     body: Value,
 }
 
+/// A `base-x402-direct` gateway selling merkle with a 5 % fee (changed by `policy`), paying out of
+/// the facilitator's wallet (`pay_to`) to one worker paid at `worker`.
+struct Direct {
+    url: String,
+    gw: Arc<Gateway>,
+    outbox: Outbox,
+    pay_to: Address,
+    worker: Address,
+    _net: Network,
+}
+
+async fn direct_gateway(
+    dir: &std::path::Path,
+    c: &Chain,
+    policy: impl FnOnce(SalePolicy) -> SalePolicy,
+) -> Direct {
+    let pay_to = c.facilitator.address();
+    let worker = c.others[1].address();
+    let net = network(dir, worker).await;
+    let outbox = Outbox::open(&dir.join("outbox.redb")).unwrap();
+    let rail = Arc::new(BaseDirect::new(
+        c.chain.clone(),
+        &c.facilitator,
+        outbox.clone(),
+        SafetyCaps::default(),
+    ));
+    let (url, gw) = serve(
+        dir,
+        &net.gateway_node,
+        (rail, outbox.clone()),
+        vec![merkle_offer(&net.gateway_node)],
+        trust_publisher(&["merkle"]),
+        policy(SalePolicy {
+            gateway_fee: GatewayFee::Bps(500),
+            ..self::policy(c, pay_to)
+        }),
+        None,
+    )
+    .await;
+    Direct {
+        url,
+        gw,
+        outbox,
+        pay_to,
+        worker,
+        _net: net,
+    }
+}
+
 /// Waits until the task at `task_url` shows its worker pay paid out; returns `workerPay`.
 async fn worker_paid(task_url: &str) -> Value {
     let until = Instant::now() + Duration::from_secs(30);
@@ -262,30 +311,13 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     let tmp = tempfile::tempdir().unwrap();
     let c = chain().await;
     // payTo is the facilitator's wallet: it pays the worker's net out of what it received.
-    let pay_to = c.facilitator.address();
-    let worker = c.others[1].address();
-    let net = network(tmp.path(), worker).await;
-    let outbox = Outbox::open(&tmp.path().join("outbox.redb")).unwrap();
-    let rail = Arc::new(BaseDirect::new(
-        c.chain.clone(),
-        &c.facilitator,
-        outbox.clone(),
-        SafetyCaps::default(),
-    ));
-    let offer = merkle_offer(&net.gateway_node);
-    let (url, _gw) = serve(
-        tmp.path(),
-        &net.gateway_node,
-        (rail, outbox),
-        vec![offer],
-        trust_publisher(&["merkle"]),
-        SalePolicy {
-            gateway_fee: GatewayFee::Bps(500),
-            ..policy(&c, pay_to)
-        },
-        None,
-    )
-    .await;
+    let Direct {
+        url,
+        pay_to,
+        worker,
+        _net,
+        ..
+    } = direct_gateway(tmp.path(), &c, |p| p).await;
     let http = reqwest::Client::new();
 
     // Discovery.
@@ -515,29 +547,17 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
 async fn direct_rail_pays_workers_in_batches() {
     let tmp = tempfile::tempdir().unwrap();
     let c = chain().await;
-    let pay_to = c.facilitator.address();
-    let worker = c.others[1].address();
-    let net = network(tmp.path(), worker).await;
-    let outbox = Outbox::open(&tmp.path().join("outbox.redb")).unwrap();
-    let rail = Arc::new(BaseDirect::new(
-        c.chain.clone(),
-        &c.facilitator,
-        outbox.clone(),
-        SafetyCaps::default(),
-    ));
-    let (url, gw) = serve(
-        tmp.path(),
-        &net.gateway_node,
-        (rail, outbox.clone()),
-        vec![merkle_offer(&net.gateway_node)],
-        trust_publisher(&["merkle"]),
-        SalePolicy {
-            gateway_fee: GatewayFee::Bps(500),
-            payout_window: Duration::from_secs(3),
-            ..policy(&c, pay_to)
-        },
-        None,
-    )
+    let Direct {
+        url,
+        gw,
+        outbox,
+        pay_to,
+        worker,
+        _net,
+    } = direct_gateway(tmp.path(), &c, |p| SalePolicy {
+        payout_window: Duration::from_secs(3),
+        ..p
+    })
     .await;
     const TASKS: usize = 4;
     const NET: u128 = PRICE - PRICE * 500 / 10_000;
@@ -593,29 +613,17 @@ async fn direct_rail_pays_workers_in_batches() {
 async fn direct_rail_refunds_a_failed_task() {
     let tmp = tempfile::tempdir().unwrap();
     let c = chain().await;
-    let pay_to = c.facilitator.address();
-    let worker = c.others[1].address();
-    let net = network(tmp.path(), worker).await;
-    let outbox = Outbox::open(&tmp.path().join("outbox.redb")).unwrap();
-    let rail = Arc::new(BaseDirect::new(
-        c.chain.clone(),
-        &c.facilitator,
-        outbox.clone(),
-        SafetyCaps::default(),
-    ));
-    let (url, gw) = serve(
-        tmp.path(),
-        &net.gateway_node,
-        (rail, outbox.clone()),
-        vec![merkle_offer(&net.gateway_node)],
-        trust_publisher(&["merkle"]),
-        SalePolicy {
-            gateway_fee: GatewayFee::Bps(500),
-            max_output_bytes: 1,
-            ..policy(&c, pay_to)
-        },
-        None,
-    )
+    let Direct {
+        url,
+        gw,
+        outbox,
+        pay_to,
+        worker,
+        _net,
+    } = direct_gateway(tmp.path(), &c, |p| SalePolicy {
+        max_output_bytes: 1,
+        ..p
+    })
     .await;
     let body = json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input("leaf-r")).unwrap()});
     let req = challenge_of(&post_task(&url, &body, None).await).accepts[0].clone();

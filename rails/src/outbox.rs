@@ -205,28 +205,18 @@ impl Outbox {
         id: &str,
         request: serde_json::Value,
     ) -> Result<SettlementRecord, OutboxError> {
-        let tx = self.db.begin_write()?;
-        let record = {
-            let mut table = tx.open_table(SETTLEMENTS)?;
-            let mut record = match table.get(id)? {
-                Some(v) => decode(id, v.value())?,
-                None => return Err(OutboxError::Unknown(id.to_string())),
-            };
-            if !matches!(record.state, SettlementState::Failed { .. }) {
+        self.try_update(id, |r| {
+            if !matches!(r.state, SettlementState::Failed { .. }) {
                 return Err(OutboxError::NotFailed {
                     id: id.to_string(),
-                    state: record.state,
+                    state: r.state.clone(),
                 });
             }
-            record.state = SettlementState::Intent;
-            record.tx_hash = None;
-            record.request = request;
-            record.updated_unix = now();
-            table.insert(id, encode(&record).as_slice())?;
-            record
-        };
-        tx.commit()?;
-        Ok(record)
+            r.state = SettlementState::Intent;
+            r.tx_hash = None;
+            r.request = request;
+            Ok(())
+        })
     }
 
     /// The record for `id`, if any.
@@ -290,6 +280,19 @@ impl Outbox {
         id: &str,
         change: impl FnOnce(&mut SettlementRecord),
     ) -> Result<SettlementRecord, OutboxError> {
+        self.try_update(id, |r| {
+            change(r);
+            Ok(())
+        })
+    }
+
+    /// Reads, changes and writes record `id` in one commit; nothing is written when `change`
+    /// refuses.
+    fn try_update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut SettlementRecord) -> Result<(), OutboxError>,
+    ) -> Result<SettlementRecord, OutboxError> {
         let tx = self.db.begin_write()?;
         let record = {
             let mut table = tx.open_table(SETTLEMENTS)?;
@@ -297,7 +300,7 @@ impl Outbox {
                 Some(v) => decode(id, v.value())?,
                 None => return Err(OutboxError::Unknown(id.to_string())),
             };
-            change(&mut record);
+            change(&mut record)?;
             record.updated_unix = now();
             table.insert(id, encode(&record).as_slice())?;
             record

@@ -175,6 +175,24 @@ pub enum Release {
     },
 }
 
+impl Release {
+    /// A direct rail's payouts: (task, wallet paid out of, payouts); the escrow and channel
+    /// forms are not something `rail` does.
+    pub fn payouts(&self, rail: &'static str) -> Result<(&TaskId, &str, &[Payout]), RailError> {
+        match self {
+            Release::Payouts {
+                task_id,
+                from,
+                payouts,
+            } => Ok((task_id, from, payouts)),
+            _ => Err(RailError::Unsupported {
+                rail,
+                operation: "release escrows or vouchers",
+            }),
+        }
+    }
+}
+
 /// What a restart's reconciliation found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {

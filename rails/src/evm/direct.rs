@@ -619,17 +619,7 @@ impl Rail for BaseDirect {
     }
 
     async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {
-        let Release::Payouts {
-            task_id,
-            from,
-            payouts,
-        } = release
-        else {
-            return Err(RailError::Unsupported {
-                rail: NAME,
-                operation: "release escrows or vouchers",
-            });
-        };
+        let (task_id, from, payouts) = release.payouts(NAME)?;
         self.pay_out(task_id, from, payouts).await
     }
 

@@ -33,7 +33,6 @@ use solana_message::{VersionedMessage, v0};
 use solana_program_pack::Pack;
 use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
-use solana_rpc_client_api::config::RpcSimulateTransactionConfig;
 use solana_signature::Signature;
 use solana_signer::Signer;
 use solana_transaction::versioned::VersionedTransaction;
@@ -441,22 +440,11 @@ impl SolanaDirect {
         {
             return Err(VerifyError::BlockhashExpired(blockhash));
         }
-        let simulation = self
-            .rpc()
-            .simulate_transaction_with_config(
-                &transaction,
-                RpcSimulateTransactionConfig {
-                    sig_verify: true,
-                    replace_recent_blockhash: false,
-                    commitment: Some(CommitmentConfig::confirmed()),
-                    ..RpcSimulateTransactionConfig::default()
-                },
-            )
+        if let Some(err) = super::simulate(self.rpc(), &transaction)
             .await
             .map_err(rpc_err)?
-            .value;
-        if let Some(err) = simulation.err {
-            return Err(VerifyError::Simulation(format!("{err:?}")));
+        {
+            return Err(VerifyError::Simulation(err));
         }
         Ok(VerifiedPayment {
             signature,
@@ -657,23 +645,10 @@ impl SolanaDirect {
             .map_err(|e| RailError::Chain(e.to_string()))?;
         let tx = VersionedTransaction::try_new(VersionedMessage::V0(message), &[&*self.fee_payer])
             .map_err(|e| RailError::Chain(e.to_string()))?;
-        let simulation = self
-            .rpc()
-            .simulate_transaction_with_config(
-                &tx,
-                RpcSimulateTransactionConfig {
-                    sig_verify: true,
-                    commitment: Some(CommitmentConfig::confirmed()),
-                    ..RpcSimulateTransactionConfig::default()
-                },
-            )
-            .await
-            .map_err(chain_err)?
-            .value;
-        if let Some(err) = simulation.err {
+        if let Some(err) = super::simulate(self.rpc(), &tx).await.map_err(chain_err)? {
             return Err(RailError::WouldRevert {
                 what: format!("the payout of {amount} to {to}"),
-                reason: format!("{err:?}"),
+                reason: err,
             });
         }
         Ok(tx)
@@ -1019,17 +994,7 @@ impl Rail for SolanaDirect {
     }
 
     async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {
-        let Release::Payouts {
-            task_id,
-            from,
-            payouts,
-        } = release
-        else {
-            return Err(RailError::Unsupported {
-                rail: NAME,
-                operation: "release escrows or vouchers",
-            });
-        };
+        let (task_id, from, payouts) = release.payouts(NAME)?;
         self.pay_out(task_id, from, payouts).await
     }
 

@@ -35,7 +35,6 @@ use solana_message::{VersionedMessage, v0};
 use solana_program_pack::Pack;
 use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
-use solana_rpc_client_api::config::RpcSimulateTransactionConfig;
 use solana_sha256_hasher::hashv;
 use solana_signature::Signature;
 use solana_signer::Signer;
@@ -302,20 +301,8 @@ impl TaskEscrow {
             return Err(EscrowError::InvalidSignature(bad + 1));
         }
         tx.signatures[0] = gateway.sign_message(&tx.message.serialize());
-        let simulation = self
-            .rpc()
-            .simulate_transaction_with_config(
-                &tx,
-                RpcSimulateTransactionConfig {
-                    sig_verify: true,
-                    commitment: Some(CommitmentConfig::confirmed()),
-                    ..RpcSimulateTransactionConfig::default()
-                },
-            )
-            .await?
-            .value;
-        if let Some(err) = simulation.err {
-            return Err(EscrowError::Simulation(format!("{err:?}")));
+        if let Some(err) = super::simulate(self.rpc(), &tx).await? {
+            return Err(EscrowError::Simulation(err));
         }
         Ok(self
             .submitter

@@ -28,7 +28,33 @@ pub mod escrow;
 pub mod submit;
 pub mod wire;
 
+use solana_commitment_config::CommitmentConfig;
 use solana_pubkey::Pubkey;
+use solana_rpc_client::nonblocking::rpc_client::RpcClient;
+use solana_rpc_client_api::client_error::Error as ClientError;
+use solana_rpc_client_api::config::RpcSimulateTransactionConfig;
+use solana_transaction::versioned::VersionedTransaction;
+
+/// Simulates `tx` exactly as it would be sent (its signatures checked, its own blockhash) against
+/// `confirmed` state. `Ok(Some(reason))` when it would fail on chain.
+pub(crate) async fn simulate(
+    rpc: &RpcClient,
+    tx: &VersionedTransaction,
+) -> Result<Option<String>, ClientError> {
+    let simulation = rpc
+        .simulate_transaction_with_config(
+            tx,
+            RpcSimulateTransactionConfig {
+                sig_verify: true,
+                replace_recent_blockhash: false,
+                commitment: Some(CommitmentConfig::confirmed()),
+                ..RpcSimulateTransactionConfig::default()
+            },
+        )
+        .await?
+        .value;
+    Ok(simulation.err.map(|e| format!("{e:?}")))
+}
 
 /// The SPL Token program.
 pub const TOKEN_PROGRAM_ID: Pubkey = spl_token_interface::ID;

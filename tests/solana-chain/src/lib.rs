@@ -112,12 +112,33 @@ impl SolanaChain {
     /// otherwise as a child process (see the crate docs). Blocks for ~4 s.
     pub fn start() -> Result<Self, ChainError> {
         #[cfg(feature = "validator")]
-        {
-            Self::start_in_process()
-        }
+        let chain = Self::start_in_process()?;
         #[cfg(not(feature = "validator"))]
-        {
-            Self::start_child()
+        let chain = Self::start_child()?;
+        chain.wait_for_programs()?;
+        Ok(chain)
+    }
+
+    /// Programs loaded at genesis (SPL Token, the token-account program) become executable a
+    /// slot after the one they were loaded in, so a transaction checked against the `confirmed`
+    /// bank of slot 0 fails with "Program is not deployed" (seen when two validators started at
+    /// once on a loaded machine). Waits, up to 30 s, until the confirmed slot is past that.
+    fn wait_for_programs(&self) -> Result<(), ChainError> {
+        let rpc = solana_rpc_client::rpc_client::RpcClient::new_with_commitment(
+            self.rpc_url.clone(),
+            CommitmentConfig::confirmed(),
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if matches!(rpc.get_slot(), Ok(slot) if slot >= 2) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(ChainError::Start(
+                    "the validator's confirmed slot did not pass 1 within 30 s".into(),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
