@@ -1012,10 +1012,7 @@ impl Gateway {
     /// never recorded (the process died between recording the task and its intent).
     async fn sweep(self: &Arc<Self>, at_start: bool) -> Result<usize, GatewayError> {
         let mut picked = 0;
-        for record in self.store.all()? {
-            if !record.state.in_flight() {
-                continue;
-            }
+        for record in self.store.in_flight()? {
             let Some(claim) = self.claim(&record.id) else {
                 continue;
             };

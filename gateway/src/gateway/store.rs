@@ -32,6 +32,11 @@ const BATCHES: TableDefinition<&str, &[u8]> = TableDefinition::new("payout_batch
 const UNPAID: TableDefinition<&str, u64> = TableDefinition::new("unpaid_batches");
 /// Task id → the batch its worker pay went into.
 const TASK_BATCH: TableDefinition<&str, &str> = TableDefinition::new("task_batch");
+/// Task id → last update (ms), for the tasks in flight only: what a restart and the sweep pick
+/// up, without reading every task ever sold.
+const IN_FLIGHT: TableDefinition<&str, u64> = TableDefinition::new("in_flight");
+/// Schema facts (`in_flight_indexed`: the index above covers every task).
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// Why the task store failed.
 #[derive(Debug, thiserror::Error)]
@@ -191,14 +196,58 @@ impl TaskStore {
         tx.open_table(BATCHES)?;
         tx.open_table(UNPAID)?;
         tx.open_table(TASK_BATCH)?;
+        {
+            // A database from before the index: build it once from the task records.
+            let mut meta = tx.open_table(META)?;
+            if meta.get("in_flight_indexed")?.is_none() {
+                let tasks = tx.open_table(TASKS)?;
+                let mut in_flight = tx.open_table(IN_FLIGHT)?;
+                for row in tasks.iter()? {
+                    let (_, v) = row?;
+                    let r: TaskRecord = serde_json::from_slice(v.value())?;
+                    if r.state.in_flight() {
+                        in_flight.insert(r.id.as_str(), r.updated_ms)?;
+                    }
+                }
+                meta.insert("in_flight_indexed", 1)?;
+            }
+        }
         tx.commit()?;
         Ok(Self { db: Arc::new(db) })
+    }
+
+    /// Writes `r` and keeps the in-flight index in step, inside `tx`.
+    fn write(tx: &redb::WriteTransaction, r: &TaskRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(r)?;
+        tx.open_table(TASKS)?
+            .insert(r.id.as_str(), bytes.as_slice())?;
+        let mut in_flight = tx.open_table(IN_FLIGHT)?;
+        if r.state.in_flight() {
+            in_flight.insert(r.id.as_str(), r.updated_ms)?;
+        } else {
+            in_flight.remove(r.id.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// The tasks a restart or the sweep must pick up again.
+    pub fn in_flight(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let tx = self.db.begin_read()?;
+        let index = tx.open_table(IN_FLIGHT)?;
+        let tasks = tx.open_table(TASKS)?;
+        let mut out = Vec::new();
+        for row in index.iter()? {
+            let (k, _) = row?;
+            if let Some(v) = tasks.get(k.value())? {
+                out.push(serde_json::from_slice(v.value())?);
+            }
+        }
+        Ok(out)
     }
 
     /// Commits `r` (delivered) together with the pay it owes: the result is visible only once
     /// the debt to its workers is on record, and the debt only with the delivery.
     pub fn deliver_owing(&self, r: &TaskRecord, owed: &[Owed]) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(r)?;
         let tx = self.db.begin_write()?;
         {
             let mut table = tx.open_table(OWED)?;
@@ -206,9 +255,8 @@ impl TaskStore {
                 let key = format!("{}/{}", o.task, o.to);
                 table.insert(key.as_str(), serde_json::to_vec(o)?.as_slice())?;
             }
-            tx.open_table(TASKS)?
-                .insert(r.id.as_str(), bytes.as_slice())?;
         }
+        Self::write(&tx, r)?;
         tx.commit()?;
         Ok(())
     }
@@ -367,7 +415,6 @@ impl TaskStore {
     /// the payment was used, or the task (an escrow challenge) was already paid, by another
     /// payment whose record must not be overwritten.
     pub fn insert_new(&self, r: &TaskRecord) -> Result<Option<String>, StoreError> {
-        let bytes = serde_json::to_vec(r)?;
         let tx = self.db.begin_write()?;
         {
             if tx.open_table(TASKS)?.get(r.id.as_str())?.is_some() {
@@ -383,9 +430,8 @@ impl TaskStore {
                 tx.open_table(IDEMPOTENCY)?
                     .insert(pid.as_str(), v.as_slice())?;
             }
-            tx.open_table(TASKS)?
-                .insert(r.id.as_str(), bytes.as_slice())?;
         }
+        Self::write(&tx, r)?;
         tx.commit()?;
         Ok(None)
     }
@@ -408,10 +454,8 @@ impl TaskStore {
 
     /// Commits `r` (a transition of an existing task).
     pub fn put(&self, r: &TaskRecord) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(r)?;
         let tx = self.db.begin_write()?;
-        tx.open_table(TASKS)?
-            .insert(r.id.as_str(), bytes.as_slice())?;
+        Self::write(&tx, r)?;
         tx.commit()?;
         Ok(())
     }
@@ -536,5 +580,46 @@ mod tests {
         store.batch_paid("b1", &settlement).unwrap();
         assert!(store.unpaid_batches().unwrap().is_empty());
         assert!(store.pay_of("task-1").unwrap().1.unwrap().paid.is_some());
+    }
+
+    /// The sweep reads only the tasks in flight; a database from before the index gets one
+    /// built from its records when it is opened.
+    #[test]
+    fn the_in_flight_index_follows_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.redb");
+        let store = TaskStore::open(&path).unwrap();
+        let ids = |s: &TaskStore| {
+            s.in_flight()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        };
+        let mut a = record("task-a", "payment-a");
+        let b = record("task-b", "payment-b");
+        store.insert_new(&a).unwrap();
+        store.insert_new(&b).unwrap();
+        assert_eq!(ids(&store), ["task-a", "task-b"]);
+        a.state = TaskState::Delivered;
+        store.deliver_owing(&a, &[]).unwrap();
+        assert_eq!(ids(&store), ["task-b"]);
+        a.state = TaskState::RefundPending;
+        store.put(&a).unwrap();
+        assert_eq!(ids(&store), ["task-a", "task-b"]);
+
+        // An older database: no index and no flag. Opening it builds the index.
+        {
+            let tx = store.db.begin_write().unwrap();
+            tx.delete_table(IN_FLIGHT).unwrap();
+            tx.open_table(META)
+                .unwrap()
+                .remove("in_flight_indexed")
+                .unwrap();
+            tx.commit().unwrap();
+        }
+        drop(store);
+        let store = TaskStore::open(&path).unwrap();
+        assert_eq!(ids(&store), ["task-a", "task-b"]);
     }
 }
