@@ -1,13 +1,21 @@
 //! `d402 node --http-port …` as a real gateway process on anvil, and `d402 client` as a real
 //! buyer process: the client pays within its spend cap and prints the validated result, and
 //! refuses to pay above it; the gateway pays the worker its net out of `payTo` and keeps its fee.
+//! It buys a proof check and a page conversion (quorum of two, a page served on loopback).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use d402_evm_chain::Anvil;
 use d402_host::Identity;
+use d402_loopback_server::LoopbackServer;
 use d402_network_support::*;
+
+const ARTICLE: &str = r#"<html><head><title>Bought from the command line</title></head><body><main>
+<h1>Bought from the command line</h1>
+<p>This page was converted by two workers on a d402 network and paid for by d402 client, which
+answered the gateway's x402 challenge with an EIP-3009 authorization.</p>
+</main></body></html>"#;
 
 struct Killed(Child);
 impl Drop for Killed {
@@ -33,17 +41,27 @@ async fn gateway_process_sells_to_the_client_process() {
     // Workers and a validator in process; the gateway joins them through the bootstrap.
     let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
     let worker_wallet = anvil.keys[3].address();
-    let mut config = worker_config(&[MERKLE], fetch_snapshotter());
-    config.payout_wallets.evm = Some(worker_wallet.to_checksum(None));
-    let worker = start(dir, "worker", &[&bootstrap], Some(config), &[]).await;
-    let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE]).await;
-    wait_discovered(&bootstrap, &[&worker, &validator]).await;
+    // Two workers (a page needs a quorum of two), paid at the same wallet.
+    let mut workers = Vec::new();
+    for label in ["worker-1", "worker-2"] {
+        let mut config = worker_config(&[MERKLE, PAGE], fetch_snapshotter());
+        config.payout_wallets.evm = Some(worker_wallet.to_checksum(None));
+        workers.push(start(dir, label, &[&bootstrap], Some(config), &[]).await);
+    }
+    let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE, PAGE]).await;
+    wait_discovered(&bootstrap, &[&workers[0], &workers[1], &validator]).await;
+    let site = LoopbackServer::serving(ARTICLE.as_bytes().to_vec());
 
     // What a capability author hands a gateway operator: registration, manifest, component.
     let publish = dir.join("merkle");
     let offer = merkle_offer(&bootstrap);
     let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
     d402_gateway::published::write(&publish, &offer.registration, &offer.manifest, &bytes).unwrap();
+    let publish_page = dir.join("page");
+    let page = page_offer(&bootstrap);
+    let bytes = component(artifacts::PAGE_TO_MARKDOWN_COMPONENT);
+    d402_gateway::published::write(&publish_page, &page.registration, &page.manifest, &bytes)
+        .unwrap();
     let owner = Identity::from_seed([42; 32]).public_id();
     // payTo defaults to the facilitator's wallet, which pays the workers out of it.
     let pay_to = facilitator.address();
@@ -84,6 +102,15 @@ async fn gateway_process_sells_to_the_client_process() {
             ])
             .args(["--trust-namespace", &format!("merkle={owner}")])
             .args(["--publish", publish.to_str().unwrap()])
+            .args([
+                "--offer",
+                PAGE,
+                "--trust-namespace",
+                &format!("web={owner}"),
+            ])
+            .args(["--publish", publish_page.to_str().unwrap()])
+            // The page is on loopback: allowed here, as on a local devnet.
+            .args(["--allow-private-targets", "true"])
             .args([
                 "--evm-rpc-url",
                 anvil.url.as_str(),
@@ -136,7 +163,7 @@ async fn gateway_process_sells_to_the_client_process() {
     let info: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
     assert_eq!(info["role"], "gateway");
-    assert_eq!(info["sells"][0], MERKLE);
+    assert_eq!(info["sells"], serde_json::json!([MERKLE, PAGE]), "{info}");
     let url = info["http"].as_str().unwrap().to_string();
     let gw_node = start(dir, "probe", &[&bootstrap], None, &[]).await;
     wait_discovered(&bootstrap, &[&gw_node]).await;
@@ -216,5 +243,43 @@ async fn gateway_process_sells_to_the_client_process() {
     assert_eq!(
         anvil.balance(token, buyer.address()).await.unwrap(),
         990_000
+    );
+
+    // A page conversion: two workers convert the one frozen page, and share the net.
+    let page_input = serde_json::json!({"url": site.url("127.0.0.1", "/article")}).to_string();
+    let out = d402(&[
+        "run",
+        "--gateway",
+        &url,
+        "--capability",
+        PAGE,
+        "--input",
+        &page_input,
+        "--wallet",
+        &buyer_hex,
+        "--max-spend",
+        "$0.05",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let markdown = r["result"]["markdown"].as_str().unwrap_or_default();
+    assert!(markdown.contains("paid for by d402 client"), "{r}");
+    assert_eq!(site.count(), 1, "the page is frozen once for both workers");
+    while anvil.balance(token, worker_wallet).await.unwrap() == 9_500 {
+        assert!(
+            std::time::Instant::now() < until + std::time::Duration::from_secs(30),
+            "the workers were never paid for the page"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(anvil.balance(token, worker_wallet).await.unwrap(), 19_000);
+    assert_eq!(anvil.balance(token, pay_to).await.unwrap(), 1_000);
+    assert_eq!(
+        anvil.balance(token, buyer.address()).await.unwrap(),
+        980_000
     );
 }

@@ -1,12 +1,14 @@
 //! The gateway on `solana-direct` as a real `d402 node` process against a real Solana test
 //! validator, and `d402 client run --solana-wallet` as a real buyer process: the buyer's
 //! partially signed transfer is co-signed by the gateway's fee payer and lands on chain, and
-//! the gateway pays the worker its net out of its own wallet.
+//! the gateway pays the worker its net out of its own wallet. It buys a proof check and a page
+//! conversion (quorum of two, a page served on loopback).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use d402_host::Identity;
+use d402_loopback_server::LoopbackServer;
 use d402_network_support::*;
 use d402_solana_chain::SolanaChain;
 use solana_keypair::Keypair;
@@ -50,25 +52,28 @@ async fn solana_gateway_sells_to_the_solana_client() {
     let worker_wallet = Keypair::new().pubkey();
 
     let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
-    let worker = start(
-        dir,
-        "worker",
-        &[&bootstrap],
-        Some({
-            let mut config = worker_config(&[MERKLE], fetch_snapshotter());
-            config.payout_wallets.solana = Some(worker_wallet.to_string());
-            config
-        }),
-        &[],
-    )
-    .await;
-    let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE]).await;
-    wait_discovered(&bootstrap, &[&worker, &validator]).await;
+    // Two workers (a page needs a quorum of two), paid at the same wallet.
+    let mut workers = Vec::new();
+    for label in ["worker-1", "worker-2"] {
+        let mut config = worker_config(&[MERKLE, PAGE], fetch_snapshotter());
+        config.payout_wallets.solana = Some(worker_wallet.to_string());
+        workers.push(start(dir, label, &[&bootstrap], Some(config), &[]).await);
+    }
+    let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE, PAGE]).await;
+    wait_discovered(&bootstrap, &[&workers[0], &workers[1], &validator]).await;
+    let site = LoopbackServer::serving(
+        b"<html><head><title>Paid on Solana</title></head><body><main><h1>Paid on Solana</h1>\n<p>This page was converted by two d402 workers for a buyer who paid with a partially signed SPL transfer.</p></main></body></html>".to_vec(),
+    );
 
     let publish = dir.join("merkle");
     let offer = merkle_offer(&bootstrap);
     let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
     d402_gateway::published::write(&publish, &offer.registration, &offer.manifest, &bytes).unwrap();
+    let publish_page = dir.join("page");
+    let page = page_offer(&bootstrap);
+    let bytes = component(artifacts::PAGE_TO_MARKDOWN_COMPONENT);
+    d402_gateway::published::write(&publish_page, &page.registration, &page.manifest, &bytes)
+        .unwrap();
     let owner = Identity::from_seed([42; 32]).public_id();
 
     let fee_payer_file = keypair_file(dir, "fee-payer.json", &fee_payer);
@@ -83,6 +88,9 @@ async fn solana_gateway_sells_to_the_solana_client() {
             .args(["--gateway-fee-bps", "500"])
             .args(["--offer", MERKLE, "--publish", publish.to_str().unwrap()])
             .args(["--trust-namespace", &format!("merkle={owner}")])
+            .args(["--offer", PAGE, "--publish", publish_page.to_str().unwrap()])
+            .args(["--trust-namespace", &format!("web={owner}")])
+            .args(["--allow-private-targets", "true"])
             .args(["--solana-rpc-url", chain.rpc_url()])
             .args(["--solana-mint", &mint.to_string()])
             .args(["--solana-fee-payer-key", &fee_payer_file])
@@ -114,16 +122,23 @@ async fn solana_gateway_sells_to_the_solana_client() {
     let _gateway = Killed(child);
     let info: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-    assert_eq!(info["sells"][0], MERKLE, "{info}");
+    assert_eq!(info["sells"], serde_json::json!([MERKLE, PAGE]), "{info}");
     let url = info["http"].as_str().unwrap().to_string();
     let probe = start(dir, "probe", &[&bootstrap], None, &[]).await;
     wait_discovered(&bootstrap, &[&probe]).await;
 
     let wallet = keypair_file(dir, "buyer.json", &buyer);
-    let run = |max_spend: &str| {
+    let buy = |capability: &str, input: &str, max_spend: &str| {
         Command::new(env!("CARGO_BIN_EXE_d402"))
-            .args(["client", "run", "--gateway", &url, "--capability", MERKLE])
-            .args(["--input", &merkle_input("solana-leaf")])
+            .args([
+                "client",
+                "run",
+                "--gateway",
+                &url,
+                "--capability",
+                capability,
+            ])
+            .args(["--input", input])
             .args([
                 "--solana-wallet",
                 &wallet,
@@ -140,13 +155,14 @@ async fn solana_gateway_sells_to_the_solana_client() {
     };
 
     // Above the spend cap: nothing is signed, nothing moves.
-    let out = run("$0.005");
+    let leaf = merkle_input("solana-leaf");
+    let out = buy(MERKLE, &leaf, "$0.005");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("spend cap"));
     assert_eq!(balance(pay_to).await, 0);
 
     let fee_payer_sol = chain.sol_balance(&fee_payer.pubkey()).await.unwrap();
-    let out = run("$0.05");
+    let out = buy(MERKLE, &leaf, "$0.05");
     assert!(
         out.status.success(),
         "{}",
@@ -169,7 +185,31 @@ async fn solana_gateway_sells_to_the_solana_client() {
     }
     assert_eq!(balance(worker_wallet).await, 9_500);
     assert_eq!(balance(pay_to).await, 500);
-    // The gateway paid the transaction fee; the buyer paid no SOL.
+
+    // A page conversion: two workers convert the one frozen page, and share the net.
+    let page_input = serde_json::json!({"url": site.url("127.0.0.1", "/article")}).to_string();
+    let out = buy(PAGE, &page_input, "$0.05");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let markdown = r["result"]["markdown"].as_str().unwrap_or_default();
+    assert!(markdown.contains("partially signed SPL transfer"), "{r}");
+    assert_eq!(site.count(), 1, "the page is frozen once for both workers");
+    assert_eq!(balance(buyer.pubkey()).await, 980_000);
+    while balance(worker_wallet).await == 9_500 {
+        assert!(
+            std::time::Instant::now() < until + std::time::Duration::from_secs(30),
+            "the workers were never paid for the page"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(balance(worker_wallet).await, 19_000);
+    assert_eq!(balance(pay_to).await, 1_000);
+
+    // The gateway paid the transaction fees; the buyer paid no SOL.
     assert!(chain.sol_balance(&fee_payer.pubkey()).await.unwrap() < fee_payer_sol);
     assert_eq!(
         chain.sol_balance(&buyer.pubkey()).await.unwrap(),
