@@ -18,6 +18,7 @@ use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter, FallbackSnapshotter}
 use serde::Deserialize;
 
 use crate::serve;
+use d402_gateway::release::EscrowReleaseSigner;
 
 /// Flags of `d402 node` (seed 001's names). Every flag may also be set in the `--config` file.
 #[derive(Args, Debug, Default, Deserialize)]
@@ -142,7 +143,10 @@ pub struct NodeArgs {
     /// Gateway: the key that submits settlements and pays their gas (file or hex).
     #[arg(long, value_name = "FILE|HEX")]
     facilitator_key: Option<String>,
-    /// Gateway, base-task-escrow: the key that signs split releases after validation.
+    /// The `base-task-escrow` validator-role key that signs split releases (file or hex). On a
+    /// validator node (`--validate`) it signs the release of the work it accepts, inside its
+    /// verdict: the production set-up, where the gateway runs with `--escrow-validator` and no
+    /// key. On a gateway it signs there instead (one process holding everything: development).
     #[arg(long, value_name = "FILE|HEX")]
     release_key: Option<String>,
     /// Gateway: where direct payments and gateway fees go [default: the facilitator address].
@@ -354,6 +358,17 @@ pub fn run(args: NodeArgs) -> anyhow::Result<std::process::ExitCode> {
         config.peers = peers;
         config.worker = worker;
         config.validate = validate.clone();
+        let release_signer = match (&args.release_key, validate.is_empty()) {
+            (Some(key), false) => Some(Arc::new(EscrowReleaseSigner::new(serve::load_key(
+                "--release-key",
+                key,
+            )?))),
+            _ => None,
+        };
+        let escrow_validator = release_signer
+            .as_ref()
+            .map(|s| s.address().to_checksum(None));
+        config.release_signer = release_signer.map(|s| s as Arc<dyn d402_node::ReleaseSigner>);
         let node = Node::start(config).await?;
         let mut http = None;
         if let Some(settings) = gateway {
@@ -383,6 +398,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<std::process::ExitCode> {
                 "publicKey": node.public_id(),
                 "offers": offers,
                 "validates": validate,
+                "escrowValidator": escrow_validator,
                 "http": http.as_ref().map(|(_, _, a, _)| format!("http://{a}")),
                 "sells": http.as_ref().map(|(_, _, _, s)| s.clone()),
             })

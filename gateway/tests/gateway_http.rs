@@ -11,9 +11,10 @@ use base64::Engine;
 use d402_evm_chain::Anvil;
 use d402_gateway::gateway::api::{self, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore};
+use d402_gateway::release::EscrowReleaseSigner;
 use d402_host::Identity;
 use d402_network_support::*;
-use d402_node::{Node, Offer};
+use d402_node::{Node, NodeConfig, Offer};
 use d402_rails::evm::EvmChain;
 use d402_rails::evm::buyer::{self, AuthorizationKind};
 use d402_rails::evm::direct::BaseDirect;
@@ -140,11 +141,24 @@ struct Network {
 }
 
 async fn network(dir: &std::path::Path, worker_wallet: Address) -> Network {
+    network_with_release(dir, worker_wallet, None).await
+}
+
+/// [`network`], with the validator holding an escrow release key.
+async fn network_with_release(
+    dir: &std::path::Path,
+    worker_wallet: Address,
+    release: Option<Arc<dyn d402_node::ReleaseSigner>>,
+) -> Network {
     let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
     let mut config = worker_config(&[MERKLE], fetch_snapshotter());
     config.payout_wallets.evm = Some(worker_wallet.to_checksum(None));
     let worker = start(dir, "worker", &[&bootstrap], Some(config), &[]).await;
-    let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE]).await;
+    let mut config = NodeConfig::new("validator", dir.join("validator"));
+    config.peers = vec![bootstrap.listen_addr()];
+    config.validate = [MERKLE.to_string()].into();
+    config.release_signer = release;
+    let validator = Node::start(config).await.expect("validator starts");
     let gateway_node = start(dir, "gateway", &[&bootstrap], None, &[]).await;
     let everyone = [&bootstrap, &worker, &validator, &gateway_node];
     for n in everyone {
@@ -675,7 +689,14 @@ async fn escrow_rail_pays_the_split_and_caps_refuse_challenges() {
     )
     .await
     .unwrap();
-    let net = network(tmp.path(), worker).await;
+    // The escrow's validator-role key is on the validator node, which signs the release of the
+    // work it accepts; the gateway holds no key.
+    let net = network_with_release(
+        tmp.path(),
+        worker,
+        Some(Arc::new(EscrowReleaseSigner::new(release_signer.clone()))),
+    )
+    .await;
     let outbox = Outbox::open(&tmp.path().join("outbox.redb")).unwrap();
     // Room for exactly one open escrow.
     let caps = SafetyCaps {
@@ -701,7 +722,7 @@ async fn escrow_rail_pays_the_split_and_caps_refuse_challenges() {
         vec![offer],
         trust_publisher(&["merkle"]),
         p,
-        Some(release_signer),
+        None,
     )
     .await;
 
@@ -722,6 +743,12 @@ async fn escrow_rail_pays_the_split_and_caps_refuse_challenges() {
     assert_eq!(r.status, 200, "{}", r.body);
     eprintln!("paid merkle task on base-task-escrow: {:?}", paid.elapsed());
     assert_eq!(r.body["result"]["valid"], true);
+    assert_eq!(
+        r.body["verdict"]["release"]["worker"],
+        worker.to_checksum(None),
+        "the validator signed the release: {}",
+        r.body
+    );
     assert!(
         r.body["payment"]["release"]["txHashes"][0].is_string(),
         "{}",

@@ -26,7 +26,9 @@ use crate::reputation::{ReputationEvent, Standing};
 use crate::state::NodeState;
 use crate::swarm::{NetError, NetHandle};
 use crate::validator::{Verdict, judge};
-use crate::wire::{Claim, Intent, Lease, TaskRequest, TaskResponse, ValidationRequest};
+use crate::wire::{
+    Claim, Intent, Lease, ReleaseRequest, TaskRequest, TaskResponse, ValidationRequest,
+};
 
 /// How long claims already leased may still arrive once a quorum agrees.
 const MINORITY_GRACE: Duration = Duration::from_secs(2);
@@ -111,6 +113,10 @@ pub struct TaskSpec {
     pub timestamp_ms: u64,
     /// Whether a validator must re-execute and sign off.
     pub validate: bool,
+    /// The rail's description of a held payment the validator role releases (see
+    /// [`crate::wire::ReleaseRequest`]): with it, the verdict carries the signed release of the
+    /// winning claim, from a validator that holds the release key.
+    pub release: Option<serde_json::Value>,
 }
 
 impl TaskSpec {
@@ -132,6 +138,7 @@ impl TaskSpec {
             budget: 1_000_000,
             timestamp_ms: crate::now_ms(),
             validate: true,
+            release: None,
         }
     }
 }
@@ -385,6 +392,7 @@ impl Coordinator {
                 task_id: spec.task_id.clone(),
                 lease: lease.clone(),
                 claims: Vec::new(),
+                release: None,
             };
             if let Err(reason) = self.check_claim(&request, &candidate, &claim) {
                 self.event(&candidate.peer, ReputationEvent::Rejected);
@@ -434,6 +442,11 @@ impl Coordinator {
                         task_id: spec.task_id.clone(),
                         lease: lease.clone(),
                         claims: all_claims,
+                        release: spec.release.clone().map(|context| ReleaseRequest {
+                            context,
+                            claim: outcome.majority[0],
+                            payout_wallets: winner.0.payout_wallets.clone(),
+                        }),
                     },
                     deadline,
                 )

@@ -38,7 +38,7 @@ pub use coordinator::{Coordinator, Mode, Offer, TaskError, TaskOutcome, TaskSpec
 pub use node::{Node, NodeConfig, NodeError};
 pub use reputation::Standing;
 pub use swarm::{NetError, NetHandle, peer_addr};
-pub use validator::Verdict;
+pub use validator::{ReleaseSigner, SignedRelease, Verdict};
 pub use worker::{Fault, WorkerConfig};
 
 /// Milliseconds since the Unix epoch (deadlines and lease expiry travel as wall-clock times).

@@ -39,6 +39,9 @@ pub struct NodeConfig {
     pub worker: Option<WorkerConfig>,
     /// `ID@VERSION`s to validate (`--validate`).
     pub validate: BTreeSet<String>,
+    /// A validator's release key for rails whose held payments the validator role releases
+    /// (`--release-key` on a validator node).
+    pub release_signer: Option<Arc<dyn crate::ReleaseSigner>>,
     /// Engine settings for the host (only built for workers and validators).
     pub engine: EngineSettings,
     /// Serve corrupted bytes on the object protocol: for tests of the network's defences only.
@@ -56,6 +59,7 @@ impl NodeConfig {
             peers: Vec::new(),
             worker: None,
             validate: BTreeSet::new(),
+            release_signer: None,
             engine: EngineSettings::default(),
             fault_corrupt_objects: false,
         }
@@ -207,6 +211,7 @@ impl Node {
                 store: store.clone(),
                 state: state.clone(),
                 net: net.clone(),
+                release_signer: config.release_signer.clone(),
             }));
         }
         tracing::info!(label = config.label, peer = %net.peer_id(), addr = %net.listen_addr(), "node started");

@@ -9,6 +9,11 @@
 //!
 //! *Scoreable* needs a comparator capability and is refused for now. The verdict is signed with
 //! the validator's own key, which lives only in the validator process.
+//!
+//! A validator may also hold a rail's release key (a [`ReleaseSigner`]): when a task's payment
+//! sits in an escrow that the validator role releases, the verdict carries the signed release
+//! of the accepted work, so that the key never has to live on a gateway that faces HTTP (seed
+//! 000, key custody).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,7 +28,30 @@ use serde::{Deserialize, Serialize};
 use crate::admission::{self, Refusal};
 use crate::state::NodeState;
 use crate::swarm::NetHandle;
-use crate::wire::{Claim, TaskResponse, ValidationRequest};
+use crate::wire::{Claim, ReleaseRequest, TaskResponse, ValidationRequest};
+
+/// Signs a rail's release of a task's held payment, for work this validator accepted.
+pub trait ReleaseSigner: Send + Sync {
+    /// The release of the payment `context` describes, for task `task_id`, to the worker paid at
+    /// `payout_wallets`. `Ok(None)`: not a context this signer signs. `Err`: one it refuses (a
+    /// context for another task, a worker without a wallet on its chain).
+    fn sign_release(
+        &self,
+        task_id: &str,
+        context: &serde_json::Value,
+        payout_wallets: &d402_registry::CreatorWallets,
+    ) -> Result<Option<SignedRelease>, String>;
+}
+
+/// A release signed by the validator role: paid to `worker`, with the rail's own signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignedRelease {
+    /// The wallet the release pays, on the rail's chain.
+    pub worker: String,
+    /// The rail's signature (hex), e.g. the EIP-712 release of `base-task-escrow`.
+    pub signature: String,
+}
 
 /// What the validator computed itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +86,10 @@ pub struct VerdictBody {
     /// CIDs of the receipts that hold up.
     pub accepted: Vec<ContentId>,
     pub rejected: Vec<RejectedClaim>,
+    /// The signed release of the held payment to the accepted worker, when one was asked of a
+    /// validator holding the rail's release key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<SignedRelease>,
 }
 
 /// A verdict signed by a validator.
@@ -85,6 +117,7 @@ pub struct Validator {
     pub(crate) store: ContentStore,
     pub(crate) state: NodeState,
     pub(crate) net: NetHandle,
+    pub(crate) release_signer: Option<Arc<dyn ReleaseSigner>>,
 }
 
 impl Validator {
@@ -131,13 +164,18 @@ impl Validator {
         };
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
-        for claim in &request.claims {
+        let mut release_claim_accepted = false;
+        for (index, claim) in request.claims.iter().enumerate() {
             let receipt_cid = claim
                 .receipt
                 .cid()
                 .map_err(|e: CanonicalJsonError| Refusal::Execution(e.to_string()))?;
             match judge(&request, claim, class, reference.as_ref()) {
-                Ok(()) => accepted.push(receipt_cid),
+                Ok(()) => {
+                    accepted.push(receipt_cid);
+                    release_claim_accepted |=
+                        request.release.as_ref().map(|r| r.claim) == Some(index);
+                }
                 Err(reason) => rejected.push(RejectedClaim {
                     worker: claim.receipt.body.worker.clone(),
                     receipt: receipt_cid,
@@ -153,12 +191,35 @@ impl Validator {
             reference,
             accepted,
             rejected,
+            release: match (&request.release, &self.release_signer) {
+                (Some(release), Some(signer)) if release_claim_accepted => {
+                    self.sign_release(signer.as_ref(), &request.task_id, release)
+                }
+                _ => None,
+            },
         };
         let signature = self
             .host
             .identity()
             .sign(&canonical_json(&body).map_err(|e| Refusal::Execution(e.to_string()))?);
         Ok(Verdict { body, signature })
+    }
+
+    /// The signed release, or `None` (logged) when the signer does not sign this context or
+    /// refuses it: the verdict still stands, and the rail falls back to its refund.
+    fn sign_release(
+        &self,
+        signer: &dyn ReleaseSigner,
+        task_id: &str,
+        release: &ReleaseRequest,
+    ) -> Option<SignedRelease> {
+        match signer.sign_release(task_id, &release.context, &release.payout_wallets) {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::warn!(task = task_id, "release not signed: {e}");
+                None
+            }
+        }
     }
 
     /// Replays the task from the claims' evidence; never goes to the network.

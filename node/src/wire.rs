@@ -151,6 +151,23 @@ pub struct ValidationRequest {
     pub task_id: String,
     pub lease: Lease,
     pub claims: Vec<Claim>,
+    /// Set when the task's payment is held by a rail that the validator role releases (an
+    /// escrow): what to sign if the named claim holds up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseRequest>,
+}
+
+/// A request to sign the release of a task's held payment to one claim's worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReleaseRequest {
+    /// The rail's own description of what it holds (for `base-task-escrow`: chain id, escrow
+    /// address and the task's terms); read only by a [`crate::ReleaseSigner`].
+    pub context: serde_json::Value,
+    /// Index into `claims` of the claim to be paid: signed only if the validator accepts it.
+    pub claim: usize,
+    /// Where that claim's worker asked to be paid (its bid).
+    pub payout_wallets: d402_registry::CreatorWallets,
 }
 
 /// A request on the object protocol.

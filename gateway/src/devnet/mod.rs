@@ -392,10 +392,17 @@ async fn start_nodes(
             async move { spawn_node(&state, &label, &a).await },
         ));
     }
+    // Keys go through files, never the command line (other users can read it).
+    let keys = state.join("keys");
+    std::fs::create_dir_all(&keys)?;
+    // The escrow's validator-role key lives on the validator node, which signs the release of
+    // the work it accepts; the gateway, facing HTTP, holds no such key (seed 000, key custody).
+    let release = write_key(&keys.join("release.key"), evm.release.to_bytes().as_slice())?;
     let mut v = vec![s("--peer"), bootstrap.clone()];
     for o in offers {
         v.extend([s("--validate"), o.clone()]);
     }
+    v.extend([s("--release-key"), release]);
     starting.push({
         let state = state.to_path_buf();
         tokio::spawn(async move { spawn_node(&state, "validator", &v).await })
@@ -427,16 +434,15 @@ async fn start_nodes(
     g.extend([s("--evm-token-name"), evm.chain.asset.name.clone()]);
     g.extend([s("--evm-token-version"), evm.chain.asset.version.clone()]);
     g.extend([s("--escrow-address"), evm.escrow.to_string()]);
-    // Keys go through files, never the command line (other users can read it).
-    let keys = state.join("keys");
-    std::fs::create_dir_all(&keys)?;
     let facilitator = write_key(
         &keys.join("facilitator.key"),
         evm.facilitator.to_bytes().as_slice(),
     )?;
-    let release = write_key(&keys.join("release.key"), evm.release.to_bytes().as_slice())?;
     g.extend([s("--facilitator-key"), facilitator]);
-    g.extend([s("--release-key"), release]);
+    g.extend([
+        s("--escrow-validator"),
+        evm.release.address().to_checksum(None),
+    ]);
     g.extend([s("--allow-private-targets"), s("true")]);
     let common = g.clone();
     g.extend([s("--http-port"), args.http_port.to_string()]);

@@ -35,7 +35,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use base64::Engine;
-use d402_node::{Coordinator, TaskSpec};
+use d402_node::{Coordinator, SignedRelease, TaskSpec};
+
+use crate::release::EscrowRelease;
 use d402_rails::evm::escrow::{EscrowTerms, sign_release};
 use d402_rails::rail::{ResourceInfo, X402Version2};
 use d402_rails::{
@@ -696,6 +698,14 @@ impl Gateway {
                 quorum: listing.quorum,
                 deadline: self.policy.task_deadline,
                 budget: u64::try_from(self.policy.worker_budget.get()).unwrap_or(u64::MAX),
+                // Without a release key here, the validator that accepts the work signs the
+                // escrow's release (seed 000: no validator key next to public HTTP).
+                release: match (self.rail.kind(), &self.release_signer) {
+                    (RailKind::TaskEscrow, None) => escrow_release(&record)
+                        .ok()
+                        .and_then(|r| serde_json::to_value(r).ok()),
+                    _ => None,
+                },
                 ..TaskSpec::new(record.id.clone(), record.input.clone(), &listing.offer)
             };
             self.metrics.inc(&self.metrics.tasks_dispatched);
@@ -790,36 +800,36 @@ impl Gateway {
             self.payouts_due.notify_one();
             return Ok(());
         } else if self.rail.kind() == RailKind::TaskEscrow {
-            let (Some(signer), Some(worker)) = (&self.release_signer, &record.worker_wallet) else {
+            // The release is signed here with a local key (one process holds everything: a
+            // development set-up), or was signed by the validator inside its verdict.
+            let signed = match &self.release_signer {
+                Some(signer) => record.worker_wallet.as_deref().and_then(|worker| {
+                    let worker: Address = worker.parse().ok()?;
+                    let r = escrow_release(&record).ok()?;
+                    let signature =
+                        sign_release(signer, r.chain_id, r.escrow, &r.terms, worker).ok()?;
+                    Some((worker, signature))
+                }),
+                None => record
+                    .verdict
+                    .as_ref()
+                    .and_then(|v| {
+                        serde_json::from_value::<SignedRelease>(v.get("release")?.clone()).ok()
+                    })
+                    .and_then(|r| {
+                        Some((
+                            r.worker.parse::<Address>().ok()?,
+                            alloy::hex::decode(&r.signature).ok()?,
+                        ))
+                    }),
+            };
+            let Some((worker, signature)) = signed else {
                 record.error = Some(
-                    "no release signer or no worker EVM wallet: the escrow is refunded instead"
+                    "no release signature (no release key here, and none from the validator) or no worker EVM wallet: the escrow is refunded instead"
                         .into(),
                 );
                 return self.fail(record).await;
             };
-            let terms: EscrowTerms = record
-                .requirements
-                .extra
-                .as_ref()
-                .and_then(|e| e.get("terms"))
-                .and_then(|t| serde_json::from_value(t.clone()).ok())
-                .ok_or_else(|| GatewayError::Rail("escrow terms missing".into()))?;
-            let worker: Address = worker
-                .parse()
-                .map_err(|_| GatewayError::Rail(format!("worker wallet {worker} is invalid")))?;
-            let escrow: Address = record
-                .requirements
-                .pay_to
-                .parse()
-                .map_err(|_| GatewayError::Rail("escrow address invalid".into()))?;
-            let chain_id: u64 = record
-                .requirements
-                .network
-                .reference()
-                .parse()
-                .map_err(|_| GatewayError::Rail("network is not eip155".into()))?;
-            let signature = sign_release(signer, chain_id, escrow, &terms, worker)
-                .map_err(|e| GatewayError::Rail(e.to_string()))?;
             let release = Release::Task {
                 task_id: TaskId::from_label(&record.id),
                 worker: worker.to_string(),
@@ -1033,6 +1043,32 @@ impl Gateway {
         }
         Ok(picked)
     }
+}
+
+/// The escrow a `base-task-escrow` task's payment sits in, as a validator signs its release.
+fn escrow_release(record: &TaskRecord) -> Result<EscrowRelease, GatewayError> {
+    let terms: EscrowTerms = record
+        .requirements
+        .extra
+        .as_ref()
+        .and_then(|e| e.get("terms"))
+        .and_then(|t| serde_json::from_value(t.clone()).ok())
+        .ok_or_else(|| GatewayError::Rail("escrow terms missing".into()))?;
+    Ok(EscrowRelease {
+        rail: crate::release::RAIL.into(),
+        chain_id: record
+            .requirements
+            .network
+            .reference()
+            .parse()
+            .map_err(|_| GatewayError::Rail("network is not eip155".into()))?,
+        escrow: record
+            .requirements
+            .pay_to
+            .parse()
+            .map_err(|_| GatewayError::Rail("escrow address invalid".into()))?,
+        terms,
+    })
 }
 
 /// Task `task`'s worker net shared equally among `workers` (the remainder to the first; a

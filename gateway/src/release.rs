@@ -1,0 +1,164 @@
+//! The `base-task-escrow` release as the validator role signs it, in the validator's process.
+//!
+//! A gateway on `base-task-escrow` needs the escrow's validator-role signature to pay a task's
+//! split. Seed 000 keeps validator keys out of the process that serves public HTTP, so the key
+//! can live on a validator node instead (`d402 node --validate … --release-key KEY`): the gateway
+//! sends the task's escrow terms with the task ([`EscrowRelease`] as the task's release
+//! context), and the validator signs the release of the claim it accepted, inside its signed
+//! verdict. The gateway then submits it; the contract checks the signature against its
+//! validator address, so a release signed for other terms or another escrow is worthless.
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use d402_node::{ReleaseSigner, SignedRelease};
+use d402_rails::TaskId;
+use d402_rails::evm::escrow::{EscrowTerms, sign_release};
+use d402_registry::CreatorWallets;
+use serde::{Deserialize, Serialize};
+
+/// The rail name a context must carry to be signed here.
+pub const RAIL: &str = "base-task-escrow";
+
+/// What a gateway sends with a `base-task-escrow` task for the validator to sign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EscrowRelease {
+    pub rail: String,
+    pub chain_id: u64,
+    pub escrow: Address,
+    pub terms: EscrowTerms,
+}
+
+/// A validator's `base-task-escrow` release key.
+pub struct EscrowReleaseSigner {
+    key: PrivateKeySigner,
+}
+
+impl EscrowReleaseSigner {
+    pub fn new(key: PrivateKeySigner) -> Self {
+        Self { key }
+    }
+
+    /// The escrow's validator address this key signs as.
+    pub fn address(&self) -> Address {
+        self.key.address()
+    }
+}
+
+impl ReleaseSigner for EscrowReleaseSigner {
+    fn sign_release(
+        &self,
+        task_id: &str,
+        context: &serde_json::Value,
+        payout_wallets: &CreatorWallets,
+    ) -> Result<Option<SignedRelease>, String> {
+        if context.get("rail").and_then(|r| r.as_str()) != Some(RAIL) {
+            return Ok(None);
+        }
+        let release: EscrowRelease = serde_json::from_value(context.clone())
+            .map_err(|e| format!("unreadable {RAIL} release: {e}"))?;
+        // Only the escrow of the task this validator judged: terms for another task would pay
+        // for work nobody checked.
+        if release.terms.task_id != TaskId::from_label(task_id).0 {
+            return Err(format!("the escrow terms are not task {task_id}'s"));
+        }
+        let worker: Address = payout_wallets
+            .evm
+            .as_deref()
+            .ok_or("the accepted worker has no EVM payout wallet")?
+            .parse()
+            .map_err(|_| "the accepted worker's EVM payout wallet is not an address".to_string())?;
+        let signature = sign_release(
+            &self.key,
+            release.chain_id,
+            release.escrow,
+            &release.terms,
+            worker,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(Some(SignedRelease {
+            worker: worker.to_checksum(None),
+            signature: alloy::hex::encode_prefixed(signature),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use d402_rails::Atomic;
+
+    fn terms(task: &str) -> EscrowTerms {
+        EscrowTerms {
+            task_id: TaskId::from_label(task).0,
+            amount: Atomic::new(10_000),
+            creator: Address::repeat_byte(1),
+            creator_amount: Atomic::new(1_000),
+            gateway: Address::repeat_byte(2),
+            gateway_amount: Atomic::new(500),
+            deadline: 1_900_000_000,
+        }
+    }
+
+    fn context(task: &str) -> serde_json::Value {
+        serde_json::to_value(EscrowRelease {
+            rail: RAIL.into(),
+            chain_id: 31337,
+            escrow: Address::repeat_byte(3),
+            terms: terms(task),
+        })
+        .unwrap()
+    }
+
+    /// The validator signs the release of the task it judged, to the accepted worker, and
+    /// nothing else.
+    #[test]
+    fn signs_only_the_judged_tasks_release() {
+        let key = PrivateKeySigner::random();
+        let signer = EscrowReleaseSigner::new(key.clone());
+        let worker = Address::repeat_byte(9);
+        let wallets = CreatorWallets {
+            solana: None,
+            evm: Some(worker.to_checksum(None)),
+        };
+        let signed = signer
+            .sign_release("task-1", &context("task-1"), &wallets)
+            .unwrap()
+            .unwrap();
+        assert_eq!(signed.worker, worker.to_checksum(None));
+        let expected = sign_release(
+            &key,
+            31337,
+            Address::repeat_byte(3),
+            &terms("task-1"),
+            worker,
+        )
+        .unwrap();
+        assert_eq!(signed.signature, alloy::hex::encode_prefixed(expected));
+
+        // Terms of another task: refused, whatever the gateway says.
+        assert!(
+            signer
+                .sign_release("task-2", &context("task-1"), &wallets)
+                .unwrap_err()
+                .contains("not task task-2's")
+        );
+        // A worker without an EVM wallet cannot be released to.
+        assert!(
+            signer
+                .sign_release("task-1", &context("task-1"), &CreatorWallets::default())
+                .is_err()
+        );
+        // Another rail's context is not this signer's to sign.
+        assert_eq!(
+            signer
+                .sign_release(
+                    "task-1",
+                    &serde_json::json!({"rail": "solana-task-escrow"}),
+                    &wallets
+                )
+                .unwrap(),
+            None
+        );
+    }
+}
