@@ -445,7 +445,6 @@ impl Coordinator {
                         release: spec.release.clone().map(|context| ReleaseRequest {
                             context,
                             claim: outcome.majority[0],
-                            payout_wallets: winner.0.payout_wallets.clone(),
                         }),
                     },
                     deadline,
@@ -590,6 +589,11 @@ impl Coordinator {
         }
         if claim.receipt.body.worker != candidate.worker {
             return Err("claim is signed by another worker".into());
+        }
+        // The wallets the worker is paid at are the ones it signed, and the ones it bid with.
+        claim.verify_payout()?;
+        if claim.payout_wallets != candidate.payout_wallets {
+            return Err("claim names other payout wallets than its bid".into());
         }
         judge(request, claim, ValidationClass::NonVerifiable, None)
     }

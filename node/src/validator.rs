@@ -193,7 +193,7 @@ impl Validator {
             rejected,
             release: match (&request.release, &self.release_signer) {
                 (Some(release), Some(signer)) if release_claim_accepted => {
-                    self.sign_release(signer.as_ref(), &request.task_id, release)
+                    self.sign_release(signer.as_ref(), &request, release)
                 }
                 _ => None,
             },
@@ -210,10 +210,17 @@ impl Validator {
     fn sign_release(
         &self,
         signer: &dyn ReleaseSigner,
-        task_id: &str,
+        request: &ValidationRequest,
         release: &ReleaseRequest,
     ) -> Option<SignedRelease> {
-        match signer.sign_release(task_id, &release.context, &release.payout_wallets) {
+        let task_id = request.task_id.as_str();
+        // Paid where the worker itself said, never where the coordinator says.
+        let claim = request.claims.get(release.claim)?;
+        if let Err(e) = claim.verify_payout() {
+            tracing::warn!(task = task_id, "release not signed: {e}");
+            return None;
+        }
+        match signer.sign_release(task_id, &release.context, &claim.payout_wallets) {
             Ok(signed) => signed,
             Err(e) => {
                 tracing::warn!(task = task_id, "release not signed: {e}");

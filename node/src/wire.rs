@@ -142,6 +142,38 @@ pub struct Claim {
     /// Evidence bodies the worker holds and serves on the object protocol (frozen pages, fetch
     /// bodies), so the coordinator and validators can fetch them by CID.
     pub evidence_objects: Vec<ContentId>,
+    /// Where the worker is paid for this lease, signed with its receipt key together with the
+    /// lease id (`payout_signature`): nobody between the worker and a validator that signs an
+    /// escrow release can redirect the pay.
+    #[serde(default)]
+    pub payout_wallets: d402_registry::CreatorWallets,
+    #[serde(default)]
+    pub payout_signature: String,
+}
+
+impl Claim {
+    /// What `payout_signature` signs: the lease id and the payout wallets, as canonical JSON.
+    pub fn payout_message(
+        lease_id: &str,
+        payout_wallets: &d402_registry::CreatorWallets,
+    ) -> Result<Vec<u8>, d402_host::content_id::CanonicalJsonError> {
+        d402_host::content_id::canonical_json(&serde_json::json!({
+            "leaseId": lease_id,
+            "payoutWallets": payout_wallets,
+        }))
+    }
+
+    /// Checks that the payout wallets were signed by the worker that signed the receipt.
+    pub fn verify_payout(&self) -> Result<(), String> {
+        let message = Self::payout_message(&self.lease_id, &self.payout_wallets)
+            .map_err(|e| e.to_string())?;
+        d402_host::identity::verify_signature(
+            &self.receipt.body.worker,
+            &message,
+            &self.payout_signature,
+        )
+        .map_err(|e| format!("payout wallets not signed by the worker: {e}"))
+    }
 }
 
 /// Claims to check, with what a validator needs to re-run them.
@@ -164,10 +196,9 @@ pub struct ReleaseRequest {
     /// The rail's own description of what it holds (for `base-task-escrow`: chain id, escrow
     /// address and the task's terms); read only by a [`crate::ReleaseSigner`].
     pub context: serde_json::Value,
-    /// Index into `claims` of the claim to be paid: signed only if the validator accepts it.
+    /// Index into `claims` of the claim to be paid: signed only if the validator accepts it,
+    /// to the payout wallets its worker signed in the claim.
     pub claim: usize,
-    /// Where that claim's worker asked to be paid (its bid).
-    pub payout_wallets: d402_registry::CreatorWallets,
 }
 
 /// A request on the object protocol.

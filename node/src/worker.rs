@@ -166,11 +166,18 @@ impl Worker {
             Some(Fault::AlterOutput) => self.lie(&execution.output, execution.receipt)?,
             _ => (execution.output, execution.receipt),
         };
+        let payout_wallets = self.config.payout_wallets.clone();
+        let payout_signature = self.host.identity().sign(
+            &Claim::payout_message(&lease.lease_id, &payout_wallets)
+                .map_err(|e| Refusal::Execution(e.to_string()))?,
+        );
         Ok(Claim {
             lease_id: lease.lease_id,
             output,
             receipt,
             evidence_objects,
+            payout_wallets,
+            payout_signature,
         })
     }
 
