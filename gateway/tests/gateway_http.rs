@@ -616,6 +616,25 @@ async fn direct_rail_pays_workers_in_batches() {
     assert_eq!(payouts.len(), transactions.len());
     // Paying again finds nothing owed and pays nobody twice.
     assert_eq!(gw.pay_owed().await.unwrap(), 0);
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "d402_tasks_in_flight 0",
+        "d402_worker_pay_owed_atomic 0",
+        "d402_payout_batches_unpaid 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}: {metrics}");
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("d402_payout_batches_paid_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
     assert!(gw.store.owed().unwrap().is_empty());
     assert!(gw.store.unpaid_batches().unwrap().is_empty());
     assert_eq!(c.balance(worker).await, NET * TASKS as u128);

@@ -621,9 +621,11 @@ async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 #[utoipa::path(get, path = "/metrics", responses((status = 200, body = String, description = "Prometheus text format", content_type = "text/plain")))]
 async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     gw.metrics.inc(&gw.metrics.http_requests);
+    // A store that cannot be read still leaves the counters readable.
+    let gauges = gw.gauges().unwrap_or_default();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        gw.metrics.render(),
+        gw.metrics.render_with(&gauges),
     )
 }
 

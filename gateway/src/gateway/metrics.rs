@@ -27,7 +27,19 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus exposition text.
+    /// The Prometheus exposition text: the counters, then `gauges` (name, help, value).
+    pub fn render_with(&self, gauges: &[(&str, &str, u128)]) -> String {
+        let mut out = self.render();
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        out
+    }
+
+    /// The Prometheus exposition text of the counters.
     pub fn render(&self) -> String {
         let rows: [(&str, &str, &AtomicU64); 13] = [
             (

@@ -1000,6 +1000,39 @@ impl Gateway {
         }
     }
 
+    /// Gauges for `/metrics`: what is in flight and what is owed right now (an operator alerts
+    /// on these growing: a stuck task, a payer that cannot pay).
+    pub fn gauges(&self) -> Result<Vec<(&'static str, &'static str, u128)>, GatewayError> {
+        let owed = self.store.owed()?;
+        let unpaid = self.store.unpaid_batches()?;
+        let owed_total = owed
+            .iter()
+            .map(|o| o.amount.get())
+            .chain(
+                unpaid
+                    .iter()
+                    .flat_map(|b| b.payouts.iter().map(|p| p.amount.get())),
+            )
+            .fold(0u128, u128::saturating_add);
+        Ok(vec![
+            (
+                "d402_tasks_in_flight",
+                "paid tasks not yet delivered, refunded or failed",
+                u128::from(self.store.in_flight_count()?),
+            ),
+            (
+                "d402_worker_pay_owed_atomic",
+                "worker pay of delivered tasks not yet paid out, in the asset's atomic units",
+                owed_total,
+            ),
+            (
+                "d402_payout_batches_unpaid",
+                "payout batches opened and not yet confirmed paid",
+                unpaid.len() as u128,
+            ),
+        ])
+    }
+
     async fn pay_batch(&self, batch: &store::PayoutBatch) -> Result<(), GatewayError> {
         let release = Release::Payouts {
             task_id: TaskId::from_label(&batch.id),

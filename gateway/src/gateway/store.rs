@@ -12,7 +12,7 @@ use std::sync::Arc;
 use d402_rails::{
     Atomic, PaymentPayload, PaymentRequirements, Payout, Settlement, Split, Verified,
 };
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 /// Task id → [`TaskRecord`] (JSON).
@@ -228,6 +228,12 @@ impl TaskStore {
             in_flight.remove(r.id.as_str())?;
         }
         Ok(())
+    }
+
+    /// How many tasks are in flight.
+    pub fn in_flight_count(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read()?;
+        Ok(tx.open_table(IN_FLIGHT)?.len()?)
     }
 
     /// The tasks a restart or the sweep must pick up again.
