@@ -188,6 +188,11 @@ pub struct NodeArgs {
     /// out, one transfer per worker for the whole batch [default: 1000].
     #[arg(long, value_name = "MS")]
     gateway_payout_window_ms: Option<u64>,
+    /// Gateway: the incident switch. While this file exists the gateway issues no challenge and
+    /// takes no new payment; paid tasks, refunds and worker pay still finish
+    /// [default: STATE/gateway/INCIDENT].
+    #[arg(long, value_name = "FILE")]
+    incident_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -281,6 +286,7 @@ impl NodeArgs {
             gateway_payout_window_ms: self
                 .gateway_payout_window_ms
                 .or(file.gateway_payout_window_ms),
+            incident_file: self.incident_file.or(file.incident_file),
         })
     }
 }
@@ -493,6 +499,7 @@ fn gateway_settings(
         task_timeout_secs: args.gateway_task_timeout_secs,
         refund_after_secs: args.gateway_refund_after_secs,
         payout_window_ms: args.gateway_payout_window_ms,
+        incident_file: args.incident_file.clone(),
     }))
 }
 

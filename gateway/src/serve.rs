@@ -76,6 +76,8 @@ pub struct GatewaySettings {
     pub task_timeout_secs: Option<u64>,
     pub refund_after_secs: Option<u64>,
     pub payout_window_ms: Option<u64>,
+    /// The incident switch file; `None`: `STATE/gateway/INCIDENT`.
+    pub incident_file: Option<PathBuf>,
 }
 
 /// A private key from a file holding hex, or from hex given directly.
@@ -199,6 +201,11 @@ pub async fn start(
         payout_window: s
             .payout_window_ms
             .map_or(defaults.payout_window, std::time::Duration::from_millis),
+        incident_file: Some(
+            s.incident_file
+                .clone()
+                .unwrap_or_else(|| state.join("INCIDENT")),
+        ),
         ..defaults
     };
     let gw = Arc::new(Gateway::new(

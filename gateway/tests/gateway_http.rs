@@ -640,6 +640,81 @@ async fn direct_rail_pays_workers_in_batches() {
     assert_eq!(c.balance(worker).await, NET * TASKS as u128);
 }
 
+/// The incident switch (seed 000, "Incident shutdown"): while its file exists no challenge is
+/// issued and no new payment is taken, even one signed against an earlier challenge; a paid
+/// task's stored answer is still given and its worker pay still goes out. Removed, selling
+/// resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_incident_switch_stops_new_sales_while_paid_work_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = chain().await;
+    let switch = tmp.path().join("INCIDENT");
+    let Direct {
+        url,
+        gw,
+        pay_to,
+        worker,
+        _net,
+        ..
+    } = direct_gateway(tmp.path(), &c, |p| SalePolicy {
+        payout_window: Duration::from_secs(2),
+        incident_file: Some(switch.clone()),
+        ..p
+    })
+    .await;
+    let body = |leaf: &str| json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input(leaf)).unwrap()});
+    let req = challenge_of(&post_task(&url, &body("i-1"), None).await).accepts[0].clone();
+    let paid = with_payment_id(
+        buyer::pay_exact(&c.buyer, &req, now()).unwrap(),
+        "pay_incident_0123456789",
+    );
+    let r = post_task(&url, &body("i-1"), Some(&paid)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // Signed against a challenge issued before the switch, sent after it.
+    let unsent = buyer::pay_exact(&c.buyer, &req, now()).unwrap();
+
+    std::fs::write(&switch, b"").unwrap();
+    let health: Value = reqwest::get(format!("{url}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["incident"], true);
+    let r = post_task(&url, &body("i-2"), None).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.body["code"], "incident_shutdown");
+    assert!(!r.headers.contains_key(PAYMENT_REQUIRED));
+    let r = post_task(&url, &body("i-2"), Some(&unsent)).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    // Nor does the gateway settle for other x402 servers.
+    let settle = reqwest::Client::new()
+        .post(format!("{url}/x402/settle"))
+        .json(&json!({"x402Version": 2, "paymentPayload": unsent, "paymentRequirements": req}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(settle.status(), 503);
+    assert_eq!(
+        c.balance(c.buyer.address()).await,
+        BUYER_FUNDS - PRICE,
+        "nothing new taken"
+    );
+    // The paid task's retry is still answered, and its worker is still paid.
+    let again = post_task(&url, &body("i-1"), Some(&paid)).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert_eq!(again.headers["x-d402-idempotent-replay"], "true");
+    worker_paid(again.body["url"].as_str().unwrap()).await;
+    assert_eq!(c.balance(worker).await, PRICE - PRICE * 500 / 10_000);
+    assert_eq!(c.balance(pay_to).await, PRICE * 500 / 10_000);
+    assert!(gw.incident());
+
+    // Switched off: challenges again.
+    std::fs::remove_file(&switch).unwrap();
+    let r = post_task(&url, &body("i-2"), None).await;
+    assert_eq!(r.status, 402, "{}", r.body);
+}
+
 /// `base-x402-direct`, a paid task that fails (its output is over the gateway's limit): the
 /// buyer is paid back in full out of `payTo`, the task ends `refunded`, the worker is not paid.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

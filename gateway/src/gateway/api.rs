@@ -173,6 +173,8 @@ pub struct Health {
     pub status: String,
     pub label: String,
     pub version: String,
+    /// The incident switch is on: no new challenges or payments; paid work still finishes.
+    pub incident: bool,
 }
 
 /// A capability as sold here: every field is the server's policy.
@@ -529,6 +531,7 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Json<Health> {
         status: "ok".into(),
         label: gw.label.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
+        incident: gw.incident(),
     })
 }
 
@@ -665,7 +668,8 @@ fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Result<Option<&'a str>,
         (status = 415, body = ErrorBody, description = "the body is not `application/json` (`unsupported_media_type`)"),
         (status = 422, body = ErrorBody, description = "JSON of the wrong shape (`invalid_body`), an input that is not an object (`invalid_input`), or a URL the policy refuses (`url_refused`)"),
         (status = 500, body = ErrorBody, description = "the task store failed (`internal`)"),
-        (status = 502, body = TaskFailure, description = "paid, but the task failed (its record), or the rail could not settle (`rail_unavailable`)")))]
+        (status = 502, body = TaskFailure, description = "paid, but the task failed (its record), or the rail could not settle (`rail_unavailable`)"),
+        (status = 503, body = ErrorBody, description = "the incident switch is on: no new challenges or payments (`incident_shutdown`); a repeated payment-identifier of a paid task is still answered")))]
 async fn create_task(
     State(gw): State<Arc<Gateway>>,
     headers: HeaderMap,
@@ -937,7 +941,8 @@ async fn verify(
         (status = 413, body = ErrorBody, description = "the body is over the limit (`body_too_large`)"),
         (status = 415, body = ErrorBody, description = "the body is not `application/json` (`unsupported_media_type`)"),
         (status = 422, body = ErrorBody, description = "JSON of the wrong shape (`invalid_body`)"),
-        (status = 502, body = ErrorBody, description = "the rail failed (`rail_unavailable`)")))]
+        (status = 502, body = ErrorBody, description = "the rail failed (`rail_unavailable`)"),
+        (status = 503, body = ErrorBody, description = "the incident switch is on: nothing is settled (`incident_shutdown`)")))]
 async fn settle(
     State(gw): State<Arc<Gateway>>,
     body: Result<Json<FacilitatorRequest>, JsonRejection>,
@@ -947,6 +952,9 @@ async fn settle(
         Ok(b) => b,
         Err(e) => return body_error(e),
     };
+    if let Err(e) = gw.check_incident() {
+        return e.into_response();
+    }
     let network = gw.rail.network().to_string();
     let fail = |reason: &str| {
         Json(SettleResponse {

@@ -93,6 +93,11 @@ pub enum GatewayError {
     Rail(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The incident switch is on: nothing new is sold until the operator turns it off.
+    #[error(
+        "the gateway is not taking new payments (incident switch {0} is on); paid work still finishes"
+    )]
+    IncidentShutdown(String),
 }
 
 impl GatewayError {
@@ -113,6 +118,7 @@ impl GatewayError {
             NotReady { .. } => "not_ready",
             Rail(_) => "rail_unavailable",
             Store(_) => "internal",
+            IncidentShutdown(_) => "incident_shutdown",
         }
     }
 
@@ -128,6 +134,7 @@ impl GatewayError {
             IdempotencyConflict(_) | NotReady { .. } => 409,
             Rail(_) => 502,
             Store(_) => 500,
+            IncidentShutdown(_) => 503,
         }
     }
 }
@@ -437,6 +444,7 @@ impl Gateway {
         self.listing(capability)?;
         let input = self.policy.check_input(input)?;
         let Some(payment) = payment else {
+            self.check_incident()?;
             return Err(self.challenge(capability, &input, None));
         };
         let offered = input.clone();
@@ -463,6 +471,8 @@ impl Gateway {
                 replay: true,
             });
         }
+        // Past the stored answers to retries: from here on a payment would be taken.
+        self.check_incident()?;
         if self.store.by_payment_digest(&digest)?.is_some() {
             self.metrics.inc(&self.metrics.replays_refused);
             return refuse(
@@ -568,6 +578,22 @@ impl Gateway {
             record: self.wait_for(record).await?,
             replay: false,
         })
+    }
+
+    /// Whether the incident switch is on.
+    pub fn incident(&self) -> bool {
+        self.policy
+            .incident_file
+            .as_ref()
+            .is_some_and(|f| f.exists())
+    }
+
+    /// `Err(IncidentShutdown)` while the incident switch is on.
+    pub fn check_incident(&self) -> Result<(), GatewayError> {
+        match &self.policy.incident_file {
+            Some(f) if f.exists() => Err(GatewayError::IncidentShutdown(f.display().to_string())),
+            _ => Ok(()),
+        }
     }
 
     /// The split of a direct payment: no commission (refused on direct rails), the gateway's

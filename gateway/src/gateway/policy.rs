@@ -38,6 +38,10 @@ pub struct SalePolicy {
     /// one transfer per worker for the whole batch (`--gateway-payout-window-ms`). Longer
     /// means fewer transactions and a later payout.
     pub payout_window: Duration,
+    /// The incident switch (DESIGN §12, seed 000 "Incident shutdown"): while this file exists,
+    /// no challenge is issued and no new payment is taken, and paid work (tasks in flight,
+    /// refunds, worker pay owed) still finishes. `None`: no switch.
+    pub incident_file: Option<std::path::PathBuf>,
     pub max_input_bytes: usize,
     pub max_output_bytes: usize,
     /// Whether inputs may name loopback and private addresses (a local devnet only).
@@ -60,6 +64,7 @@ impl Default for SalePolicy {
             refund_after: Duration::from_secs(30),
             sweep_every: Duration::from_secs(5),
             payout_window: Duration::from_secs(1),
+            incident_file: None,
             max_input_bytes: 64 * 1024,
             max_output_bytes: 1 << 20,
             allow_private_targets: false,
