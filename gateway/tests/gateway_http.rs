@@ -551,9 +551,6 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     eprintln!("direct rail test: {:?}", t0.elapsed());
 }
 
-/// `base-task-escrow` with a commission-bearing capability: the escrow is funded by the
-/// buyer's authorization, and after the validator accepts, worker, creator and gateway are paid
-/// the split on chain. A safety cap that the next challenge would exceed refuses it.
 /// `base-x402-direct` under load: the worker pay of tasks delivered within one payout window
 /// goes out as one transfer per worker for the whole batch, not one per task, and every task
 /// shows the batch that paid it.
@@ -767,6 +764,9 @@ async fn direct_rail_refunds_a_failed_task() {
     assert_eq!(c.balance(c.buyer.address()).await, BUYER_FUNDS);
 }
 
+/// `base-task-escrow` with a commission-bearing capability: the escrow is funded by the
+/// buyer's authorization, and after the validator accepts, worker, creator and gateway are paid
+/// the split on chain. A safety cap that the next challenge would exceed refuses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn escrow_rail_pays_the_split_and_caps_refuse_challenges() {
     let t0 = Instant::now();
