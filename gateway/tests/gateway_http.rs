@@ -2,6 +2,8 @@
 //! 127.0.0.1 (bootstrap, worker, validator, gateway), a buyer paying x402 v2 challenges with
 //! EIP-3009 signatures, and balances read back from the chain.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,7 +12,7 @@ use alloy::signers::local::PrivateKeySigner;
 use base64::Engine;
 use d402_evm_chain::Anvil;
 use d402_gateway::gateway::api::{self, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
-use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore};
+use d402_gateway::gateway::{Gateway, SalePolicy};
 use d402_gateway::release::EscrowReleaseSigner;
 use d402_host::Identity;
 use d402_network_support::*;
@@ -170,40 +172,19 @@ async fn network_with_release(
     }
 }
 
-/// A gateway served on a free port of 127.0.0.1; returns its base URL.
+/// A gateway served on a free port of 127.0.0.1 and resumed; returns its base URL.
 async fn serve(
     dir: &std::path::Path,
     node: &Node,
-    (rail, outbox): (Arc<dyn Rail>, Outbox),
+    rail: (Arc<dyn Rail>, Outbox),
     offers: Vec<Offer>,
     acceptance: AcceptancePolicy,
     policy: SalePolicy,
     release_signer: Option<PrivateKeySigner>,
 ) -> (String, Arc<Gateway>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let store = TaskStore::open(&dir.join("gateway-tasks.redb")).unwrap();
-    let gw = Arc::new(Gateway::new(
-        GatewayConfig {
-            policy,
-            acceptance,
-            rail,
-            outbox,
-            release_signer,
-            public_url: url.clone(),
-            label: "gateway".into(),
-        },
-        node.coordinator().clone(),
-        offers,
-        store,
-    ));
+    let (url, gw) =
+        common::serve(dir, node, rail, offers, acceptance, policy, release_signer).await;
     gw.resume().await.unwrap();
-    let served = Arc::clone(&gw);
-    tokio::spawn(async move {
-        api::serve(served, listener, std::future::pending())
-            .await
-            .unwrap();
-    });
     (url, gw)
 }
 
@@ -957,23 +938,16 @@ async fn policy_refusals_issue_no_challenge() {
             pay_to: Address::repeat_byte(1).to_checksum(None),
             ..SalePolicy::default()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let gw = Arc::new(Gateway::new(
-            GatewayConfig {
-                policy: p,
-                acceptance,
-                rail,
-                outbox,
-                release_signer: None,
-                public_url: url.clone(),
-                label: "gw".into(),
-            },
-            node.coordinator().clone(),
+        let (url, _gw) = common::serve(
+            &dir,
+            &node,
+            (rail, outbox),
             vec![offer],
-            TaskStore::open(&dir.join("tasks.redb")).unwrap(),
-        ));
-        tokio::spawn(api::serve(gw, listener, std::future::pending::<()>()));
+            acceptance,
+            p,
+            None,
+        )
+        .await;
         let r = post_task(&url, &body, None).await;
         assert_eq!(r.status, 403, "{code}: {}", r.body);
         assert_eq!(r.body["code"], code, "{}", r.body);

@@ -11,6 +11,8 @@
 //! covered by `gateway_http.rs`. The other tests here each pin down one bug the document or
 //! the fuzz led to: requests refused with plain text, an empty body or the wrong status.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -20,8 +22,8 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use base64::Engine;
 use d402_evm_chain::Anvil;
+use d402_gateway::gateway::SalePolicy;
 use d402_gateway::gateway::api;
-use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore};
 use d402_host::Identity;
 use d402_network_support::*;
 use d402_node::Node;
@@ -119,31 +121,25 @@ async fn gateway(dir: &Path) -> Live {
         outbox.clone(),
         SafetyCaps::default(),
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let gw = Arc::new(Gateway::new(
-        GatewayConfig {
-            policy: SalePolicy {
-                price: Atomic::new(PRICE),
-                worker_budget: Atomic::new(PRICE),
-                pay_to: pay_to.address().to_checksum(None),
-                asset: chain.asset.address.to_checksum(None),
-                max_input_bytes: 4096,
-                ..SalePolicy::default()
-            },
-            acceptance: acceptance(),
-            rail,
-            outbox,
-            release_signer: None,
-            public_url: url.clone(),
-            label: "gateway".into(),
-        },
-        node.coordinator().clone(),
+    let policy = SalePolicy {
+        price: Atomic::new(PRICE),
+        worker_budget: Atomic::new(PRICE),
+        pay_to: pay_to.address().to_checksum(None),
+        asset: chain.asset.address.to_checksum(None),
+        max_input_bytes: 4096,
+        ..SalePolicy::default()
+    };
+    let (url, gw) = common::serve(
+        dir,
+        &node,
+        (rail, outbox),
         vec![merkle_offer(&node)],
-        TaskStore::open(&dir.join("gateway-tasks.redb")).unwrap(),
-    ));
+        acceptance(),
+        policy,
+        None,
+    )
+    .await;
     gw.resume().await.unwrap();
-    tokio::spawn(api::serve(gw, listener, std::future::pending::<()>()));
     Live {
         url,
         buyer,
@@ -385,28 +381,22 @@ async fn offline_gateway(dir: &Path) -> (String, Node) {
         outbox.clone(),
         SafetyCaps::default(),
     ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let gw = Arc::new(Gateway::new(
-        GatewayConfig {
-            policy: SalePolicy {
-                price: Atomic::new(PRICE),
-                pay_to: PAY_TO.to_checksum(None),
-                max_input_bytes: 4096,
-                ..SalePolicy::default()
-            },
-            acceptance: acceptance(),
-            rail,
-            outbox,
-            release_signer: None,
-            public_url: url.clone(),
-            label: "gateway".into(),
-        },
-        node.coordinator().clone(),
+    let policy = SalePolicy {
+        price: Atomic::new(PRICE),
+        pay_to: PAY_TO.to_checksum(None),
+        max_input_bytes: 4096,
+        ..SalePolicy::default()
+    };
+    let (url, _gw) = common::serve(
+        dir,
+        &node,
+        (rail, outbox),
         vec![merkle_offer(&node)],
-        TaskStore::open(&dir.join("tasks.redb")).unwrap(),
-    ));
-    tokio::spawn(api::serve(gw, listener, std::future::pending::<()>()));
+        acceptance(),
+        policy,
+        None,
+    )
+    .await;
     (url, node)
 }
 

@@ -6,6 +6,8 @@
 //! loopback. The client gets the Markdown; the chain shows buyer −price, gateway +fee, and the
 //! worker net shared by the two agreeing workers.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
@@ -13,7 +15,7 @@ use std::sync::Arc;
 use alloy::primitives::{Address, TxHash};
 use alloy::providers::Provider;
 use d402_evm_chain::Anvil;
-use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore, api};
+use d402_gateway::gateway::SalePolicy;
 use d402_loopback_server::LoopbackServer;
 use d402_network_support::*;
 use d402_rails::evm::direct::BaseDirect;
@@ -118,35 +120,29 @@ async fn a_stock_x402_client_buys_page_to_markdown() {
     ));
     let acceptance = AcceptancePolicy::default()
         .trust("web", &d402_host::Identity::from_seed([42; 32]).public_id());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let gw = Arc::new(Gateway::new(
-        GatewayConfig {
-            policy: SalePolicy {
-                price: Atomic::new(PRICE),
-                worker_budget: Atomic::new(PRICE),
-                gateway_fee: GatewayFee::Bps(FEE_BPS),
-                pay_to: pay_to.to_checksum(None),
-                asset: token.to_checksum(None),
-                allow_private_targets: true,
-                wait: std::time::Duration::from_secs(90),
-                task_deadline: std::time::Duration::from_secs(90),
-                ..SalePolicy::default()
-            },
-            acceptance,
-            rail,
-            outbox,
-            release_signer: None,
-            public_url: url.clone(),
-            label: "gateway".into(),
-        },
-        gateway_node.coordinator().clone(),
+    let policy = SalePolicy {
+        price: Atomic::new(PRICE),
+        worker_budget: Atomic::new(PRICE),
+        gateway_fee: GatewayFee::Bps(FEE_BPS),
+        pay_to: pay_to.to_checksum(None),
+        asset: token.to_checksum(None),
+        allow_private_targets: true,
+        wait: std::time::Duration::from_secs(90),
+        task_deadline: std::time::Duration::from_secs(90),
+        ..SalePolicy::default()
+    };
+    let (url, gw) = common::serve(
+        dir,
+        &gateway_node,
+        (rail, outbox),
         vec![page_offer(&gateway_node)],
-        TaskStore::open(&dir.join("gateway-tasks.redb")).unwrap(),
-    ));
+        acceptance,
+        policy,
+        None,
+    )
+    .await;
     assert!(gw.refused.is_empty(), "{:?}", gw.refused);
     gw.resume().await.unwrap();
-    tokio::spawn(api::serve(gw, listener, std::future::pending()));
 
     // The stock client pays and gets the Markdown.
     let body = json!({
