@@ -94,6 +94,7 @@ pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
                     "{}",
                     serde_json::to_string_pretty(&serde_json::json!({
                         "taskId": t["taskId"],
+                        "url": t["url"],
                         "result": t["result"],
                         "receipt": t["receipt"],
                         "verdict": t["verdict"],

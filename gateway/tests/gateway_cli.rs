@@ -3,6 +3,8 @@
 //! refuses to pay above it; the gateway pays the worker its net out of `payTo` and keeps its fee.
 //! It buys a proof check and a page conversion (quorum of two, a page served on loopback).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -230,14 +232,7 @@ async fn gateway_process_sells_to_the_client_process() {
     assert_eq!(r["result"]["valid"], true, "{r}");
     assert!(r["receipt"]["signature"].is_string());
     // Buyer −price, gateway +fee (5 %), and the worker +net in the gateway's next payout batch.
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while anvil.balance(token, worker_wallet).await.unwrap() == 0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the worker was never paid"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    common::worker_paid(r["url"].as_str().unwrap()).await;
     assert_eq!(anvil.balance(token, worker_wallet).await.unwrap(), 9_500);
     assert_eq!(anvil.balance(token, pay_to).await.unwrap(), 500);
     assert_eq!(
@@ -269,13 +264,7 @@ async fn gateway_process_sells_to_the_client_process() {
     let markdown = r["result"]["markdown"].as_str().unwrap_or_default();
     assert!(markdown.contains("paid for by d402 client"), "{r}");
     assert_eq!(site.count(), 1, "the page is frozen once for both workers");
-    while anvil.balance(token, worker_wallet).await.unwrap() == 9_500 {
-        assert!(
-            std::time::Instant::now() < until + std::time::Duration::from_secs(30),
-            "the workers were never paid for the page"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    common::worker_paid(r["url"].as_str().unwrap()).await;
     assert_eq!(anvil.balance(token, worker_wallet).await.unwrap(), 19_000);
     assert_eq!(anvil.balance(token, pay_to).await.unwrap(), 1_000);
     assert_eq!(

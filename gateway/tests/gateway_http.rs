@@ -254,20 +254,6 @@ async fn direct_gateway(
     }
 }
 
-/// Waits until the task at `task_url` shows its worker pay paid out; returns `workerPay`.
-async fn worker_paid(task_url: &str) -> Value {
-    let until = Instant::now() + Duration::from_secs(30);
-    loop {
-        let task: Value = reqwest::get(task_url).await.unwrap().json().await.unwrap();
-        let pay = &task["payment"]["workerPay"];
-        if pay["state"] == "paid" {
-            return pay.clone();
-        }
-        assert!(Instant::now() < until, "the worker was never paid: {task}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn post_task(url: &str, body: &Value, payment: Option<&PaymentPayload>) -> Reply {
     let mut req = reqwest::Client::new()
         .post(format!("{url}/tasks"))
@@ -316,36 +302,15 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     let http = reqwest::Client::new();
 
     // Discovery.
-    let health: Value = http
-        .get(format!("{url}/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = common::get_json(&format!("{url}/health")).await;
     assert_eq!(health["status"], "ok");
-    let wk: Value = http
-        .get(format!("{url}/.well-known/d402-gateway.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let wk: Value = common::get_json(&format!("{url}/.well-known/d402-gateway.json")).await;
     assert_eq!(wk["capabilities"][0]["id"], MERKLE);
     assert_eq!(wk["capabilities"][0]["price"], PRICE.to_string());
     assert_eq!(wk["capabilities"][0]["mode"], "single");
     assert_eq!(wk["paymentRails"][0]["name"], "base-x402-direct");
     assert_eq!(wk["paymentRails"][0]["network"], "eip155:31337");
-    let spec: Value = http
-        .get(format!("{url}/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec: Value = common::get_json(&format!("{url}/openapi.json")).await;
     assert!(
         spec["openapi"].as_str().unwrap().starts_with("3.1"),
         "{}",
@@ -387,27 +352,13 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     assert_eq!(owed["shares"][0]["to"], worker.to_checksum(None), "{owed}");
     assert_eq!(owed["shares"][0]["amount"], (PRICE - FEE).to_string());
     let task_url = r.body["url"].as_str().unwrap().to_string();
-    let pay = worker_paid(&task_url).await;
+    let pay = common::worker_paid(&task_url).await;
     assert_eq!(pay["txHashes"].as_array().unwrap().len(), 1, "{pay}");
     assert_eq!(c.balance(worker).await, PRICE - FEE);
     assert_eq!(c.balance(pay_to).await, FEE);
-    let got: Value = http
-        .get(&task_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = common::get_json(&task_url).await;
     assert_eq!(got["status"], "delivered");
-    let result: Value = http
-        .get(format!("{task_url}/result"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let result: Value = common::get_json(&format!("{task_url}/result")).await;
     assert_eq!(result["valid"], true);
     let receipt = http
         .get(format!("{task_url}/receipt"))
@@ -569,7 +520,7 @@ async fn direct_rail_pays_workers_in_batches() {
     for p in paid {
         let r = p.await.unwrap();
         assert_eq!(r.status, 200, "{}", r.body);
-        let pay = worker_paid(r.body["url"].as_str().unwrap()).await;
+        let pay = common::worker_paid(r.body["url"].as_str().unwrap()).await;
         assert_eq!(pay["shares"][0]["amount"], NET.to_string(), "{pay}");
         batches.insert(pay["batch"].as_str().unwrap().to_string());
         for tx in pay["txHashes"].as_array().unwrap() {
@@ -652,12 +603,7 @@ async fn the_incident_switch_stops_new_sales_while_paid_work_finishes() {
     let unsent = buyer::pay_exact(&c.buyer, &req, now()).unwrap();
 
     std::fs::write(&switch, b"").unwrap();
-    let health: Value = reqwest::get(format!("{url}/health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health: Value = common::get_json(&format!("{url}/health")).await;
     assert_eq!(health["incident"], true);
     let r = post_task(&url, &body("i-2"), None).await;
     assert_eq!(r.status, 503, "{}", r.body);
@@ -682,7 +628,7 @@ async fn the_incident_switch_stops_new_sales_while_paid_work_finishes() {
     let again = post_task(&url, &body("i-1"), Some(&paid)).await;
     assert_eq!(again.status, 200, "{}", again.body);
     assert_eq!(again.headers["x-d402-idempotent-replay"], "true");
-    worker_paid(again.body["url"].as_str().unwrap()).await;
+    common::worker_paid(again.body["url"].as_str().unwrap()).await;
     assert_eq!(c.balance(worker).await, PRICE - PRICE * 500 / 10_000);
     assert_eq!(c.balance(pay_to).await, PRICE * 500 / 10_000);
     assert!(gw.incident());

@@ -4,6 +4,8 @@
 //! the gateway pays the worker its net out of its own wallet. It buys a proof check and a page
 //! conversion (quorum of two, a page served on loopback).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
@@ -175,14 +177,7 @@ async fn solana_gateway_sells_to_the_solana_client() {
     // The split: the worker's net paid out of the gateway's wallet in the next payout batch,
     // the 5 % fee kept.
     assert_eq!(balance(buyer.pubkey()).await, 990_000);
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while balance(worker_wallet).await == 0 {
-        assert!(
-            std::time::Instant::now() < until,
-            "the worker was never paid"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    common::worker_paid(r["url"].as_str().unwrap()).await;
     assert_eq!(balance(worker_wallet).await, 9_500);
     assert_eq!(balance(pay_to).await, 500);
 
@@ -199,13 +194,7 @@ async fn solana_gateway_sells_to_the_solana_client() {
     assert!(markdown.contains("partially signed SPL transfer"), "{r}");
     assert_eq!(site.count(), 1, "the page is frozen once for both workers");
     assert_eq!(balance(buyer.pubkey()).await, 980_000);
-    while balance(worker_wallet).await == 9_500 {
-        assert!(
-            std::time::Instant::now() < until + std::time::Duration::from_secs(30),
-            "the workers were never paid for the page"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    common::worker_paid(r["url"].as_str().unwrap()).await;
     assert_eq!(balance(worker_wallet).await, 19_000);
     assert_eq!(balance(pay_to).await, 1_000);
 

@@ -229,14 +229,7 @@ async fn openapi_is_valid_3_1_and_fuzzing_finds_no_server_error() {
     let version = spec["openapi"].as_str().unwrap_or_default();
     assert!(version.starts_with("3.1"), "openapi is {version:?}");
     // The merkle capability is sold: the fuzz's examples reach the 402, not a 404.
-    let wk: Value = http
-        .get(format!("{url}/.well-known/d402-gateway.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let wk: Value = common::get_json(&format!("{url}/.well-known/d402-gateway.json")).await;
     assert_eq!(wk["capabilities"][0]["id"], MERKLE);
 
     // The document against the OpenAPI 3.1 meta-schema.

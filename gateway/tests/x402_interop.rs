@@ -227,15 +227,7 @@ async fn a_stock_x402_client_buys_page_to_markdown() {
     // two agreeing workers, paid out of payTo in the gateway's next payout batch.
     let fee = PRICE * u128::from(FEE_BPS) / 10_000;
     let task_url = task["url"].as_str().unwrap().to_string();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let pay = loop {
-        let t: serde_json::Value = reqwest::get(&task_url).await.unwrap().json().await.unwrap();
-        if t["payment"]["workerPay"]["state"] == "paid" {
-            break t["payment"]["workerPay"].clone();
-        }
-        assert!(std::time::Instant::now() < until, "workers never paid: {t}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    };
+    let pay = common::worker_paid(&task_url).await;
     let shares = pay["shares"].as_array().unwrap();
     assert_eq!(shares.len(), 2, "{pay}");
     assert_eq!(balance(buyer.address()).await, BUYER_FUNDS - PRICE);

@@ -628,7 +628,7 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     let gauges = gw.gauges().unwrap_or_default();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        gw.metrics.render_with(&gauges),
+        gw.metrics.render(&gauges),
     )
 }
 

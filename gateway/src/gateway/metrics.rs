@@ -28,19 +28,7 @@ impl Metrics {
     }
 
     /// The Prometheus exposition text: the counters, then `gauges` (name, help, value).
-    pub fn render_with(&self, gauges: &[(&str, &str, u128)]) -> String {
-        let mut out = self.render();
-        for (name, help, value) in gauges {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        out
-    }
-
-    /// The Prometheus exposition text of the counters.
-    pub fn render(&self) -> String {
+    pub fn render(&self, gauges: &[(&str, &str, u128)]) -> String {
         let rows: [(&str, &str, &AtomicU64); 13] = [
             (
                 "d402_http_requests_total",
@@ -114,6 +102,12 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
                 c.load(Ordering::Relaxed)
+            );
+        }
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
             );
         }
         out

@@ -1,7 +1,10 @@
-//! What several gateway test files share: a gateway served in process on a free port.
+//! What several gateway test files share: a gateway served in process on a free port, and
+//! reading tasks back from one. Each test file uses part of it.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use alloy::signers::local::PrivateKeySigner;
 use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore, api};
@@ -44,4 +47,24 @@ pub async fn serve(
         std::future::pending::<()>(),
     ));
     (url, gw)
+}
+
+/// `GET url` as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Waits (up to 30 s) until the task at `task_url` shows its worker pay paid out (direct rails
+/// pay in batches, after delivery); returns the task's `payment.workerPay`.
+pub async fn worker_paid(task_url: &str) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let task = get_json(task_url).await;
+        let pay = &task["payment"]["workerPay"];
+        if pay["state"] == "paid" {
+            return pay.clone();
+        }
+        assert!(Instant::now() < until, "the worker was never paid: {task}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

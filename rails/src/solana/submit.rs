@@ -202,33 +202,51 @@ impl Submitter {
     /// Brings the in-flight record `id` to its verdict: recorded if it landed (never resent),
     /// else resent byte for byte and awaited until it lands or its blockhash expires.
     pub async fn finish(&self, id: &str) -> Result<Landed, SubmitError> {
-        let record = self
-            .outbox
-            .get(id)?
-            .ok_or_else(|| OutboxError::Unknown(id.to_string()))?;
-        let request: SolanaRequest = serde_json::from_value(record.request)
-            .map_err(|e| SubmitError::Encoding(e.to_string()))?;
-        let tx = wire::decode_transaction(&request.transaction).map_err(SubmitError::Encoding)?;
-        let signature = wire::transaction_id(&tx)
-            .ok_or_else(|| SubmitError::Encoding("no signature".to_string()))?;
-        match self.verdict(&signature).await? {
-            Some(Verdict::Landed(slot)) => {
-                self.outbox
-                    .mark_confirmed(id, Some(&signature.to_string()))?;
-                Ok(Landed { signature, slot })
-            }
-            Some(Verdict::Failed(error)) => {
-                self.outbox.mark_failed(id, &error)?;
-                Err(SubmitError::FailedOnChain { signature, error })
-            }
+        self.finish_telling(id).await.0
+    }
+
+    /// [`Submitter::finish`], and whether the transaction had to be sent again (it had not
+    /// landed), for the reconciliation report.
+    async fn finish_telling(&self, id: &str) -> (Result<Landed, SubmitError>, bool) {
+        let found = async {
+            let record = self
+                .outbox
+                .get(id)?
+                .ok_or_else(|| OutboxError::Unknown(id.to_string()))?;
+            let request: SolanaRequest = serde_json::from_value(record.request)
+                .map_err(|e| SubmitError::Encoding(e.to_string()))?;
+            let tx =
+                wire::decode_transaction(&request.transaction).map_err(SubmitError::Encoding)?;
+            let signature = wire::transaction_id(&tx)
+                .ok_or_else(|| SubmitError::Encoding("no signature".to_string()))?;
+            let verdict = self.verdict(&signature).await?;
+            Ok::<_, SubmitError>((tx, signature, verdict))
+        };
+        let (tx, signature, verdict) = match found.await {
+            Ok(f) => f,
+            Err(e) => return (Err(e), false),
+        };
+        let outcome = match verdict {
+            Some(Verdict::Landed(slot)) => self
+                .outbox
+                .mark_confirmed(id, Some(&signature.to_string()))
+                .map(|_| Landed { signature, slot })
+                .map_err(SubmitError::from),
+            Some(Verdict::Failed(error)) => match self.outbox.mark_failed(id, &error) {
+                Ok(_) => Err(SubmitError::FailedOnChain { signature, error }),
+                Err(e) => Err(e.into()),
+            },
             None => {
                 // Same bytes, same signature: if an earlier copy lands first, this one is
                 // refused by the chain, so resending can never pay twice.
                 let _ = self.send_only(&tx).await;
-                self.await_verdict(id, signature, blockhash_of(&tx), &tx)
-                    .await
+                let landed = self
+                    .await_verdict(id, signature, blockhash_of(&tx), &tx)
+                    .await;
+                return (landed, true);
             }
-        }
+        };
+        (outcome, false)
     }
 
     /// Sends a transaction without waiting (what a process does right before it would record
@@ -323,18 +341,11 @@ impl Submitter {
     pub async fn reconcile(&self) -> Result<ReconcileReport, SubmitError> {
         let mut report = ReconcileReport::default();
         for record in self.outbox.in_flight(self.rail)? {
-            let unlanded = match serde_json::from_value::<SolanaRequest>(record.request.clone())
-                .ok()
-                .and_then(|r| wire::decode_transaction(&r.transaction).ok())
-                .and_then(|tx| wire::transaction_id(&tx))
-            {
-                Some(signature) => self.verdict(&signature).await?.is_none(),
-                None => false,
-            };
-            if unlanded {
+            let (outcome, resent) = self.finish_telling(&record.id).await;
+            if resent {
                 report.resent.push(record.id.clone());
             }
-            let outcome = self.finish(&record.id).await.map(|_| ());
+            let outcome = outcome.map(|_| ());
             match outcome {
                 Ok(()) | Err(SubmitError::FailedOnChain { .. }) | Err(SubmitError::Expired(_)) => {}
                 Err(e) => return Err(e),
