@@ -16,6 +16,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 const SETTLEMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("settlements");
+/// The ids of the settlements in flight (intent or sent), with the rail that wrote them, written
+/// in the same commit as each record: a reconcile or a monitor reads what is pending without
+/// parsing every settlement ever made.
+const IN_FLIGHT: TableDefinition<&str, &str> = TableDefinition::new("settlements_in_flight");
+/// Markers of one-off upgrades of an older database (`in_flight_index`: built).
+const META: TableDefinition<&str, u64> = TableDefinition::new("outbox_meta");
 /// Channel rails: the latest accepted voucher per channel and payee triple. A voucher is money
 /// owed to a worker; it must survive a restart until it is claimed.
 const VOUCHERS: TableDefinition<&str, &[u8]> = TableDefinition::new("channel_vouchers");
@@ -117,8 +123,23 @@ impl Outbox {
     pub fn open(path: &Path) -> Result<Self, OutboxError> {
         let db = Database::create(path)?;
         let tx = db.begin_write()?;
-        tx.open_table(SETTLEMENTS)?;
-        tx.open_table(VOUCHERS)?;
+        {
+            let settlements = tx.open_table(SETTLEMENTS)?;
+            tx.open_table(VOUCHERS)?;
+            let mut meta = tx.open_table(META)?;
+            let mut index = tx.open_table(IN_FLIGHT)?;
+            // A database from before the index: build it once from the records.
+            if meta.get("in_flight_index")?.is_none() {
+                for entry in settlements.iter()? {
+                    let (k, v) = entry?;
+                    let record = decode(k.value(), v.value())?;
+                    if record.state.in_flight() {
+                        index.insert(k.value(), record.rail.as_str())?;
+                    }
+                }
+                meta.insert("in_flight_index", 1)?;
+            }
+        }
         tx.commit()?;
         Ok(Outbox { db: Arc::new(db) })
     }
@@ -152,6 +173,7 @@ impl Outbox {
                 updated_unix: t,
             };
             table.insert(id, encode(&record).as_slice())?;
+            tx.open_table(IN_FLIGHT)?.insert(id, rail)?;
             record
         };
         tx.commit()?;
@@ -241,10 +263,26 @@ impl Outbox {
     /// The records a restart must reconcile, for one rail.
     pub fn in_flight(&self, rail: &str) -> Result<Vec<SettlementRecord>, OutboxError> {
         Ok(self
-            .all()?
+            .all_in_flight()?
             .into_iter()
-            .filter(|r| r.rail == rail && r.state.in_flight())
+            .filter(|r| r.rail == rail)
             .collect())
+    }
+
+    /// Every record in flight (intent or sent), whatever its rail, in id order: what an
+    /// operator's monitor watches for settlements that stay pending.
+    pub fn all_in_flight(&self) -> Result<Vec<SettlementRecord>, OutboxError> {
+        let tx = self.db.begin_read()?;
+        let index = tx.open_table(IN_FLIGHT)?;
+        let table = tx.open_table(SETTLEMENTS)?;
+        let mut out = Vec::new();
+        for entry in index.iter()? {
+            let (k, _) = entry?;
+            if let Some(v) = table.get(k.value())? {
+                out.push(decode(k.value(), v.value())?);
+            }
+        }
+        Ok(out)
     }
 
     /// Stores the latest accepted voucher under `key`, replacing the previous one.
@@ -303,6 +341,12 @@ impl Outbox {
             change(&mut record)?;
             record.updated_unix = now();
             table.insert(id, encode(&record).as_slice())?;
+            let mut index = tx.open_table(IN_FLIGHT)?;
+            if record.state.in_flight() {
+                index.insert(id, record.rail.as_str())?;
+            } else {
+                index.remove(id)?;
+            }
             record
         };
         tx.commit()?;
@@ -351,6 +395,58 @@ mod tests {
             o.get("a").unwrap().unwrap().tx_hash.as_deref(),
             Some("0xabc")
         );
+    }
+
+    /// A database written before the in-flight index gets the index on open, with exactly the
+    /// records in flight.
+    #[test]
+    fn an_older_database_gets_its_in_flight_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.redb");
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut table = tx.open_table(SETTLEMENTS).unwrap();
+                for (id, state) in [
+                    ("flying", SettlementState::Sent),
+                    ("done", SettlementState::Confirmed),
+                    ("lost", SettlementState::Failed { reason: "x".into() }),
+                ] {
+                    let record = SettlementRecord {
+                        id: id.into(),
+                        rail: "r".into(),
+                        state,
+                        tx_hash: None,
+                        request: serde_json::Value::Null,
+                        created_unix: 1,
+                        updated_unix: 1,
+                    };
+                    table.insert(id, encode(&record).as_slice()).unwrap();
+                }
+            }
+            tx.commit().unwrap();
+        }
+        let o = Outbox::open(&path).unwrap();
+        let ids: Vec<String> = o
+            .all_in_flight()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["flying"]);
+        o.mark_confirmed("flying", None).unwrap();
+        o.reopen("lost").unwrap();
+        drop(o);
+        // Built once: reopening keeps what the writes since have made of it.
+        let o = Outbox::open(&path).unwrap();
+        let ids: Vec<String> = o
+            .all_in_flight()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, ["lost"]);
     }
 
     #[test]
