@@ -340,6 +340,7 @@ async fn main() -> Result<()> {
             release_signer: None,
             public_url: ours.clone(),
             label: "gateway".into(),
+            ops: None,
         },
         gateway_node.coordinator().clone(),
         vec![merkle_offer(&gateway_node), page_offer(&gateway_node)],

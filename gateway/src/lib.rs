@@ -3,10 +3,12 @@
 //!
 //! - [`gateway`]: sells the peer network's capabilities over HTTP for x402 payments.
 //! - [`client`]: a buyer that answers a 402, pays within a spend cap and waits for the result.
+//! - [`ops`]: the operations snapshot a gateway publishes, and when it is an alert.
 //! - [`release`]: the `base-task-escrow` release key as a validator node holds it.
 #![deny(unsafe_code)]
 
 pub mod client;
 pub mod gateway;
+pub mod ops;
 pub mod published;
 pub mod release;

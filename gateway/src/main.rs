@@ -10,6 +10,7 @@ mod devnet;
 mod keys;
 mod namespace;
 mod node;
+mod ops_cli;
 mod run;
 mod serve;
 
@@ -39,6 +40,12 @@ enum Command {
     /// The whole market on this machine: local chains, a gateway, workers, a validator, and a
     /// paying demo client (or `--keep-running`).
     Devnet(devnet::DevnetArgs),
+    /// One look at a gateway's health: tasks stuck, settlements pending, pay owed, replays,
+    /// fee-payer balances. Prints JSON; exits 3 when anything is alerting.
+    OpsStatus(ops_cli::StatusArgs),
+    /// Watch a gateway: report each alert when it starts, recurs or clears, to a JSONL file and
+    /// a webhook.
+    OpsMonitor(ops_cli::MonitorArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +58,8 @@ fn main() -> ExitCode {
         Command::Node(args) => node::run(*args),
         Command::Client(args) => client_cli::run(args),
         Command::Devnet(args) => devnet::run(args),
+        Command::OpsStatus(args) => ops_cli::status(args),
+        Command::OpsMonitor(args) => ops_cli::monitor(args),
     };
     match result {
         Ok(code) => code,

@@ -8,7 +8,8 @@ use alloy::primitives::Address;
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, anyhow, bail};
-use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore, api};
+use d402_gateway::gateway::{Gateway, GatewayConfig, OpsReporting, SalePolicy, TaskStore, api};
+use d402_gateway::ops::{Chain, FeePayer};
 use d402_gateway::published;
 use d402_node::{Node, Offer};
 use d402_rails::evm::direct::BaseDirect;
@@ -128,6 +129,8 @@ struct BuiltRail {
     pay_to: String,
     asset: String,
     decimals: u8,
+    /// The wallet paying the rail's transaction fees, for `d402 ops-status`.
+    fee_payer: FeePayer,
 }
 
 /// Builds the rail, the gateway and its listener; returns the gateway and the bound listener
@@ -163,6 +166,7 @@ pub async fn start(
         pay_to,
         asset,
         decimals,
+        fee_payer,
     } = built;
 
     let mut offers = Vec::new();
@@ -217,6 +221,10 @@ pub async fn start(
             release_signer,
             public_url: format!("http://{local}"),
             label: node.label().to_string(),
+            ops: Some(OpsReporting {
+                snapshot: state.join(d402_gateway::ops::SNAPSHOT_FILE),
+                fee_payer: Some(fee_payer),
+            }),
         },
         node.coordinator().clone(),
         offers,
@@ -255,6 +263,7 @@ async fn evm_rail(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRa
         .get_chain_id()
         .await
         .with_context(|| format!("asking {rpc} for its chain id"))?;
+    let chain_url = rpc.clone();
     let chain = EvmChain {
         rpc_url: rpc,
         chain_id,
@@ -326,6 +335,11 @@ async fn evm_rail(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRa
             bail!("--payment {:?} is not an EVM rail", s.rail)
         }
     };
+    let fee_payer = FeePayer {
+        chain: Chain::Evm,
+        address: facilitator.address().to_checksum(None),
+        rpc_url: chain_url.to_string(),
+    };
     Ok(BuiltRail {
         rail,
         outbox,
@@ -333,6 +347,7 @@ async fn evm_rail(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRa
         pay_to: wallet.to_checksum(None),
         asset: token.to_checksum(None),
         decimals,
+        fee_payer,
     })
 }
 
@@ -389,6 +404,11 @@ async fn solana_direct(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<Bu
         .map_err(|_| anyhow!("the cluster's network id is not CAIP-2"))?;
     let decimals = s.solana_mint_decimals;
     let caps = SafetyCaps::from_env(decimals).map_err(|e| anyhow!("{e}"))?;
+    let fee_payer_info = FeePayer {
+        chain: Chain::Solana,
+        address: fee_payer.pubkey().to_string(),
+        rpc_url: url.clone(),
+    };
     let submitter = Submitter::new(rpc, outbox.clone(), d402_rails::solana::direct::NAME);
     let rail = SolanaDirect::new(
         DirectConfig::new(network, mint, decimals),
@@ -403,6 +423,7 @@ async fn solana_direct(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<Bu
         pay_to: pay_to.to_string(),
         asset: mint.to_string(),
         decimals,
+        fee_payer: fee_payer_info,
     })
 }
 

@@ -271,4 +271,124 @@ async fn gateway_process_sells_to_the_client_process() {
         anvil.balance(token, buyer.address()).await.unwrap(),
         980_000
     );
+
+    // Operations: `d402 ops-status` and `d402 ops-monitor` read the snapshot the gateway
+    // rewrites every sweep, and ask anvil for the facilitator's ETH.
+    let gw_state = dir.join("gw");
+    let ops = |command: &str, args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_d402"))
+            .arg(command)
+            .args(["--state", gw_state.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (out.status.code(), out.stdout, stderr)
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let report = loop {
+        let (code, stdout, stderr) = ops("ops-status", &[]);
+        let report: serde_json::Value =
+            serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        let counters = &report["snapshot"]["counters"];
+        if counters["d402_tasks_delivered_total"] == 2
+            && counters["d402_payout_batches_paid_total"] == 2
+        {
+            assert_eq!(code, Some(0), "{report:#}\n{stderr}");
+            break report;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "the snapshot never showed both tasks: {report:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["snapshot"]["rail"], "base-x402-direct");
+    assert_eq!(report["snapshot"]["tasksInFlight"], 0);
+    assert_eq!(report["snapshot"]["workerPayOwedAtomic"], "0");
+    let balance = &report["balances"][0];
+    assert_eq!(balance["chain"], "evm");
+    assert_eq!(balance["address"], facilitator.address().to_checksum(None));
+    let wei: u128 = balance["atomic"].as_str().unwrap().parse().unwrap();
+    assert!(wei > 1_000_000_000_000_000, "{balance}");
+
+    // A minimum the facilitator cannot meet: an alert, and exit status 3.
+    let (code, stdout, _) = ops("ops-status", &["--min-evm-balance-eth", "1000000"]);
+    assert_eq!(code, Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(
+        report["alerts"][0]["code"], "low-fee-payer-balance",
+        "{report:#}"
+    );
+
+    // The monitor reports the alert once when it starts, not again while it holds, and once
+    // when it clears: to the file and to the webhook.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let sink = received.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(
+            move |axum::Json(body): axum::Json<serde_json::Value>| async move {
+                sink.lock().unwrap().push(body);
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await });
+    let alert_file = dir.join("ops-alerts.jsonl");
+    let monitor = |extra: &[&str]| {
+        let mut args = vec![
+            "--once",
+            "--alert-file",
+            alert_file.to_str().unwrap(),
+            "--alert-webhook-url",
+            &hook_url,
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_d402"))
+            .arg("ops-monitor")
+            .args(["--state", gw_state.to_str().unwrap()])
+            .args(&args)
+            .output()
+            .unwrap();
+        out.status.code()
+    };
+    let lines = || -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&alert_file)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let low = ["--min-evm-balance-eth", "1000000"];
+    assert_eq!(tokio::task::block_in_place(|| monitor(&low)), Some(3));
+    assert_eq!(tokio::task::block_in_place(|| monitor(&low)), Some(3));
+    let seen = lines();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["status"], "firing");
+    assert_eq!(seen[0]["code"], "low-fee-payer-balance");
+    assert_eq!(seen[0]["gateway"], "gateway-1");
+    assert_eq!(tokio::task::block_in_place(|| monitor(&[])), Some(0));
+    let seen = lines();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert_eq!(seen[1]["status"], "resolved");
+    assert_eq!(seen[1]["code"], "low-fee-payer-balance");
+    assert_eq!(
+        *received.lock().unwrap(),
+        seen,
+        "the webhook got what the file got"
+    );
+
+    // A stopped gateway stops rewriting its snapshot.
+    drop(_gateway);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let (code, stdout, _) = ops("ops-status", &["--max-snapshot-age-secs", "1"]);
+    assert_eq!(code, Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(
+        report["alerts"][0]["code"], "gateway-not-reporting",
+        "{report:#}"
+    );
 }

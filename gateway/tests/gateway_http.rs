@@ -294,6 +294,7 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
     // payTo is the facilitator's wallet: it pays the worker's net out of what it received.
     let Direct {
         url,
+        gw,
         pay_to,
         worker,
         _net,
@@ -480,6 +481,25 @@ async fn direct_rail_sells_a_task_and_refuses_bad_payments() {
         metrics.contains("d402_replay_rejections_total 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("d402_payment_id_conflicts_total 1"),
+        "{metrics}"
+    );
+    // What an operator's monitor makes of it: the replay and the reused payment-identifier
+    // (the stored response and the 409) are events; nothing is stuck or owed.
+    let snapshot = gw.ops_snapshot().unwrap();
+    assert_eq!(snapshot.tasks_in_flight, 0);
+    assert!(snapshot.pending_settlements.is_empty(), "{snapshot:?}");
+    let alerts = d402_gateway::ops::evaluate(
+        &snapshot,
+        snapshot.written_ms,
+        &Default::default(),
+        &Default::default(),
+        &[],
+    );
+    let codes: Vec<&str> = alerts.iter().map(|a| a.code.as_str()).collect();
+    assert_eq!(codes, ["replay-rejections", "duplicate-payment-attempts"]);
+    assert!(alerts[1].message.starts_with("2 "), "{}", alerts[1].message);
     eprintln!("direct rail test: {:?}", t0.elapsed());
 }
 

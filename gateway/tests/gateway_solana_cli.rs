@@ -204,4 +204,40 @@ async fn solana_gateway_sells_to_the_solana_client() {
         chain.sol_balance(&buyer.pubkey()).await.unwrap(),
         1_000_000_000
     );
+
+    // `d402 ops-status` checks the fee payer's SOL on the gateway's own cluster (1 SOL funded,
+    // a few fees spent): above a 0.005 SOL minimum, below a 2 SOL one.
+    let ops_status = |min: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_d402"))
+            .arg("ops-status")
+            .args(["--state", dir.join("gw").to_str().unwrap()])
+            .args(["--min-solana-balance-sol", min])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code(), report)
+    };
+    let (code, report) = ops_status("0.005");
+    let balance = &report["balances"][0];
+    assert_eq!(balance["chain"], "solana", "{report:#}");
+    assert_eq!(balance["address"], fee_payer.pubkey().to_string());
+    let lamports: u64 = balance["atomic"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        lamports,
+        chain.sol_balance(&fee_payer.pubkey()).await.unwrap()
+    );
+    assert_eq!(report["snapshot"]["rail"], "solana-direct");
+    assert_eq!(code, Some(0), "{report:#}");
+    assert_eq!(report["ok"], true);
+    let (code, report) = ops_status("2");
+    assert_eq!(code, Some(3));
+    assert!(
+        report["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["code"] == "low-fee-payer-balance"),
+        "{report:#}"
+    );
 }

@@ -20,6 +20,10 @@ pub struct Metrics {
     pub tasks_failed: AtomicU64,
     pub tasks_refunded: AtomicU64,
     pub payout_batches_paid: AtomicU64,
+    pub payment_id_conflicts: AtomicU64,
+    pub release_errors: AtomicU64,
+    pub refund_errors: AtomicU64,
+    pub payout_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -27,9 +31,9 @@ impl Metrics {
         c.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus exposition text: the counters, then `gauges` (name, help, value).
-    pub fn render(&self, gauges: &[(&str, &str, u128)]) -> String {
-        let rows: [(&str, &str, &AtomicU64); 13] = [
+    /// Every counter with its Prometheus name and help text.
+    fn rows(&self) -> [(&'static str, &'static str, &AtomicU64); 17] {
+        [
             (
                 "d402_http_requests_total",
                 "HTTP requests served",
@@ -95,9 +99,41 @@ impl Metrics {
                 "batches of delivered tasks' worker pay paid out on a direct rail",
                 &self.payout_batches_paid,
             ),
-        ];
+            (
+                "d402_payment_id_conflicts_total",
+                "payment-identifiers reused with a different payment (409)",
+                &self.payment_id_conflicts,
+            ),
+            (
+                "d402_release_errors_total",
+                "failed attempts to release a validated task's split or pay",
+                &self.release_errors,
+            ),
+            (
+                "d402_refund_errors_total",
+                "failed attempts to refund a failed task",
+                &self.refund_errors,
+            ),
+            (
+                "d402_payout_errors_total",
+                "failed attempts to pay a batch of worker pay",
+                &self.payout_errors,
+            ),
+        ]
+    }
+
+    /// The counters' values by Prometheus name, for the operations snapshot.
+    pub fn values(&self) -> std::collections::BTreeMap<String, u64> {
+        self.rows()
+            .into_iter()
+            .map(|(name, _, c)| (name.to_string(), c.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// The Prometheus exposition text: the counters, then `gauges` (name, help, value).
+    pub fn render(&self, gauges: &[(&str, &str, u128)]) -> String {
         let mut out = String::new();
-        for (name, help, c) in rows {
+        for (name, help, c) in self.rows() {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",

@@ -154,6 +154,18 @@ pub struct GatewayConfig {
     /// The public base URL, e.g. `http://127.0.0.1:8080` (the x402 `resource`).
     pub public_url: String,
     pub label: String,
+    /// Where the operations snapshot goes, and the fee payer it names (`None`: no snapshot).
+    pub ops: Option<OpsReporting>,
+}
+
+/// Publishing the operations snapshot ([`crate::ops`]) that `d402 ops-status` and
+/// `d402 ops-monitor` read.
+#[derive(Debug, Clone)]
+pub struct OpsReporting {
+    /// Normally `STATE/gateway/ops.json`.
+    pub snapshot: std::path::PathBuf,
+    /// The wallet paying this gateway's transaction fees, for the balance check.
+    pub fee_payer: Option<crate::ops::FeePayer>,
 }
 
 /// A running gateway: listings, rail, task records, the network's coordinator.
@@ -179,6 +191,8 @@ pub struct Gateway {
     payouts_due: Arc<tokio::sync::Notify>,
     /// One payer at a time: a batch is opened and paid by one caller only.
     paying: tokio::sync::Mutex<()>,
+    ops: Option<OpsReporting>,
+    started_ms: u64,
 }
 
 /// How often a waiting `POST /tasks` re-reads its task when no transition woke it (a task
@@ -286,6 +300,8 @@ impl Gateway {
             transitions: tokio::sync::watch::Sender::new(0),
             payouts_due: Arc::new(tokio::sync::Notify::new()),
             paying: tokio::sync::Mutex::new(()),
+            ops: config.ops,
+            started_ms: now_ms(),
         }
     }
 
@@ -459,6 +475,7 @@ impl Gateway {
             && let Some((stored_digest, task)) = self.store.by_payment_id(pid)?
         {
             if stored_digest != digest {
+                self.metrics.inc(&self.metrics.payment_id_conflicts);
                 return Err(GatewayError::IdempotencyConflict(pid.clone()));
             }
             let record = self
@@ -867,12 +884,14 @@ impl Gateway {
                 // The chain refuses the release (its deadline passed, e.g. while the gateway
                 // was down): the escrow goes back to the buyer.
                 Err(e @ (RailError::WouldRevert { .. } | RailError::Reverted { .. })) => {
+                    self.metrics.inc(&self.metrics.release_errors);
                     record.error = Some(format!("release refused: {e}; refunding instead"));
                     return self.fail(record).await;
                 }
                 // An earlier release still in flight (`Replay`) or the chain unreachable: left
                 // `Validated`, retried by the sweep and reconciled on restart.
                 Err(e) => {
+                    self.metrics.inc(&self.metrics.release_errors);
                     record.error = Some(e.to_string());
                     self.store.put(&record)?;
                     return Err(GatewayError::Rail(e.to_string()));
@@ -928,11 +947,10 @@ impl Gateway {
         };
         // Left `RefundPending` on error: the outbox holds the refund's intent, and resuming the
         // task pays it (once).
-        let s = self
-            .rail
-            .finalize(&release)
-            .await
-            .map_err(|e| GatewayError::Rail(format!("refunding task {}: {e}", record.id)))?;
+        let s = self.rail.finalize(&release).await.map_err(|e| {
+            self.metrics.inc(&self.metrics.refund_errors);
+            GatewayError::Rail(format!("refunding task {}: {e}", record.id))
+        })?;
         record.refund = Some(s);
         self.transition(&mut record, TaskState::Refunded)?;
         self.metrics.inc(&self.metrics.tasks_refunded);
@@ -952,7 +970,10 @@ impl Gateway {
                 self.metrics.inc(&self.metrics.tasks_refunded);
                 Ok(())
             }
-            Err(e) => Err(GatewayError::Rail(e.to_string())),
+            Err(e) => {
+                self.metrics.inc(&self.metrics.refund_errors);
+                Err(GatewayError::Rail(e.to_string()))
+            }
         }
     }
 
@@ -979,6 +1000,7 @@ impl Gateway {
                 }
             });
         }
+        self.publish_ops();
         let gw = Arc::clone(self);
         tokio::spawn(async move {
             loop {
@@ -986,9 +1008,107 @@ impl Gateway {
                 if let Err(e) = gw.sweep(false).await {
                     eprintln!("{}: sweeping tasks: {e}", gw.label);
                 }
+                gw.publish_ops();
             }
         });
         Ok(resumed)
+    }
+
+    /// Rewrites the operations snapshot, if this gateway publishes one. A failure is reported
+    /// and the gateway carries on: the snapshot going stale is what the monitor alerts on.
+    fn publish_ops(&self) {
+        let Some(ops) = &self.ops else {
+            return;
+        };
+        let written = self
+            .ops_snapshot()
+            .map_err(|e| e.to_string())
+            .and_then(|s| s.write(&ops.snapshot).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("{}: writing the operations snapshot: {e}", self.label);
+        }
+    }
+
+    /// What an operator watches right now: tasks in flight, settlements pending, pay owed,
+    /// the counters ([`crate::ops`] decides what is an alert).
+    pub fn ops_snapshot(&self) -> Result<crate::ops::OpsSnapshot, GatewayError> {
+        use crate::ops::{LISTED, PendingSettlement, TaskInFlight, UnpaidBatch};
+        let mut tasks = self.store.in_flight()?;
+        tasks.sort_by_key(|t| t.created_ms);
+        let tasks_in_flight = tasks.len() as u64;
+        let in_flight = tasks
+            .into_iter()
+            .take(LISTED)
+            .map(|t| TaskInFlight {
+                state: serde_json::to_value(t.state)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
+                id: t.id,
+                created_ms: t.created_ms,
+                deadline_unix: t.deadline_unix,
+            })
+            .collect();
+        let mut pending = self
+            .outbox
+            .all_in_flight()
+            .map_err(|e| GatewayError::Rail(e.to_string()))?;
+        pending.sort_by_key(|r| r.created_unix);
+        let pending_settlements = pending
+            .into_iter()
+            .take(LISTED)
+            .map(|r| PendingSettlement {
+                state: match r.state {
+                    SettlementState::Intent => "intent",
+                    SettlementState::Sent => "sent",
+                    SettlementState::Confirmed => "confirmed",
+                    SettlementState::Failed { .. } => "failed",
+                }
+                .into(),
+                id: r.id,
+                rail: r.rail,
+                tx_hash: r.tx_hash,
+                created_unix: r.created_unix,
+                updated_unix: r.updated_unix,
+            })
+            .collect();
+        let unpaid = self.store.unpaid_batches()?;
+        let owed_total = self
+            .store
+            .owed()?
+            .iter()
+            .map(|o| o.amount.get())
+            .chain(
+                unpaid
+                    .iter()
+                    .flat_map(|b| b.payouts.iter().map(|p| p.amount.get())),
+            )
+            .fold(0u128, u128::saturating_add);
+        let mut unpaid_batches: Vec<UnpaidBatch> = unpaid
+            .into_iter()
+            .map(|b| UnpaidBatch {
+                id: b.id,
+                created_ms: b.created_ms,
+            })
+            .collect();
+        unpaid_batches.sort_by_key(|b| b.created_ms);
+        unpaid_batches.truncate(LISTED);
+        Ok(crate::ops::OpsSnapshot {
+            label: self.label.clone(),
+            rail: self.rail.name().to_string(),
+            network: self.rail.network().to_string(),
+            pay_to: self.policy.pay_to.clone(),
+            fee_payer: self.ops.as_ref().and_then(|o| o.fee_payer.clone()),
+            started_ms: self.started_ms,
+            written_ms: now_ms(),
+            incident: self.check_incident().is_err(),
+            tasks_in_flight,
+            in_flight,
+            worker_pay_owed_atomic: owed_total.to_string(),
+            unpaid_batches,
+            pending_settlements,
+            counters: self.metrics.values(),
+        })
     }
 
     /// Pays what delivered tasks owe their workers on a direct rail: first every batch left
@@ -1065,11 +1185,10 @@ impl Gateway {
             from: batch.from.clone(),
             payouts: batch.payouts.clone(),
         };
-        let settlement = self
-            .rail
-            .finalize(&release)
-            .await
-            .map_err(|e| GatewayError::Rail(format!("paying out {}: {e}", batch.id)))?;
+        let settlement = self.rail.finalize(&release).await.map_err(|e| {
+            self.metrics.inc(&self.metrics.payout_errors);
+            GatewayError::Rail(format!("paying out {}: {e}", batch.id))
+        })?;
         self.store.batch_paid(&batch.id, &settlement)?;
         self.metrics.inc(&self.metrics.payout_batches_paid);
         Ok(())

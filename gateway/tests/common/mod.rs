@@ -36,6 +36,7 @@ pub async fn serve(
             release_signer,
             public_url: url.clone(),
             label: "gateway".into(),
+            ops: None,
         },
         node.coordinator().clone(),
         offers,
