@@ -10,7 +10,8 @@
 //! first leased worker runs live and freezes what it saw; every other worker in the quorum and the
 //! validator replay that same frozen evidence, so honest outputs agree byte for byte.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use d402_host::{ContentId, ContentStore, Receipt};
@@ -206,6 +207,34 @@ pub struct Coordinator {
     pub(crate) net: NetHandle,
     pub(crate) store: ContentStore,
     pub(crate) state: NodeState,
+    pub(crate) providers: Providers,
+}
+
+/// How long a DHT provider lookup is reused. A lookup is a Kademlia query of several round
+/// trips, twice per task (workers, then validators), while workers join and leave over minutes;
+/// a worker gone within the window costs one failed bid, and one that joined is seen at the
+/// next lookup.
+const PROVIDERS_FRESH: Duration = Duration::from_secs(5);
+
+/// One lookup: when, and who provides.
+type Lookup = (Instant, HashSet<PeerId>);
+
+/// Recent provider lookups by DHT key, shared by a node's coordinator clones.
+#[derive(Clone, Default)]
+pub(crate) struct Providers(Arc<Mutex<HashMap<String, Lookup>>>);
+
+impl Providers {
+    /// The providers of `key` found less than [`PROVIDERS_FRESH`] ago, if at least `wanted`.
+    fn fresh(&self, key: &str, wanted: usize) -> Option<HashSet<PeerId>> {
+        let cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (at, found) = cache.get(key)?;
+        (at.elapsed() < PROVIDERS_FRESH && found.len() >= wanted.max(1)).then(|| found.clone())
+    }
+
+    fn remember(&self, key: &str, found: &HashSet<PeerId>) {
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        cache.insert(key.to_string(), (Instant::now(), found.clone()));
+    }
 }
 
 /// A bid with what we know of its worker.
@@ -238,13 +267,15 @@ impl Coordinator {
         self.state.standing(peer).unwrap_or_default()
     }
 
-    /// Workers announcing `capability`, waiting up to `patience` for at least one.
+    /// Workers announcing `capability`, waiting up to `patience` for at least one. A lookup
+    /// made in the last few seconds that found at least `wanted` is reused.
     pub async fn find_workers(
         &self,
         capability: &str,
+        wanted: usize,
         patience: Duration,
     ) -> Result<HashSet<PeerId>, TaskError> {
-        self.find(&offer_key(capability), patience)
+        self.find(&offer_key(capability), wanted, patience)
             .await?
             .ok_or_else(|| TaskError::NoWorkers(capability.into()))
     }
@@ -252,13 +283,18 @@ impl Coordinator {
     async fn find(
         &self,
         key: &str,
+        wanted: usize,
         patience: Duration,
     ) -> Result<Option<HashSet<PeerId>>, TaskError> {
+        if let Some(found) = self.providers.fresh(key, wanted) {
+            return Ok(Some(found));
+        }
         let until = Instant::now() + patience;
         loop {
             let mut found = self.net.find_providers(key).await?;
             found.remove(&self.net.peer_id());
             if !found.is_empty() {
+                self.providers.remember(key, &found);
                 return Ok(Some(found));
             }
             if Instant::now() >= until {
@@ -273,8 +309,17 @@ impl Coordinator {
         let started = Instant::now();
         let deadline = started + spec.deadline;
         let capability = offer.capability();
+        let wanted = match spec.mode {
+            Mode::Single => 1,
+            Mode::Race => spec.fanout,
+            Mode::Quorum => spec.fanout.max(spec.quorum),
+        };
         let workers = self
-            .find_workers(&capability, spec.deadline.min(Duration::from_secs(10)))
+            .find_workers(
+                &capability,
+                wanted,
+                spec.deadline.min(Duration::from_secs(10)),
+            )
             .await?;
         let mut candidates = self.collect_bids(&spec, &capability, workers).await?;
 
@@ -626,7 +671,7 @@ impl Coordinator {
             .saturating_duration_since(Instant::now())
             .min(Duration::from_secs(10));
         let validators = self
-            .find(&validator_key(capability), patience)
+            .find(&validator_key(capability), 1, patience)
             .await?
             .ok_or_else(|| TaskError::NoValidator(capability.into()))?;
         let mut last_problem = String::new();
@@ -687,6 +732,26 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lookup is reused only while fresh and only if it found as many providers as the task
+    /// wants: a quorum of three never runs on a cached lookup that found two.
+    #[test]
+    fn a_provider_lookup_is_reused_only_when_it_found_enough() {
+        let providers = Providers::default();
+        assert_eq!(providers.fresh("k", 1), None);
+        let two: HashSet<PeerId> = [PeerId::random(), PeerId::random()].into();
+        providers.remember("k", &two);
+        assert_eq!(providers.fresh("k", 0), Some(two.clone()));
+        assert_eq!(providers.fresh("k", 2), Some(two.clone()));
+        assert_eq!(providers.fresh("k", 3), None);
+        assert_eq!(providers.fresh("other", 1), None);
+        providers.0.lock().unwrap().get_mut("k").unwrap().0 -= PROVIDERS_FRESH;
+        assert_eq!(
+            providers.fresh("k", 1),
+            None,
+            "a stale lookup is asked again"
+        );
+    }
 
     #[test]
     fn a_signing_key_names_its_peer() {

@@ -221,6 +221,7 @@ impl Node {
                 net: net.clone(),
                 store,
                 state,
+                providers: Default::default(),
             },
             net,
             identity,
