@@ -276,6 +276,21 @@ async fn money_cannot_be_detached_from_the_task_or_released_without_the_validato
         e.rail.verify(&payload, &req).await.unwrap_err().reason(),
         Some("authorization_already_used")
     );
+    // A gateway whose outbox never saw the payment learns it from the chain: the simulated
+    // funding fails, and the escrow already holds the task.
+    let fresh = BaseTaskEscrow::new(
+        e.w.chain.clone(),
+        e.rail.address(),
+        e.validator.address(),
+        &e.w.facilitator,
+        e.gateway,
+        e.w.outbox("escrow-fresh.redb"),
+        SafetyCaps::default(),
+    );
+    assert_eq!(
+        fresh.verify(&payload, &req).await.unwrap_err().reason(),
+        Some("authorization_already_used")
+    );
     let forged = sign_release(
         &e.w.others[4],
         31337,

@@ -564,30 +564,35 @@ impl Rail for BaseDirect {
         if self.outbox.get(&id)?.is_some() {
             return Err(used.into());
         }
-        if self
-            .token
-            .authorizationState(auth.from, auth.nonce)
-            .call()
-            .await
-            .map_err(chain_err)?
-        {
-            return Err(used.into());
-        }
-        let balance = to_atomic(
-            self.token
-                .balanceOf(auth.from)
+        // The simulation alone shows that the payment goes through now (an unused nonce, the
+        // funds, a token that is not paused): one call on the happy path. Only when it fails
+        // is the chain asked why, to answer with x402's own reason.
+        if let Err(failed) = simulate(&self.token, &p, self.facilitator).await {
+            if self
+                .token
+                .authorizationState(auth.from, auth.nonce)
                 .call()
                 .await
-                .map_err(chain_err)?,
-        )?;
-        if balance < value {
-            return Err(VerifyError::InsufficientFunds {
-                balance,
-                needed: value,
+                .map_err(chain_err)?
+            {
+                return Err(used.into());
             }
-            .into());
+            let balance = to_atomic(
+                self.token
+                    .balanceOf(auth.from)
+                    .call()
+                    .await
+                    .map_err(chain_err)?,
+            )?;
+            if balance < value {
+                return Err(VerifyError::InsufficientFunds {
+                    balance,
+                    needed: value,
+                }
+                .into());
+            }
+            return Err(failed.into());
         }
-        simulate(&self.token, &p, self.facilitator).await?;
         Ok(Verified {
             rail: NAME.into(),
             network: network.to_string(),
@@ -687,8 +692,8 @@ pub(crate) fn check_window(auth: &Authorization, now: u64) -> Result<(), VerifyE
     Ok(())
 }
 
-/// Runs the settlement as an `eth_call`: catches anything the off-chain checks cannot see (a
-/// paused or blacklisting token, for instance).
+/// Runs the settlement as an `eth_call`: whether it goes through now, including what the
+/// off-chain checks cannot see (a used nonce, the funds, a paused or blacklisting token).
 async fn simulate(
     token: &TestUsd::TestUsdInstance<DynProvider>,
     p: &ExactEvmPayload,

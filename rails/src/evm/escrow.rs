@@ -562,32 +562,14 @@ impl Rail for BaseTaskEscrow {
         let used = VerifyError::AuthorizationUsed {
             nonce: auth.nonce.to_string(),
         };
-        if self.outbox.get(&id)?.is_some()
-            || self.task_state(&TaskId(terms.task_id)).await? != TaskState::None
-            || self
-                .token
-                .authorizationState(auth.from, auth.nonce)
-                .call()
-                .await
-                .map_err(chain_err)?
-        {
+        if self.outbox.get(&id)?.is_some() {
             return Err(used.into());
         }
-        let balance = to_atomic(
-            self.token
-                .balanceOf(auth.from)
-                .call()
-                .await
-                .map_err(chain_err)?,
-        )?;
-        if balance < value {
-            return Err(VerifyError::InsufficientFunds {
-                balance,
-                needed: value,
-            }
-            .into());
-        }
-        self.escrow
+        // As on base-x402-direct: the simulated `fund` alone shows the payment goes through
+        // (task not funded yet, nonce unused, funds there); the chain is asked why only when
+        // it fails, to answer with x402's own reason.
+        let simulated = self
+            .escrow
             .fund(
                 terms.to_contract(),
                 auth.from,
@@ -597,8 +579,34 @@ impl Rail for BaseTaskEscrow {
             )
             .from(self.sender)
             .call()
-            .await
-            .map_err(|e| VerifyError::Simulation(e.to_string()))?;
+            .await;
+        if let Err(e) = simulated {
+            if self.task_state(&TaskId(terms.task_id)).await? != TaskState::None
+                || self
+                    .token
+                    .authorizationState(auth.from, auth.nonce)
+                    .call()
+                    .await
+                    .map_err(chain_err)?
+            {
+                return Err(used.into());
+            }
+            let balance = to_atomic(
+                self.token
+                    .balanceOf(auth.from)
+                    .call()
+                    .await
+                    .map_err(chain_err)?,
+            )?;
+            if balance < value {
+                return Err(VerifyError::InsufficientFunds {
+                    balance,
+                    needed: value,
+                }
+                .into());
+            }
+            return Err(VerifyError::Simulation(e.to_string()).into());
+        }
         Ok(Verified {
             rail: NAME.into(),
             network: network.to_string(),
