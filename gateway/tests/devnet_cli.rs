@@ -66,6 +66,17 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
             .starts_with("http://127.0.0.1:")
     );
     assert_eq!(d["nodes"].as_array().unwrap().len(), 7, "{d}");
+    // The gateways' operations snapshots, where `d402 ops-status --state` looks for them.
+    for (key, rail) in [
+        ("gateway", "base-task-escrow"),
+        ("gatewaySolana", "solana-direct"),
+    ] {
+        let dir = std::path::PathBuf::from(d["opsState"][key].as_str().unwrap());
+        let snapshot: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("gateway").join("ops.json")).unwrap())
+                .unwrap();
+        assert_eq!(snapshot["rail"], rail, "{snapshot}");
+    }
 
     // The money moved: the Base buyer paid two tasks at $0.01, the creator earned its 10%
     // commission on the page conversion, and the Solana buyer paid one task.

@@ -67,6 +67,8 @@ pub struct DevnetArgs {
 /// A `d402 node` child process. Killed when dropped, so an error or Ctrl-C stops everything.
 struct NodeProcess {
     label: String,
+    /// The node's `--state` folder.
+    state: PathBuf,
     /// The JSON line the node printed at start (peer id, listen address, role, HTTP URL).
     info: Value,
     _child: Child,
@@ -99,16 +101,14 @@ fn fresh_state(dir: &Path) -> anyhow::Result<()> {
 /// Starts `d402 node ARGS` with its stderr in `logs/LABEL.log`, and waits for its start line.
 async fn spawn_node(state: &Path, label: &str, args: &[String]) -> anyhow::Result<NodeProcess> {
     let exe = std::env::current_exe().context("locating the d402 binary")?;
+    let node_state = state.join("nodes").join(label);
     let log_path = state.join("logs").join(format!("{label}.log"));
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     let mut child = Command::new(exe)
         .arg("node")
         .args(["--label", label])
-        .args([
-            "--state",
-            &state.join("nodes").join(label).to_string_lossy(),
-        ])
+        .args(["--state", &node_state.to_string_lossy()])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -137,6 +137,7 @@ async fn spawn_node(state: &Path, label: &str, args: &[String]) -> anyhow::Resul
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok(NodeProcess {
         label: label.to_string(),
+        state: node_state,
         info,
         _child: child,
     })
@@ -329,6 +330,10 @@ async fn devnet(args: DevnetArgs) -> anyhow::Result<()> {
         "\nThe devnet is up in {:.1} s: gateway {gateway_url}, details in {}",
         started.elapsed().as_secs_f64(),
         devnet_json.display()
+    );
+    eprintln!(
+        "Its health: d402 ops-status --state {}",
+        state.join("nodes").join("gateway").display()
     );
 
     if args.keep_running {
@@ -540,6 +545,11 @@ fn describe(
             "buyers": s.buyer_wallets(),
         })),
         "nodes": nodes.iter().map(|n| n.info.clone()).collect::<Vec<_>>(),
+        // What `d402 ops-status --state` and `d402 ops-monitor --state` take.
+        "opsState": {
+            "gateway": nodes.iter().find(|n| n.label == "gateway").map(|n| n.state.display().to_string()),
+            "gatewaySolana": nodes.iter().find(|n| n.label == "gateway-solana").map(|n| n.state.display().to_string()),
+        },
     })
 }
 
