@@ -490,7 +490,15 @@ pub struct MonitorState {
     pub counters: BTreeMap<String, u64>,
     /// Conditions firing at the last look, by [`Alert::key`].
     pub firing: BTreeMap<String, Alert>,
+    /// Reports the webhook did not take (it was down or refused them), oldest first: sent
+    /// again before the next look's, so an outage delays alerts rather than losing them. At
+    /// most [`UNDELIVERED_KEPT`], the newest.
+    #[serde(default)]
+    pub undelivered: Vec<AlertEvent>,
 }
+
+/// How many undelivered webhook reports a monitor keeps.
+pub const UNDELIVERED_KEPT: usize = 1000;
 
 impl MonitorState {
     pub fn load(path: &Path) -> Result<Self, OpsError> {
@@ -506,6 +514,15 @@ impl MonitorState {
         let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
         std::fs::write(&tmp, bytes).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
+    }
+
+    /// Keeps `failed` (in order) for the next delivery, dropping the oldest beyond
+    /// [`UNDELIVERED_KEPT`]; returns how many were dropped.
+    pub fn keep_undelivered(&mut self, failed: Vec<AlertEvent>) -> usize {
+        self.undelivered.extend(failed);
+        let over = self.undelivered.len().saturating_sub(UNDELIVERED_KEPT);
+        self.undelivered.drain(..over);
+        over
     }
 
     /// The counters to count events from for snapshot `s`: those of the last look if it was
@@ -762,6 +779,35 @@ mod tests {
         m.advance("gw", Some(&s), &[stuck], NOW);
         m.save(&path).unwrap();
         assert_eq!(MonitorState::load(&path).unwrap(), m);
+    }
+
+    #[test]
+    fn undelivered_reports_wait_for_the_webhook_and_the_oldest_go_first_when_too_many() {
+        let mut m = MonitorState::default();
+        let report = |n: u64| AlertEvent {
+            status: "firing".into(),
+            at_ms: n,
+            gateway: "gw".into(),
+            alert: Alert::condition("stuck-task", Severity::Critical, None, n.to_string()),
+        };
+        assert_eq!(m.keep_undelivered(vec![report(1), report(2)]), 0);
+        let over = (3..=UNDELIVERED_KEPT as u64 + 1).map(report).collect();
+        assert_eq!(m.keep_undelivered(over), 1);
+        assert_eq!(m.undelivered.len(), UNDELIVERED_KEPT);
+        assert_eq!(m.undelivered[0].at_ms, 2, "the oldest went first");
+        assert_eq!(
+            m.undelivered.last().unwrap().at_ms,
+            UNDELIVERED_KEPT as u64 + 1
+        );
+        // A state file from before the queue still loads.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MONITOR_FILE);
+        std::fs::write(
+            &path,
+            br#"{"gatewayStartedMs":1,"counters":{},"firing":{}}"#,
+        )
+        .unwrap();
+        assert!(MonitorState::load(&path).unwrap().undelivered.is_empty());
     }
 
     #[test]

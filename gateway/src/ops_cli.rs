@@ -321,28 +321,42 @@ pub fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
                 &look.alerts,
                 look.now,
             );
-            for event in &events {
-                let line = serde_json::to_string(event)?;
-                if let Some(file) = &args.alert_file {
-                    let mut f = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(file)
-                        .with_context(|| format!("--alert-file {}", file.display()))?;
+            if let Some(file) = &args.alert_file {
+                let mut f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(file)
+                    .with_context(|| format!("--alert-file {}", file.display()))?;
+                for event in &events {
+                    let line = serde_json::to_string(event)?;
                     writeln!(f, "{line}").with_context(|| format!("writing {}", file.display()))?;
                 }
-                if let Some(url) = &webhook {
-                    // A webhook that is down must not stop the monitor: the alert is in the
-                    // file, and the next alert tries again.
+            }
+            if let Some(url) = &webhook {
+                // Reports the webhook missed before go first, in order; a webhook that is down
+                // does not stop the monitor, and what it misses waits for the next look.
+                let mut due = std::mem::take(&mut state.undelivered);
+                due.extend(events);
+                let mut failed = Vec::new();
+                for report in due {
+                    if !failed.is_empty() {
+                        failed.push(report);
+                        continue;
+                    }
                     let sent = http
                         .post(url.clone())
-                        .json(event)
+                        .json(&report)
                         .send()
                         .await
                         .and_then(|r| r.error_for_status());
                     if let Err(e) = sent {
-                        eprintln!("ops-monitor: webhook {url}: {e}");
+                        eprintln!("ops-monitor: webhook {url}: {e} (kept for the next look)");
+                        failed.push(report);
                     }
+                }
+                let dropped = state.keep_undelivered(failed);
+                if dropped > 0 {
+                    eprintln!("ops-monitor: webhook {url}: {dropped} old report(s) dropped");
                 }
             }
             // Saved once reported: a monitor killed before this reports the same again.

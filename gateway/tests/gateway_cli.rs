@@ -338,13 +338,18 @@ async fn gateway_process_sells_to_the_client_process() {
     let hook_url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, hook).await });
     let alert_file = dir.join("ops-alerts.jsonl");
-    let monitor = |extra: &[&str]| {
+    // A webhook that is down: nothing listens on this port any more.
+    let dead_url = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/hook", l.local_addr().unwrap())
+    };
+    let monitor = |hook: &str, extra: &[&str]| {
         let mut args = vec![
             "--once",
             "--alert-file",
             alert_file.to_str().unwrap(),
             "--alert-webhook-url",
-            &hook_url,
+            hook,
         ];
         args.extend_from_slice(extra);
         let out = Command::new(env!("CARGO_BIN_EXE_d402"))
@@ -363,14 +368,27 @@ async fn gateway_process_sells_to_the_client_process() {
             .collect()
     };
     let low = ["--min-evm-balance-eth", "1000000"];
-    assert_eq!(tokio::task::block_in_place(|| monitor(&low)), Some(3));
-    assert_eq!(tokio::task::block_in_place(|| monitor(&low)), Some(3));
+    // The first report finds the webhook down: it is in the file, and kept for the webhook.
+    assert_eq!(
+        tokio::task::block_in_place(|| monitor(&dead_url, &low)),
+        Some(3)
+    );
+    assert!(received.lock().unwrap().is_empty());
+    // The webhook is back: it gets the report it missed, and nothing is reported twice.
+    assert_eq!(
+        tokio::task::block_in_place(|| monitor(&hook_url, &low)),
+        Some(3)
+    );
     let seen = lines();
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0]["status"], "firing");
     assert_eq!(seen[0]["code"], "low-fee-payer-balance");
     assert_eq!(seen[0]["gateway"], "gateway-1");
-    assert_eq!(tokio::task::block_in_place(|| monitor(&[])), Some(0));
+    assert_eq!(*received.lock().unwrap(), seen);
+    assert_eq!(
+        tokio::task::block_in_place(|| monitor(&hook_url, &[])),
+        Some(0)
+    );
     let seen = lines();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert_eq!(seen[1]["status"], "resolved");
