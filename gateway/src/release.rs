@@ -4,8 +4,8 @@
 //! split. Seed 000 keeps validator keys out of the process that serves public HTTP, so the key
 //! can live on a validator node instead (`d402 node --validate … --release-key KEY`): the gateway
 //! sends the task's escrow terms with the task ([`EscrowRelease`] as the task's release
-//! context), and the validator signs the release of the claim it accepted, inside its signed
-//! verdict. The gateway then submits it; the contract checks the signature against its
+//! context), and the validator signs the release of the claims it accepted (a quorum's agreeing
+//! workers share the worker amount), inside its signed verdict. The gateway then submits it; the contract checks the signature against its
 //! validator address, so a release signed for other terms or another escrow is worthless.
 
 use alloy::primitives::Address;
@@ -50,7 +50,7 @@ impl ReleaseSigner for EscrowReleaseSigner {
         &self,
         task_id: &str,
         context: &serde_json::Value,
-        payout_wallets: &CreatorWallets,
+        payout_wallets: &[CreatorWallets],
     ) -> Result<Option<SignedRelease>, String> {
         if context.get("rail").and_then(|r| r.as_str()) != Some(RAIL) {
             return Ok(None);
@@ -62,22 +62,24 @@ impl ReleaseSigner for EscrowReleaseSigner {
         if release.terms.task_id != TaskId::from_label(task_id).0 {
             return Err(format!("the escrow terms are not task {task_id}'s"));
         }
-        let worker: Address = payout_wallets
-            .evm
-            .as_deref()
-            .ok_or("the accepted worker has no EVM payout wallet")?
-            .parse()
-            .map_err(|_| "the accepted worker's EVM payout wallet is not an address".to_string())?;
+        // A worker without a usable EVM wallet cannot be paid on this chain: the others share.
+        let workers: Vec<Address> = payout_wallets
+            .iter()
+            .filter_map(|w| w.evm.as_deref()?.parse().ok())
+            .collect();
+        if workers.is_empty() {
+            return Err("no accepted worker has an EVM payout wallet".into());
+        }
         let signature = sign_release(
             &self.key,
             release.chain_id,
             release.escrow,
             &release.terms,
-            worker,
+            &workers,
         )
         .map_err(|e| e.to_string())?;
         Ok(Some(SignedRelease {
-            worker: worker.to_checksum(None),
+            workers: workers.iter().map(|w| w.to_checksum(None)).collect(),
             signature: alloy::hex::encode_prefixed(signature),
         }))
     }
@@ -110,8 +112,8 @@ mod tests {
         .unwrap()
     }
 
-    /// The validator signs the release of the task it judged, to the accepted worker, and
-    /// nothing else.
+    /// The validator signs the release of the task it judged, to the accepted workers that can
+    /// be paid on the chain, and nothing else.
     #[test]
     fn signs_only_the_judged_tasks_release() {
         let key = PrivateKeySigner::random();
@@ -121,17 +123,46 @@ mod tests {
             solana: None,
             evm: Some(worker.to_checksum(None)),
         };
+        let wallets = [wallets];
         let signed = signer
             .sign_release("task-1", &context("task-1"), &wallets)
             .unwrap()
             .unwrap();
-        assert_eq!(signed.worker, worker.to_checksum(None));
+        assert_eq!(signed.workers, [worker.to_checksum(None)]);
         let expected = sign_release(
             &key,
             31337,
             Address::repeat_byte(3),
             &terms("task-1"),
-            worker,
+            &[worker],
+        )
+        .unwrap();
+        assert_eq!(signed.signature, alloy::hex::encode_prefixed(expected));
+
+        // A quorum: both accepted workers share, in order; one with no EVM wallet is left out.
+        let other = Address::repeat_byte(8);
+        let quorum = [
+            wallets[0].clone(),
+            CreatorWallets::default(),
+            CreatorWallets {
+                solana: None,
+                evm: Some(other.to_checksum(None)),
+            },
+        ];
+        let signed = signer
+            .sign_release("task-1", &context("task-1"), &quorum)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            signed.workers,
+            [worker.to_checksum(None), other.to_checksum(None)]
+        );
+        let expected = sign_release(
+            &key,
+            31337,
+            Address::repeat_byte(3),
+            &terms("task-1"),
+            &[worker, other],
         )
         .unwrap();
         assert_eq!(signed.signature, alloy::hex::encode_prefixed(expected));
@@ -146,7 +177,7 @@ mod tests {
         // A worker without an EVM wallet cannot be released to.
         assert!(
             signer
-                .sign_release("task-1", &context("task-1"), &CreatorWallets::default())
+                .sign_release("task-1", &context("task-1"), &[CreatorWallets::default()])
                 .is_err()
         );
         // Another rail's context is not this signer's to sign.

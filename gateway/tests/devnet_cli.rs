@@ -98,6 +98,23 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
         line("creator", "Test USD balances").contains("(+1000)"),
         "{stdout}"
     );
+    // The page's two agreeing workers share its worker net (10,000 − 1,000 commission − 500
+    // fee = 8,500) through the escrow; the proof check pays one worker 9,500.
+    let base = &stdout[stdout.find("Test USD balances").unwrap()..];
+    let mut workers: Vec<i64> = base
+        .lines()
+        .take_while(|l| !l.trim().is_empty() || l.contains("Test USD"))
+        .filter(|l| l.trim_start().starts_with("worker-"))
+        .map(|l| {
+            let change = &l[l.rfind('(').unwrap() + 1..l.rfind(')').unwrap()];
+            change.trim_start_matches('+').parse().unwrap()
+        })
+        .collect();
+    workers.sort();
+    assert!(
+        workers == [0, 4_250, 13_750] || workers == [4_250, 4_250, 9_500],
+        "{workers:?}\n{stdout}"
+    );
     assert!(
         line("buyer", "SPL token balances").contains("(-10000)"),
         "{stdout}"

@@ -785,8 +785,8 @@ async fn escrow_rail_pays_the_split_and_caps_refuse_challenges() {
     eprintln!("paid merkle task on base-task-escrow: {:?}", paid.elapsed());
     assert_eq!(r.body["result"]["valid"], true);
     assert_eq!(
-        r.body["verdict"]["release"]["worker"],
-        worker.to_checksum(None),
+        r.body["verdict"]["release"]["workers"],
+        json!([worker.to_checksum(None)]),
         "the validator signed the release: {}",
         r.body
     );

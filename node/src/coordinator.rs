@@ -489,7 +489,7 @@ impl Coordinator {
                         claims: all_claims,
                         release: spec.release.clone().map(|context| ReleaseRequest {
                             context,
-                            claim: outcome.majority[0],
+                            claims: outcome.majority.clone(),
                         }),
                     },
                     deadline,

@@ -32,23 +32,24 @@ use crate::wire::{Claim, ReleaseRequest, TaskResponse, ValidationRequest};
 
 /// Signs a rail's release of a task's held payment, for work this validator accepted.
 pub trait ReleaseSigner: Send + Sync {
-    /// The release of the payment `context` describes, for task `task_id`, to the worker paid at
-    /// `payout_wallets`. `Ok(None)`: not a context this signer signs. `Err`: one it refuses (a
-    /// context for another task, a worker without a wallet on its chain).
+    /// The release of the payment `context` describes, for task `task_id`, shared by the workers
+    /// paid at `payout_wallets` (one entry per accepted claim, in order). `Ok(None)`: not a
+    /// context this signer signs. `Err`: one it refuses (a context for another task, no worker
+    /// with a wallet on its chain).
     fn sign_release(
         &self,
         task_id: &str,
         context: &serde_json::Value,
-        payout_wallets: &d402_registry::CreatorWallets,
+        payout_wallets: &[d402_registry::CreatorWallets],
     ) -> Result<Option<SignedRelease>, String>;
 }
 
-/// A release signed by the validator role: paid to `worker`, with the rail's own signature.
+/// A release signed by the validator role: shared by `workers`, with the rail's own signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignedRelease {
-    /// The wallet the release pays, on the rail's chain.
-    pub worker: String,
+    /// The wallets the release pays, on the rail's chain, in the order signed.
+    pub workers: Vec<String>,
     /// The rail's signature (hex), e.g. the EIP-712 release of `base-task-escrow`.
     pub signature: String,
 }
@@ -164,7 +165,7 @@ impl Validator {
         };
         let mut accepted = Vec::new();
         let mut rejected = Vec::new();
-        let mut release_claim_accepted = false;
+        let mut accepted_claims = Vec::new();
         for (index, claim) in request.claims.iter().enumerate() {
             let receipt_cid = claim
                 .receipt
@@ -173,8 +174,7 @@ impl Validator {
             match judge(&request, claim, class, reference.as_ref()) {
                 Ok(()) => {
                     accepted.push(receipt_cid);
-                    release_claim_accepted |=
-                        request.release.as_ref().map(|r| r.claim) == Some(index);
+                    accepted_claims.push(index);
                 }
                 Err(reason) => rejected.push(RejectedClaim {
                     worker: claim.receipt.body.worker.clone(),
@@ -192,8 +192,8 @@ impl Validator {
             accepted,
             rejected,
             release: match (&request.release, &self.release_signer) {
-                (Some(release), Some(signer)) if release_claim_accepted => {
-                    self.sign_release(signer.as_ref(), &request, release)
+                (Some(release), Some(signer)) => {
+                    self.sign_release(signer.as_ref(), &request, release, &accepted_claims)
                 }
                 _ => None,
             },
@@ -212,15 +212,35 @@ impl Validator {
         signer: &dyn ReleaseSigner,
         request: &ValidationRequest,
         release: &ReleaseRequest,
+        accepted: &[usize],
     ) -> Option<SignedRelease> {
         let task_id = request.task_id.as_str();
-        // Paid where the worker itself said, never where the coordinator says.
-        let claim = request.claims.get(release.claim)?;
-        if let Err(e) = claim.verify_payout() {
-            tracing::warn!(task = task_id, "release not signed: {e}");
+        // Only claims this validator accepted are paid, each where its worker itself said,
+        // never where the coordinator says.
+        let mut wallets = Vec::new();
+        let mut seen = Vec::new();
+        for &index in &release.claims {
+            // A claim named twice is still one worker's one share.
+            if seen.contains(&index) || !accepted.contains(&index) {
+                continue;
+            }
+            seen.push(index);
+            let Some(claim) = request.claims.get(index) else {
+                continue;
+            };
+            match claim.verify_payout() {
+                Ok(()) => wallets.push(claim.payout_wallets.clone()),
+                Err(e) => tracing::warn!(task = task_id, "claim {index} not paid: {e}"),
+            }
+        }
+        if wallets.is_empty() {
+            tracing::warn!(
+                task = task_id,
+                "release not signed: no accepted claim to pay"
+            );
             return None;
         }
-        match signer.sign_release(task_id, &release.context, &claim.payout_wallets) {
+        match signer.sign_release(task_id, &release.context, &wallets) {
             Ok(signed) => signed,
             Err(e) => {
                 tracing::warn!(task = task_id, "release not signed: {e}");

@@ -189,16 +189,17 @@ pub struct ValidationRequest {
     pub release: Option<ReleaseRequest>,
 }
 
-/// A request to sign the release of a task's held payment to one claim's worker.
+/// A request to sign the release of a task's held payment to the workers of some claims.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReleaseRequest {
     /// The rail's own description of what it holds (for `base-task-escrow`: chain id, escrow
     /// address and the task's terms); read only by a [`crate::ReleaseSigner`].
     pub context: serde_json::Value,
-    /// Index into `claims` of the claim to be paid: signed only if the validator accepts it,
-    /// to the payout wallets its worker signed in the claim.
-    pub claim: usize,
+    /// Indexes into `claims` of the claims whose workers share the pay (a quorum's agreeing
+    /// claims). Only those the validator accepts are paid, each to the payout wallets its
+    /// worker signed in the claim.
+    pub claims: Vec<usize>,
 }
 
 /// A request on the object protocol.

@@ -253,14 +253,14 @@ fn benches(c: &mut Criterion, rt: &tokio::runtime::Runtime, b: &Bench) {
                     let et: EscrowTerms =
                         serde_json::from_value(r.extra.as_ref().expect("extra")["terms"].clone())
                             .expect("terms");
-                    let sig = sign_release(validator, 31337, escrow.address(), &et, payee)
+                    let sig = sign_release(validator, 31337, escrow.address(), &et, &[payee])
                         .expect("release");
                     let start = Instant::now();
                     escrow.settle(&v).await.expect("fund");
                     escrow
                         .finalize(&Release::Task {
                             task_id: t.task_id,
-                            worker: payee.to_string(),
+                            workers: vec![payee.to_string()],
                             validator_signature: sig,
                         })
                         .await
@@ -371,11 +371,12 @@ async fn thousand_tasks(b: &Bench) -> Vec<Row> {
         let et: EscrowTerms =
             serde_json::from_value(r.extra.as_ref().expect("extra")["terms"].clone())
                 .expect("terms");
-        let sig = sign_release(&validator, 31337, escrow_addr, &et, workers[i % 3]).expect("sign");
+        let sig =
+            sign_release(&validator, 31337, escrow_addr, &et, &[workers[i % 3]]).expect("sign");
         let s = escrow
             .finalize(&Release::Task {
                 task_id: t.task_id,
-                worker: workers[i % 3].to_string(),
+                workers: vec![workers[i % 3].to_string()],
                 validator_signature: sig,
             })
             .await

@@ -11,7 +11,8 @@ import {Signatures} from "./Signatures.sol";
 /// the deadline, the validator and this contract. Anyone may submit it with `fund`, but only with
 /// those terms, and receiveWithAuthorization can only be called by this contract, so a front-run
 /// cannot detach the money from the task or change its split. `settle` needs the validator's
-/// EIP-712 signature over the task id and the split, and pays worker, creator and gateway at once;
+/// EIP-712 signature over the task id, the workers and the split, and pays the workers (a quorum's
+/// agreeing workers share the worker amount), the creator and the gateway at once;
 /// `refund` needs nobody's key once the deadline has passed. Each task ends exactly once.
 contract TaskEscrow {
     enum State {
@@ -46,8 +47,11 @@ contract TaskEscrow {
     }
 
     bytes32 public constant RELEASE_TYPEHASH = keccak256(
-        "Release(bytes32 taskId,address worker,uint256 workerAmount,uint256 creatorAmount,uint256 gatewayAmount)"
+        "Release(bytes32 taskId,address[] workers,uint256 workerAmount,uint256 creatorAmount,uint256 gatewayAmount)"
     );
+
+    /// A quorum is a handful of workers; the bound keeps a release's gas predictable.
+    uint256 public constant MAX_WORKERS = 16;
 
     IERC3009 public immutable token;
     address public immutable validator;
@@ -57,7 +61,7 @@ contract TaskEscrow {
 
     event Funded(bytes32 indexed taskId, address indexed buyer, uint256 amount, uint64 deadline);
     event Settled(
-        bytes32 indexed taskId, address indexed worker, uint256 workerAmount, uint256 creatorAmount, uint256 gatewayAmount
+        bytes32 indexed taskId, address[] workers, uint256 workerAmount, uint256 creatorAmount, uint256 gatewayAmount
     );
     event Refunded(bytes32 indexed taskId, address indexed buyer, uint256 amount);
 
@@ -69,6 +73,7 @@ contract TaskEscrow {
     error NotValidator();
     error TransferFailed();
     error AmountTooLarge();
+    error WorkerCount(uint256 count);
 
     constructor(IERC3009 token_, address validator_) {
         token = token_;
@@ -105,23 +110,38 @@ contract TaskEscrow {
         emit Funded(t.taskId, buyer, t.amount, t.deadline);
     }
 
-    /// @notice Pays the split: `worker` gets the amount less the creator's and gateway's shares
-    /// fixed at funding. Needs the validator's signature over exactly these amounts.
-    function settle(bytes32 taskId, address worker, bytes calldata validatorSignature) external {
+    /// @notice Pays the split: `workers` share the amount less the creator's and gateway's
+    /// shares fixed at funding, equally, the first taking what the division leaves over. Needs
+    /// the validator's signature over exactly these workers, in this order, and these amounts.
+    function settle(bytes32 taskId, address[] calldata workers, bytes calldata validatorSignature) external {
         Task storage k = tasks[taskId];
         if (k.state != State.Funded) revert NotFunded(k.state);
         if (block.timestamp > k.deadline) revert DeadlinePassed();
+        uint256 n = workers.length;
+        if (n == 0 || n > MAX_WORKERS) revert WorkerCount(n);
         uint256 workerAmount = k.amount - k.creatorAmount - k.gatewayAmount;
-        bytes32 structHash =
-            keccak256(abi.encode(RELEASE_TYPEHASH, taskId, worker, workerAmount, k.creatorAmount, k.gatewayAmount));
+        bytes32 structHash = keccak256(
+            abi.encode(
+                RELEASE_TYPEHASH,
+                taskId,
+                keccak256(abi.encodePacked(workers)),
+                workerAmount,
+                k.creatorAmount,
+                k.gatewayAmount
+            )
+        );
         if (Signatures.recover(Signatures.digest(DOMAIN_SEPARATOR, structHash), validatorSignature) != validator) {
             revert NotValidator();
         }
         k.state = State.Settled;
-        _pay(worker, workerAmount);
+        uint256 share = workerAmount / n;
+        _pay(workers[0], workerAmount - share * (n - 1));
+        for (uint256 i = 1; i < n; i++) {
+            _pay(workers[i], share);
+        }
         _pay(k.creator, k.creatorAmount);
         _pay(k.gateway, k.gatewayAmount);
-        emit Settled(taskId, worker, workerAmount, k.creatorAmount, k.gatewayAmount);
+        emit Settled(taskId, workers, workerAmount, k.creatorAmount, k.gatewayAmount);
     }
 
     /// @notice Returns everything to the buyer once the deadline has passed. Anyone may call it.

@@ -154,10 +154,12 @@ pub struct Settlement {
 /// What [`Rail::finalize`] releases.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Release {
-    /// Task escrow: pay the task's split to `worker`, approved by the validator role's signature.
+    /// Task escrow: pay the task's split to `workers`, approved by the validator role's signature.
     Task {
         task_id: TaskId,
-        worker: String,
+        /// Who shares the worker amount: a quorum's agreeing workers, in the order the
+        /// validator signed them.
+        workers: Vec<String>,
         validator_signature: Vec<u8>,
     },
     /// Channel: claim every voucher accepted so far, in as few transactions as possible.

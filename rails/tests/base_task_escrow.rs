@@ -96,12 +96,12 @@ async fn release_pays_worker_creator_and_gateway_the_split_exactly() {
     let et = escrow_terms(&req);
     assert_eq!(et.creator_amount.get(), 150_000);
     assert_eq!(et.gateway_amount.get(), 25_000);
-    let sig = sign_release(&e.validator, 31337, e.rail.address(), &et, e.worker).unwrap();
+    let sig = sign_release(&e.validator, 31337, e.rail.address(), &et, &[e.worker]).unwrap();
     let s = e
         .rail
         .finalize(&Release::Task {
             task_id: t.task_id,
-            worker: e.worker.to_string(),
+            workers: vec![e.worker.to_string()],
             validator_signature: sig,
         })
         .await
@@ -133,6 +133,72 @@ async fn release_pays_worker_creator_and_gateway_the_split_exactly() {
     assert_eq!(e.w.balance(e.worker).await, 825_003);
 }
 
+/// A quorum's agreeing workers share the worker amount, the first taking the remainder; the
+/// validator's signature binds the workers and their order, so a gateway can neither drop one
+/// nor add its own.
+#[tokio::test]
+async fn a_release_shares_the_worker_amount_among_a_quorum() {
+    let e = escrow_world(SafetyCaps::default()).await;
+    let second = e.w.others[4].address();
+    let t = commission_terms(&e, "escrow-quorum", 1_000_003);
+    let req = fund(&e, &t).await;
+    let et = escrow_terms(&req);
+    // 1,000,003 − 150,000 − 25,000 = 825,003 for the workers: 412,502 and 412,501.
+    let sig = sign_release(
+        &e.validator,
+        31337,
+        e.rail.address(),
+        &et,
+        &[e.worker, second],
+    )
+    .unwrap();
+    let release = |workers: Vec<String>| Release::Task {
+        task_id: t.task_id,
+        workers,
+        validator_signature: sig.clone(),
+    };
+    for tampered in [
+        vec![second.to_string(), e.worker.to_string()],
+        vec![e.worker.to_string()],
+        vec![e.worker.to_string(), e.w.others[5].address().to_string()],
+    ] {
+        assert!(
+            matches!(
+                e.rail.finalize(&release(tampered.clone())).await,
+                Err(RailError::WouldRevert { .. })
+            ),
+            "{tampered:?}"
+        );
+    }
+    let s = e
+        .rail
+        .finalize(&release(vec![e.worker.to_string(), second.to_string()]))
+        .await
+        .unwrap();
+    assert_eq!(e.w.balance(e.worker).await, 412_502);
+    assert_eq!(e.w.balance(second).await, 412_501);
+    assert_eq!(e.w.balance(e.creator).await, 150_000);
+    assert_eq!(e.w.balance(e.gateway).await, 25_000);
+    assert_eq!(e.w.balance(e.rail.address()).await, 0);
+    let paid: Vec<(String, u128)> = s
+        .payouts
+        .iter()
+        .map(|p| (p.to.clone(), p.amount.get()))
+        .collect();
+    assert_eq!(
+        paid,
+        [
+            (e.worker.to_string(), 412_502),
+            (second.to_string(), 412_501),
+            (e.creator.to_string(), 150_000),
+            (e.gateway.to_string(), 25_000),
+        ]
+    );
+    // No workers, or more than the contract takes: refused before signing.
+    assert!(sign_release(&e.validator, 31337, e.rail.address(), &et, &[]).is_err());
+    assert!(sign_release(&e.validator, 31337, e.rail.address(), &et, &[second; 17]).is_err());
+}
+
 #[tokio::test]
 async fn refund_after_the_deadline_returns_everything_and_blocks_settle() {
     let e = escrow_world(SafetyCaps::default()).await;
@@ -141,7 +207,7 @@ async fn refund_after_the_deadline_returns_everything_and_blocks_settle() {
     let buyer_before = e.w.balance(e.w.buyer.address()).await;
     let req = fund(&e, &t).await;
     let et = escrow_terms(&req);
-    let sig = sign_release(&e.validator, 31337, e.rail.address(), &et, e.worker).unwrap();
+    let sig = sign_release(&e.validator, 31337, e.rail.address(), &et, &[e.worker]).unwrap();
 
     // Before the deadline nobody can refund.
     assert!(e.rail.refund(&t.task_id).await.is_err());
@@ -166,12 +232,12 @@ async fn refund_after_the_deadline_returns_everything_and_blocks_settle() {
     // Settle after refund fails on chain.
     let release = Release::Task {
         task_id: t.task_id,
-        worker: e.worker.to_string(),
+        workers: vec![e.worker.to_string()],
         validator_signature: sig.clone(),
     };
     assert!(e.rail.finalize(&release).await.is_err());
     let receipt = escrow
-        .settle(t.task_id.0, e.worker, sig.into())
+        .settle(t.task_id.0, vec![e.worker], sig.into())
         .gas(300_000)
         .send()
         .await
@@ -296,26 +362,26 @@ async fn money_cannot_be_detached_from_the_task_or_released_without_the_validato
         31337,
         e.rail.address(),
         &et,
-        e.w.others[4].address(),
+        &[e.w.others[4].address()],
     )
     .unwrap();
     assert!(
         e.rail
             .finalize(&Release::Task {
                 task_id: t.task_id,
-                worker: e.w.others[4].address().to_string(),
+                workers: vec![e.w.others[4].address().to_string()],
                 validator_signature: forged,
             })
             .await
             .is_err()
     );
     // The validator's release for worker A cannot pay worker B.
-    let for_worker = sign_release(&e.validator, 31337, e.rail.address(), &et, e.worker).unwrap();
+    let for_worker = sign_release(&e.validator, 31337, e.rail.address(), &et, &[e.worker]).unwrap();
     assert!(
         e.rail
             .finalize(&Release::Task {
                 task_id: t.task_id,
-                worker: e.w.others[4].address().to_string(),
+                workers: vec![e.w.others[4].address().to_string()],
                 validator_signature: for_worker,
             })
             .await
@@ -403,7 +469,7 @@ async fn interrupted_funding_and_release_reconcile_once() {
     assert_eq!(rail.reconcile().await.unwrap(), Default::default());
 
     let et = escrow_terms(&req);
-    let sig = sign_release(&e.validator, 31337, e.rail.address(), &et, e.worker).unwrap();
+    let sig = sign_release(&e.validator, 31337, e.rail.address(), &et, &[e.worker]).unwrap();
     // The release went out (sent by someone, e.g. the process before it died) but was never
     // recorded as done: reconciliation sees the task settled and confirms without resending.
     let release_id = format!("escrow:{}:{}:release", e.rail.address(), t.task_id.0).to_lowercase();
@@ -417,7 +483,7 @@ async fn interrupted_funding_and_release_reconcile_once() {
     let escrow = TaskEscrow::new(e.rail.address(), e.w.anvil.provider(&e.w.others[4]));
     assert!(
         escrow
-            .settle(t.task_id.0, e.worker, sig.into())
+            .settle(t.task_id.0, vec![e.worker], sig.into())
             .send()
             .await
             .unwrap()
@@ -472,8 +538,8 @@ async fn releases_and_refunds_are_refused_before_their_intent_and_repeat_idempot
     };
     let release = |t: &Terms, et: &EscrowTerms| Release::Task {
         task_id: t.task_id,
-        worker: e.worker.to_string(),
-        validator_signature: sign_release(&e.validator, 31337, rail.address(), et, e.worker)
+        workers: vec![e.worker.to_string()],
+        validator_signature: sign_release(&e.validator, 31337, rail.address(), et, &[e.worker])
             .unwrap(),
     };
 

@@ -10,7 +10,8 @@
 //!                       └▶ failure ─▶ commit RefundPending ─▶ refund ─▶ commit Refunded
 //! ```
 //!
-//! On an escrow rail `rail.finalize` releases the split to the worker, creator and gateway. On a
+//! On an escrow rail `rail.finalize` releases the split to the workers (a quorum's agreeing
+//! workers share the worker net), the creator and the gateway. On a
 //! direct rail the worker net (shared by a quorum's agreeing workers) is committed as owed in the
 //! same transaction as the delivery, and a payer pays everything owed every
 //! [`SalePolicy::payout_window`] as one batch: one transfer per worker out of `payTo` (the
@@ -845,14 +846,23 @@ impl Gateway {
         } else if self.rail.kind() == RailKind::TaskEscrow {
             // The release is signed here with a local key (one process holds everything: a
             // development set-up), or was signed by the validator inside its verdict.
+            // A quorum's agreeing workers share the worker amount (records from before quorum
+            // shares name only the first worker).
             let signed = match &self.release_signer {
-                Some(signer) => record.worker_wallet.as_deref().and_then(|worker| {
-                    let worker: Address = worker.parse().ok()?;
-                    let r = escrow_release(&record).ok()?;
-                    let signature =
-                        sign_release(signer, r.chain_id, r.escrow, &r.terms, worker).ok()?;
-                    Some((worker, signature))
-                }),
+                Some(signer) => {
+                    let named: &[String] = if record.worker_wallets.is_empty() {
+                        record.worker_wallet.as_slice()
+                    } else {
+                        &record.worker_wallets
+                    };
+                    let workers: Vec<Address> =
+                        named.iter().filter_map(|w| w.parse().ok()).collect();
+                    escrow_release(&record).ok().and_then(|r| {
+                        let signature =
+                            sign_release(signer, r.chain_id, r.escrow, &r.terms, &workers).ok()?;
+                        Some((workers, signature))
+                    })
+                }
                 None => record
                     .verdict
                     .as_ref()
@@ -860,13 +870,15 @@ impl Gateway {
                         serde_json::from_value::<SignedRelease>(v.get("release")?.clone()).ok()
                     })
                     .and_then(|r| {
-                        Some((
-                            r.worker.parse::<Address>().ok()?,
-                            alloy::hex::decode(&r.signature).ok()?,
-                        ))
+                        let workers = r
+                            .workers
+                            .iter()
+                            .map(|w| w.parse::<Address>().ok())
+                            .collect::<Option<Vec<_>>>()?;
+                        Some((workers, alloy::hex::decode(&r.signature).ok()?))
                     }),
             };
-            let Some((worker, signature)) = signed else {
+            let Some((workers, signature)) = signed else {
                 record.error = Some(
                     "no release signature (no release key here, and none from the validator) or no worker EVM wallet: the escrow is refunded instead"
                         .into(),
@@ -875,7 +887,7 @@ impl Gateway {
             };
             let release = Release::Task {
                 task_id: TaskId::from_label(&record.id),
-                worker: worker.to_string(),
+                workers: workers.iter().map(|w| w.to_string()).collect(),
                 validator_signature: signature,
             };
             match self.rail.finalize(&release).await {

@@ -34,7 +34,7 @@ alloy::sol! {
     #[derive(Debug)]
     struct Release {
         bytes32 taskId;
-        address worker;
+        address[] workers;
         uint256 workerAmount;
         uint256 creatorAmount;
         uint256 gatewayAmount;

@@ -4,8 +4,9 @@
 //! and names the EIP-3009 nonce the buyer must sign: the contract's hash of those terms and of the
 //! validator's address. `settle` submits the buyer's `receiveWithAuthorization` through
 //! `TaskEscrow.fund`, which can only fund the task with those terms. When the validator role has
-//! accepted the result it signs a [`Release`](super::eip712::Release) for the worker, and
-//! `finalize` pays worker, creator and gateway in one transaction. If the deadline passes first,
+//! accepted the result it signs a [`Release`](super::eip712::Release) for the workers (a quorum's
+//! agreeing workers share the worker amount), and `finalize` pays workers, creator and gateway in
+//! one transaction. If the deadline passes first,
 //! anyone (the buyer, a finalizer) can `refund`.
 
 use std::collections::BTreeMap;
@@ -93,28 +94,60 @@ impl EscrowTerms {
         )
     }
 
-    /// The worker's share.
+    /// The workers' share.
     pub fn worker_amount(&self) -> Atomic {
         self.amount
             .checked_sub(self.creator_amount)
             .and_then(|a| a.checked_sub(self.gateway_amount))
             .unwrap_or(Atomic::ZERO)
     }
+
+    /// What each of `workers` receives, as `TaskEscrow.settle` pays it: equal shares of the
+    /// worker amount, the first taking what the division leaves over; a wallet named twice
+    /// receives both shares.
+    pub fn worker_payouts(&self, workers: &[Address]) -> Vec<(Address, Atomic)> {
+        let total = self.worker_amount().get();
+        let n = workers.len().max(1) as u128;
+        let share = total / n;
+        let mut out: Vec<(Address, Atomic)> = Vec::new();
+        for (i, w) in workers.iter().enumerate() {
+            let amount = if i == 0 {
+                total - share * (n - 1)
+            } else {
+                share
+            };
+            match out.iter_mut().find(|(to, _)| to == w) {
+                Some((_, a)) => *a = Atomic::new(a.get() + amount),
+                None => out.push((*w, Atomic::new(amount))),
+            }
+        }
+        out
+    }
 }
 
-/// The validator role's approval of a task's split: its signature over `Release`. Runs wherever
-/// the validator key lives (never the gateway process, seed 000 "Key custody").
+/// The most workers one release pays (`TaskEscrow.MAX_WORKERS`).
+pub const MAX_RELEASE_WORKERS: usize = 16;
+
+/// The validator role's approval of a task's split among `workers` (in this order): its
+/// signature over `Release`. Runs wherever the validator key lives (never the gateway process,
+/// seed 000 "Key custody").
 pub fn sign_release(
     validator: &PrivateKeySigner,
     chain_id: u64,
     escrow: Address,
     terms: &EscrowTerms,
-    worker: Address,
+    workers: &[Address],
 ) -> Result<Vec<u8>, RailError> {
+    if workers.is_empty() || workers.len() > MAX_RELEASE_WORKERS {
+        return Err(RailError::Refused(format!(
+            "a release pays 1 to {MAX_RELEASE_WORKERS} workers, not {}",
+            workers.len()
+        )));
+    }
     let digest = eip712::digest(
         &ReleaseMessage {
             taskId: terms.task_id,
-            worker,
+            workers: workers.to_vec(),
             workerAmount: to_u256(terms.worker_amount()),
             creatorAmount: to_u256(terms.creator_amount),
             gatewayAmount: to_u256(terms.gateway_amount),
@@ -327,11 +360,11 @@ impl BaseTaskEscrow {
     fn release_call(
         &self,
         task: B256,
-        worker: Address,
+        workers: &[Address],
         signature: &[u8],
     ) -> SolCallBuilder<&DynProvider, TaskEscrow::settleCall> {
         self.escrow
-            .settle(task, worker, signature.to_vec().into())
+            .settle(task, workers.to_vec(), signature.to_vec().into())
             .from(self.sender)
             .gas(ESCROW_TX_GAS)
     }
@@ -667,7 +700,7 @@ impl Rail for BaseTaskEscrow {
     async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {
         let Release::Task {
             task_id,
-            worker,
+            workers,
             validator_signature,
         } = release
         else {
@@ -676,34 +709,38 @@ impl Rail for BaseTaskEscrow {
                 operation: "release pending vouchers",
             });
         };
-        let worker = parse_address(NAME, "worker", worker)?;
+        let workers = workers
+            .iter()
+            .map(|w| parse_address(NAME, "worker", w))
+            .collect::<Result<Vec<_>, _>>()?;
         let (buyer, terms) = self.stored_terms(task_id).await?;
         let id = self.id(&task_id.0, "release");
-        let payouts: Vec<Payout> = [
-            (worker, terms.worker_amount()),
-            (terms.creator, terms.creator_amount),
-            (terms.gateway, terms.gateway_amount),
-        ]
-        .into_iter()
-        .filter(|(_, a)| !a.is_zero())
-        .map(|(to, amount)| Payout {
-            to: to.to_string(),
-            amount,
-        })
-        .collect();
+        let payouts: Vec<Payout> = terms
+            .worker_payouts(&workers)
+            .into_iter()
+            .chain([
+                (terms.creator, terms.creator_amount),
+                (terms.gateway, terms.gateway_amount),
+            ])
+            .filter(|(_, a)| !a.is_zero())
+            .map(|(to, amount)| Payout {
+                to: to.to_string(),
+                amount,
+            })
+            .collect();
         if let Some(tx_hashes) = self.earlier(&id)? {
             return Ok(Settlement {
                 tx_hashes,
                 ..self.settlement(id, TxHash::ZERO, 0, Some(buyer.to_string()), payouts)
             });
         }
-        let call = self.release_call(task_id.0, worker, validator_signature);
+        let call = self.release_call(task_id.0, &workers, validator_signature);
         // A release the chain refuses (the deadline passed) is refused before its intent is
         // recorded: the task can still be refunded, and nothing is left to reconcile.
         simulate("the release", &call).await?;
         self.intent(
             &id,
-            json!({ "worker": worker, "signature": alloy::hex::encode_prefixed(validator_signature) }),
+            json!({ "workers": workers, "signature": alloy::hex::encode_prefixed(validator_signature) }),
         )?;
         let tx = self.send("the release", call).await?;
         let fee = self.conclude(&id, tx).await?;
@@ -786,16 +823,12 @@ impl Rail for BaseTaskEscrow {
                     self.send("the funding", self.fund_call(&terms, &p)).await
                 }
                 "release" => {
-                    let worker = parse_address(
-                        NAME,
-                        "worker",
-                        record.request["worker"].as_str().unwrap_or_default(),
-                    )?;
+                    let workers = release_workers(&record.request)?;
                     let sig = alloy::hex::decode(
                         record.request["signature"].as_str().unwrap_or_default(),
                     )
                     .map_err(|e| RailError::Refused(e.to_string()))?;
-                    self.send("the release", self.release_call(task, worker, &sig))
+                    self.send("the release", self.release_call(task, &workers, &sig))
                         .await
                 }
                 _ => self.send("the refund", self.refund_call(task)).await,
@@ -822,4 +855,17 @@ impl Rail for BaseTaskEscrow {
         }
         Ok(report)
     }
+}
+
+/// The workers a recorded release pays: `workers`, or `worker` in a record written before
+/// releases paid a quorum.
+fn release_workers(request: &serde_json::Value) -> Result<Vec<Address>, RailError> {
+    let named: Vec<&str> = match request.get("workers").and_then(|w| w.as_array()) {
+        Some(list) => list.iter().filter_map(|w| w.as_str()).collect(),
+        None => request["worker"].as_str().into_iter().collect(),
+    };
+    named
+        .into_iter()
+        .map(|w| parse_address(NAME, "worker", w))
+        .collect()
 }
