@@ -144,20 +144,26 @@ impl OpsSnapshot {
     /// Writes the snapshot to `path` so that a reader sees the old file or the new one, never
     /// half of one.
     pub fn write(&self, path: &Path) -> Result<(), OpsError> {
-        let io = |source| OpsError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let tmp = path.with_extension("json.tmp");
-        // Plain data: serialising it cannot fail.
-        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        write_json(path, self)
     }
 
     pub fn read(path: &Path) -> Result<Self, OpsError> {
         read_json(path)?.ok_or_else(|| OpsError::NoSnapshot(path.to_path_buf()))
     }
+}
+
+/// Writes `value` to `path` as JSON through a temporary file and a rename, so a reader sees
+/// the old file or the new one, never half of one.
+fn write_json(path: &Path, value: &impl Serialize) -> Result<(), OpsError> {
+    let io = |source| OpsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("json.tmp");
+    // Plain data: serialising it cannot fail.
+    let bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, OpsError> {
@@ -506,14 +512,7 @@ impl MonitorState {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), OpsError> {
-        let io = |source| OpsError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let tmp = path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
-        std::fs::write(&tmp, bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        write_json(path, self)
     }
 
     /// Keeps `failed` (in order) for the next delivery, dropping the oldest beyond

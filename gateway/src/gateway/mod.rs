@@ -1085,17 +1085,7 @@ impl Gateway {
             })
             .collect();
         let unpaid = self.store.unpaid_batches()?;
-        let owed_total = self
-            .store
-            .owed()?
-            .iter()
-            .map(|o| o.amount.get())
-            .chain(
-                unpaid
-                    .iter()
-                    .flat_map(|b| b.payouts.iter().map(|p| p.amount.get())),
-            )
-            .fold(0u128, u128::saturating_add);
+        let owed_total = self.owed_total(&unpaid)?;
         let mut unpaid_batches: Vec<UnpaidBatch> = unpaid
             .into_iter()
             .map(|b| UnpaidBatch {
@@ -1161,17 +1151,8 @@ impl Gateway {
     /// Gauges for `/metrics`: what is in flight and what is owed right now (an operator alerts
     /// on these growing: a stuck task, a payer that cannot pay).
     pub fn gauges(&self) -> Result<Vec<(&'static str, &'static str, u128)>, GatewayError> {
-        let owed = self.store.owed()?;
         let unpaid = self.store.unpaid_batches()?;
-        let owed_total = owed
-            .iter()
-            .map(|o| o.amount.get())
-            .chain(
-                unpaid
-                    .iter()
-                    .flat_map(|b| b.payouts.iter().map(|p| p.amount.get())),
-            )
-            .fold(0u128, u128::saturating_add);
+        let owed_total = self.owed_total(&unpaid)?;
         Ok(vec![
             (
                 "d402_tasks_in_flight",
@@ -1189,6 +1170,22 @@ impl Gateway {
                 unpaid.len() as u128,
             ),
         ])
+    }
+
+    /// Worker pay of delivered tasks not paid out yet: owed and not in a batch, plus the
+    /// `unpaid` batches.
+    fn owed_total(&self, unpaid: &[store::PayoutBatch]) -> Result<u128, GatewayError> {
+        Ok(self
+            .store
+            .owed()?
+            .iter()
+            .map(|o| o.amount.get())
+            .chain(
+                unpaid
+                    .iter()
+                    .flat_map(|b| b.payouts.iter().map(|p| p.amount.get())),
+            )
+            .fold(0u128, u128::saturating_add))
     }
 
     async fn pay_batch(&self, batch: &store::PayoutBatch) -> Result<(), GatewayError> {

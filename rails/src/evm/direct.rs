@@ -568,30 +568,7 @@ impl Rail for BaseDirect {
         // funds, a token that is not paused): one call on the happy path. Only when it fails
         // is the chain asked why, to answer with x402's own reason.
         if let Err(failed) = simulate(&self.token, &p, self.facilitator).await {
-            if self
-                .token
-                .authorizationState(auth.from, auth.nonce)
-                .call()
-                .await
-                .map_err(chain_err)?
-            {
-                return Err(used.into());
-            }
-            let balance = to_atomic(
-                self.token
-                    .balanceOf(auth.from)
-                    .call()
-                    .await
-                    .map_err(chain_err)?,
-            )?;
-            if balance < value {
-                return Err(VerifyError::InsufficientFunds {
-                    balance,
-                    needed: value,
-                }
-                .into());
-            }
-            return Err(failed.into());
+            return Err(super::why_not_settling(&self.token, &auth, value, false, failed).await);
         }
         Ok(Verified {
             rail: NAME.into(),

@@ -614,31 +614,9 @@ impl Rail for BaseTaskEscrow {
             .call()
             .await;
         if let Err(e) = simulated {
-            if self.task_state(&TaskId(terms.task_id)).await? != TaskState::None
-                || self
-                    .token
-                    .authorizationState(auth.from, auth.nonce)
-                    .call()
-                    .await
-                    .map_err(chain_err)?
-            {
-                return Err(used.into());
-            }
-            let balance = to_atomic(
-                self.token
-                    .balanceOf(auth.from)
-                    .call()
-                    .await
-                    .map_err(chain_err)?,
-            )?;
-            if balance < value {
-                return Err(VerifyError::InsufficientFunds {
-                    balance,
-                    needed: value,
-                }
-                .into());
-            }
-            return Err(VerifyError::Simulation(e.to_string()).into());
+            let funded = self.task_state(&TaskId(terms.task_id)).await? != TaskState::None;
+            let failed = VerifyError::Simulation(e.to_string());
+            return Err(super::why_not_settling(&self.token, &auth, value, funded, failed).await);
         }
         Ok(Verified {
             rail: NAME.into(),

@@ -187,6 +187,44 @@ pub(crate) fn to_atomic(v: U256) -> Result<Atomic, VerifyError> {
         .map_err(|_| VerifyError::Payload(format!("{v} does not fit in 128 bits")))
 }
 
+/// Why a payment whose simulated settlement failed cannot settle, in x402's terms: its
+/// authorization is used (`used` also holds when the caller knows so already), or the payer
+/// lacks the funds; else the simulation's own error, `failed`.
+pub(crate) async fn why_not_settling(
+    token: &contracts::TestUsd::TestUsdInstance<DynProvider>,
+    auth: &buyer::Authorization,
+    value: Atomic,
+    used: bool,
+    failed: VerifyError,
+) -> RailError {
+    let diagnosis = async {
+        let nonce_used = used
+            || token
+                .authorizationState(auth.from, auth.nonce)
+                .call()
+                .await
+                .map_err(chain_err)?;
+        if nonce_used {
+            return Ok(VerifyError::AuthorizationUsed {
+                nonce: auth.nonce.to_string(),
+            });
+        }
+        let balance = to_atomic(token.balanceOf(auth.from).call().await.map_err(chain_err)?)?;
+        Ok::<_, RailError>(if balance < value {
+            VerifyError::InsufficientFunds {
+                balance,
+                needed: value,
+            }
+        } else {
+            failed
+        })
+    };
+    match diagnosis.await {
+        Ok(reason) => reason.into(),
+        Err(e) => e,
+    }
+}
+
 pub(crate) fn chain_err(e: impl std::fmt::Display) -> RailError {
     RailError::Chain(e.to_string())
 }
