@@ -806,13 +806,9 @@ impl Gateway {
     async fn release(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
         if self.rail.kind() == RailKind::Direct && self.rail.pays_out() {
             // Every agreeing worker with a wallet this rail can pay gets an equal share of the
-            // worker net (records from before quorum shares name only the first worker).
-            let named: &[String] = if record.worker_wallets.is_empty() {
-                record.worker_wallet.as_slice()
-            } else {
-                &record.worker_wallets
-            };
-            let workers: Vec<String> = named
+            // worker net.
+            let workers: Vec<String> = record
+                .payees()
                 .iter()
                 .filter(|w| self.rail.accepts_wallet(w))
                 .cloned()
@@ -846,17 +842,14 @@ impl Gateway {
         } else if self.rail.kind() == RailKind::TaskEscrow {
             // The release is signed here with a local key (one process holds everything: a
             // development set-up), or was signed by the validator inside its verdict.
-            // A quorum's agreeing workers share the worker amount (records from before quorum
-            // shares name only the first worker).
+            // A quorum's agreeing workers share the worker amount.
             let signed = match &self.release_signer {
                 Some(signer) => {
-                    let named: &[String] = if record.worker_wallets.is_empty() {
-                        record.worker_wallet.as_slice()
-                    } else {
-                        &record.worker_wallets
-                    };
-                    let workers: Vec<Address> =
-                        named.iter().filter_map(|w| w.parse().ok()).collect();
+                    let workers: Vec<Address> = record
+                        .payees()
+                        .iter()
+                        .filter_map(|w| w.parse().ok())
+                        .collect();
                     escrow_release(&record).ok().and_then(|r| {
                         let signature =
                             sign_release(signer, r.chain_id, r.escrow, &r.terms, &workers).ok()?;

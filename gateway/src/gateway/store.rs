@@ -139,6 +139,18 @@ pub struct TaskRecord {
     pub updated_ms: u64,
 }
 
+impl TaskRecord {
+    /// The wallets a validated task's agreeing workers are paid at, on the rail's chain
+    /// (records from before quorum shares name only the first worker).
+    pub fn payees(&self) -> &[String] {
+        if self.worker_wallets.is_empty() {
+            self.worker_wallet.as_slice()
+        } else {
+            &self.worker_wallets
+        }
+    }
+}
+
 /// Pay a delivered task owes one worker, out of `from` (the gateway's `payTo`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
