@@ -306,9 +306,9 @@ pub fn monitor(args: MonitorArgs) -> anyhow::Result<ExitCode> {
         .timeout(Duration::from_secs(10))
         .build()
         .context("building the webhook client")?;
+    let mut state = MonitorState::load(&state_path)?;
     runtime()?.block_on(async {
         loop {
-            let mut state = MonitorState::load(&state_path)?;
             let look = args.check.look(|s| state.baseline(s)).await?;
             let gateway = look
                 .snapshot

@@ -5,8 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
+use common::Killed;
 
 use d402_evm_chain::Anvil;
 use d402_host::Identity;
@@ -18,14 +19,6 @@ const ARTICLE: &str = r#"<html><head><title>Bought from the command line</title>
 <p>This page was converted by two workers on a d402 network and paid for by d402 client, which
 answered the gateway's x402 challenge with an EIP-3009 authorization.</p>
 </main></body></html>"#;
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn gateway_process_sells_to_the_client_process() {
@@ -152,18 +145,7 @@ async fn gateway_process_sells_to_the_client_process() {
         "{stderr}"
     );
 
-    let mut child = gateway()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _gateway = Killed(child);
-    let info: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let (gateway_process, info) = common::spawn_node(gateway());
     assert_eq!(info["role"], "gateway");
     assert_eq!(info["sells"], serde_json::json!([MERKLE, PAGE]), "{info}");
     let url = info["http"].as_str().unwrap().to_string();
@@ -189,19 +171,22 @@ async fn gateway_process_sells_to_the_client_process() {
     let buyer_hex = alloy::hex::encode(buyer.to_bytes());
     let input = merkle_input("cli-leaf");
     // Above the spend cap: nothing is paid.
-    let out = d402(&[
-        "run",
-        "--gateway",
-        &url,
-        "--capability",
-        MERKLE,
-        "--input",
-        &input,
-        "--wallet",
-        &buyer_hex,
-        "--max-spend",
-        "$0.005",
-    ]);
+    let buy = |capability: &str, input: &str, max_spend: &str| {
+        d402(&[
+            "run",
+            "--gateway",
+            &url,
+            "--capability",
+            capability,
+            "--input",
+            input,
+            "--wallet",
+            &buyer_hex,
+            "--max-spend",
+            max_spend,
+        ])
+    };
+    let out = buy(MERKLE, &input, "$0.005");
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("spend cap"),
@@ -210,25 +195,7 @@ async fn gateway_process_sells_to_the_client_process() {
     );
     assert_eq!(anvil.balance(token, pay_to).await.unwrap(), 0);
 
-    let out = d402(&[
-        "run",
-        "--gateway",
-        &url,
-        "--capability",
-        MERKLE,
-        "--input",
-        &input,
-        "--wallet",
-        &buyer_hex,
-        "--max-spend",
-        "$0.05",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = common::bought(&buy(MERKLE, &input, "$0.05"));
     assert_eq!(r["result"]["valid"], true, "{r}");
     assert!(r["receipt"]["signature"].is_string());
     // Buyer −price, gateway +fee (5 %), and the worker +net in the gateway's next payout batch.
@@ -242,25 +209,7 @@ async fn gateway_process_sells_to_the_client_process() {
 
     // A page conversion: two workers convert the one frozen page, and share the net.
     let page_input = serde_json::json!({"url": site.url("127.0.0.1", "/article")}).to_string();
-    let out = d402(&[
-        "run",
-        "--gateway",
-        &url,
-        "--capability",
-        PAGE,
-        "--input",
-        &page_input,
-        "--wallet",
-        &buyer_hex,
-        "--max-spend",
-        "$0.05",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = common::bought(&buy(PAGE, &page_input, "$0.05"));
     let markdown = r["result"]["markdown"].as_str().unwrap_or_default();
     assert!(markdown.contains("paid for by d402 client"), "{r}");
     assert_eq!(site.count(), 1, "the page is frozen once for both workers");
@@ -275,16 +224,7 @@ async fn gateway_process_sells_to_the_client_process() {
     // Operations: `d402 ops-status` and `d402 ops-monitor` read the snapshot the gateway
     // rewrites every sweep, and ask anvil for the facilitator's ETH.
     let gw_state = dir.join("gw");
-    let ops = |command: &str, args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_d402"))
-            .arg(command)
-            .args(["--state", gw_state.to_str().unwrap()])
-            .args(args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        (out.status.code(), out.stdout, stderr)
-    };
+    let ops = |command: &str, args: &[&str]| common::ops(command, &gw_state, args);
     let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let report = loop {
         let (code, stdout, stderr) = ops("ops-status", &[]);
@@ -352,13 +292,7 @@ async fn gateway_process_sells_to_the_client_process() {
             hook,
         ];
         args.extend_from_slice(extra);
-        let out = Command::new(env!("CARGO_BIN_EXE_d402"))
-            .arg("ops-monitor")
-            .args(["--state", gw_state.to_str().unwrap()])
-            .args(&args)
-            .output()
-            .unwrap();
-        out.status.code()
+        ops("ops-monitor", &args).0
     };
     let lines = || -> Vec<serde_json::Value> {
         std::fs::read_to_string(&alert_file)
@@ -400,7 +334,7 @@ async fn gateway_process_sells_to_the_client_process() {
     );
 
     // A stopped gateway stops rewriting its snapshot.
-    drop(_gateway);
+    drop(gateway_process);
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let (code, stdout, _) = ops("ops-status", &["--max-snapshot-age-secs", "1"]);
     assert_eq!(code, Some(3));

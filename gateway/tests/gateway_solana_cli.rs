@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use d402_host::Identity;
 use d402_loopback_server::LoopbackServer;
@@ -15,14 +14,6 @@ use d402_network_support::*;
 use d402_solana_chain::SolanaChain;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn keypair_file(dir: &std::path::Path, name: &str, k: &Keypair) -> String {
     let path = dir.join(name);
@@ -112,18 +103,7 @@ async fn solana_gateway_sells_to_the_solana_client() {
     );
 
     let pay_to = fee_payer.pubkey();
-    let mut child = gateway("gw", &pay_to.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let _gateway = Killed(child);
-    let info: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    let (_gateway, info) = common::spawn_node(gateway("gw", &pay_to.to_string()));
     assert_eq!(info["sells"], serde_json::json!([MERKLE, PAGE]), "{info}");
     let url = info["http"].as_str().unwrap().to_string();
     let probe = start(dir, "probe", &[&bootstrap], None, &[]).await;
@@ -164,13 +144,7 @@ async fn solana_gateway_sells_to_the_solana_client() {
     assert_eq!(balance(pay_to).await, 0);
 
     let fee_payer_sol = chain.sol_balance(&fee_payer.pubkey()).await.unwrap();
-    let out = buy(MERKLE, &leaf, "$0.05");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = common::bought(&buy(MERKLE, &leaf, "$0.05"));
     assert_eq!(r["result"]["valid"], true, "{r}");
     assert_eq!(r["payment"]["rail"], "solana-direct", "{r}");
     assert!(r["receipt"]["signature"].is_string());
@@ -183,13 +157,7 @@ async fn solana_gateway_sells_to_the_solana_client() {
 
     // A page conversion: two workers convert the one frozen page, and share the net.
     let page_input = serde_json::json!({"url": site.url("127.0.0.1", "/article")}).to_string();
-    let out = buy(PAGE, &page_input, "$0.05");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = common::bought(&buy(PAGE, &page_input, "$0.05"));
     let markdown = r["result"]["markdown"].as_str().unwrap_or_default();
     assert!(markdown.contains("partially signed SPL transfer"), "{r}");
     assert_eq!(site.count(), 1, "the page is frozen once for both workers");
@@ -208,15 +176,14 @@ async fn solana_gateway_sells_to_the_solana_client() {
     // `d402 ops-status` checks the fee payer's SOL on the gateway's own cluster (1 SOL funded,
     // a few fees spent): above a 0.005 SOL minimum, below a 2 SOL one.
     let ops_status = |min: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_d402"))
-            .arg("ops-status")
-            .args(["--state", dir.join("gw").to_str().unwrap()])
-            .args(["--min-solana-balance-sol", min])
-            .output()
-            .unwrap();
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-        (out.status.code(), report)
+        let (code, stdout, stderr) = common::ops(
+            "ops-status",
+            &dir.join("gw"),
+            &["--min-solana-balance-sol", min],
+        );
+        let report: serde_json::Value =
+            serde_json::from_slice(&stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        (code, report)
     };
     let (code, report) = ops_status("0.005");
     let balance = &report["balances"][0];

@@ -5,22 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use d402_evm_chain::Anvil;
 use d402_host::Identity;
 use d402_network_support::*;
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 const PRICE: u128 = 10_000;
 const FEE: u128 = 500;
@@ -56,8 +47,8 @@ async fn owed_worker_pay_is_paid_once_across_kill_9() {
 
     // The gateway process on `state`, paying out every `window_ms`; returns it and its URL.
     let gateway = |state: &Path, window_ms: u64| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_d402"))
-            .arg("node")
+        let mut node = Command::new(env!("CARGO_BIN_EXE_d402"));
+        node.arg("node")
             .args(["--label", "gateway", "--state", state.to_str().unwrap()])
             .args(["--peer", &bootstrap.listen_addr().to_string()])
             .args(["--http-host", "127.0.0.1", "--http-port", "0"])
@@ -69,18 +60,9 @@ async fn owed_worker_pay_is_paid_once_across_kill_9() {
             .args(["--evm-rpc-url", anvil.url.as_str()])
             .args(["--evm-token", &token.to_string()])
             .args(["--evm-token-name", "Test USD", "--evm-token-version", "2"])
-            .args(["--facilitator-key", &facilitator_hex])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let info: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
-        (Killed(child), info["http"].as_str().unwrap().to_string())
+            .args(["--facilitator-key", &facilitator_hex]);
+        let (process, info) = common::spawn_node(node);
+        (process, info["http"].as_str().unwrap().to_string())
     };
     let balance = |who| {
         let anvil = &anvil;

@@ -427,26 +427,21 @@ mod tests {
             }
             tx.commit().unwrap();
         }
+        let flying = |o: &Outbox| -> Vec<String> {
+            o.all_in_flight()
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect()
+        };
         let o = Outbox::open(&path).unwrap();
-        let ids: Vec<String> = o
-            .all_in_flight()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(ids, ["flying"]);
+        assert_eq!(flying(&o), ["flying"]);
         o.mark_confirmed("flying", None).unwrap();
         o.reopen("lost").unwrap();
         drop(o);
         // Built once: reopening keeps what the writes since have made of it.
         let o = Outbox::open(&path).unwrap();
-        let ids: Vec<String> = o
-            .all_in_flight()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(ids, ["lost"]);
+        assert_eq!(flying(&o), ["lost"]);
     }
 
     #[test]
