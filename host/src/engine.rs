@@ -3,7 +3,10 @@
 //! Every node must compile with the same settings, or the same component could give different fuel
 //! counts or NaN bits on two nodes. The settings that matter for that are fixed here, not
 //! configurable: fuel metering, NaN canonicalization, deterministic relaxed SIMD, no threads.
-//! What may differ between nodes (pool size, stack size) is in [`EngineSettings`].
+//! What may differ between nodes (pool size, stack size) is in [`EngineSettings`]. The pool's
+//! per-instance memory and table sizes are not settings: they come from the node's caps on task
+//! limits ([`Limits`]), so that the limit a task is documented to run under is the one in force, and
+//! breaking it gives that limit's error rather than a pool error at load.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +16,7 @@ use std::time::Duration;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::error::HostError;
+use crate::limits::Limits;
 
 /// How often the epoch advances; wall-time limits are enforced to this granularity.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -22,8 +26,6 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 pub struct EngineSettings {
     /// Tasks that may run at once (slots in the instance pool).
     pub max_concurrent_tasks: u32,
-    /// The largest linear memory any task may have (the pool reserves this per slot).
-    pub max_memory_bytes: u64,
     /// Native stack available to guest code; deep recursion past it is a `StackOverflow`.
     pub max_wasm_stack: usize,
     /// Fuel metering. Always on for a node: fuel counts are part of receipts and validators compare
@@ -36,7 +38,6 @@ impl Default for EngineSettings {
     fn default() -> Self {
         Self {
             max_concurrent_tasks: 64,
-            max_memory_bytes: 1024 * 1024 * 1024,
             max_wasm_stack: 512 * 1024,
             fuel_metering: true,
         }
@@ -52,8 +53,9 @@ pub struct HostEngine {
 }
 
 impl HostEngine {
-    /// Builds the engine and starts its epoch ticker.
-    pub fn new(settings: &EngineSettings) -> Result<Self, HostError> {
+    /// Builds the engine and starts its epoch ticker. `caps` are the node's caps on every task's
+    /// limits: the pool's slots are sized to hold exactly what they allow.
+    pub fn new(settings: &EngineSettings, caps: &Limits) -> Result<Self, HostError> {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
@@ -74,7 +76,10 @@ impl HostEngine {
             .max_memories_per_component(2)
             .total_tables(instances * 8)
             .max_tables_per_component(8)
-            .max_memory_size(usize::try_from(settings.max_memory_bytes).unwrap_or(usize::MAX))
+            .max_memory_size(usize::try_from(caps.memory_bytes).unwrap_or(usize::MAX))
+            // Wasmtime's own default (20,000 elements) sits below d402's table limit; a table the
+            // limit allows must fit in a slot, and one it refuses must reach the limiter.
+            .table_elements(usize::try_from(caps.table_elements).unwrap_or(usize::MAX))
             // Give pages back to the OS after each task, so a memory bomb does not stay resident.
             // (Keeping the first MiB resident was measured slower: a Rust guest's shadow stack fills
             // it, so every task paid a 1 MiB memset.)

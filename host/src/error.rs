@@ -21,6 +21,15 @@ pub enum HostError {
     /// A table would have grown past the limit.
     #[error("table limit: the capability asked for {requested} elements, the limit is {limit}")]
     TableLimit { requested: u64, limit: u64 },
+    /// The guest asked the host to hold more on its behalf than the task allows: too many handles
+    /// at once, or too many random bytes in one call. Counted, because host memory spent for the
+    /// guest lies outside its linear-memory limit.
+    #[error("resource limit: the capability asked for {requested} {what}, the limit is {limit}")]
+    ResourceLimit {
+        what: &'static str,
+        requested: u64,
+        limit: u64,
+    },
     /// The guest's call stack overflowed.
     #[error("stack overflow in the capability")]
     StackOverflow,
@@ -87,6 +96,7 @@ impl HostError {
             HostError::WallTimeExceeded { .. } => "wall_time_exceeded",
             HostError::MemoryLimit { .. } => "memory_limit",
             HostError::TableLimit { .. } => "table_limit",
+            HostError::ResourceLimit { .. } => "resource_limit",
             HostError::StackOverflow => "stack_overflow",
             HostError::OutputTooLarge { .. } => "output_too_large",
             HostError::EgressDenied(_) => "egress_denied",

@@ -68,9 +68,16 @@ pub struct FetchResponseRecord {
     pub body: ContentId,
 }
 
+/// The most evidence records one run may have. Each is a host-side object held for the task, so they
+/// are bounded by count as well as by the egress byte budget; a receipt naming more is refused
+/// before anything is loaded.
+pub const MAX_EVIDENCE_RECORDS: usize = 1024;
+
 /// Problems building or reading evidence.
 #[derive(Debug, thiserror::Error)]
 pub enum EvidenceError {
+    #[error("a run may have at most {limit} evidence records")]
+    TooManyRecords { limit: usize },
     #[error("evidence object {0} is not in the content store")]
     Missing(ContentId),
     #[error("evidence object {cid} is not an evidence record: {reason}")]
@@ -139,6 +146,11 @@ impl EvidenceRecorder {
 
     /// Stores a record (in canonical form) and appends it to the run's evidence list.
     pub fn record(&mut self, record: &EvidenceRecord) -> Result<ContentId, EvidenceError> {
+        if self.records.len() >= MAX_EVIDENCE_RECORDS {
+            return Err(EvidenceError::TooManyRecords {
+                limit: MAX_EVIDENCE_RECORDS,
+            });
+        }
         let (cid, bytes) = cid_of_json(record)?;
         self.objects.add(bytes);
         self.records.push(cid);
@@ -166,6 +178,11 @@ pub struct ReplayBook {
 impl ReplayBook {
     /// Loads the records named by `evidence` and the bodies they refer to, verifying every hash.
     pub fn load(store: &ContentStore, evidence: &[ContentId]) -> Result<Self, EvidenceError> {
+        if evidence.len() > MAX_EVIDENCE_RECORDS {
+            return Err(EvidenceError::TooManyRecords {
+                limit: MAX_EVIDENCE_RECORDS,
+            });
+        }
         let mut book = ReplayBook {
             records: evidence.to_vec(),
             ..Default::default()
@@ -231,5 +248,56 @@ impl ReplayBook {
     /// The evidence list this book was loaded from.
     pub fn records(&self) -> &[ContentId] {
         &self.records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize) -> EvidenceRecord {
+        EvidenceRecord::Fetch {
+            request: FetchRequestRecord {
+                method: "GET".into(),
+                url: format!("https://example.com/{i}"),
+                headers: Vec::new(),
+                body: None,
+            },
+            outcome: Outcome::Failed(crate::egress::NetworkFailure::Unavailable("down".into())),
+        }
+    }
+
+    #[test]
+    fn a_run_holds_a_bounded_number_of_records() {
+        let mut recorder = EvidenceRecorder::default();
+        for i in 0..MAX_EVIDENCE_RECORDS {
+            recorder.record(&record(i)).expect("within the limit");
+        }
+        let objects = recorder.objects.len();
+        assert!(matches!(
+            recorder.record(&record(MAX_EVIDENCE_RECORDS)),
+            Err(EvidenceError::TooManyRecords {
+                limit: MAX_EVIDENCE_RECORDS
+            })
+        ));
+        // The refused record left nothing behind.
+        assert_eq!(recorder.records.len(), MAX_EVIDENCE_RECORDS);
+        assert_eq!(recorder.objects.len(), objects);
+    }
+
+    #[test]
+    fn a_receipt_naming_too_many_records_is_refused_before_loading() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ContentStore::open_path(dir.path()).expect("store");
+        // None of these exist: the count alone refuses the list, before any lookup.
+        let evidence = vec![ContentId::of(b"absent"); MAX_EVIDENCE_RECORDS + 1];
+        assert!(matches!(
+            ReplayBook::load(&store, &evidence),
+            Err(EvidenceError::TooManyRecords { .. })
+        ));
+        assert!(matches!(
+            ReplayBook::load(&store, &evidence[..1]),
+            Err(EvidenceError::Missing(_))
+        ));
     }
 }

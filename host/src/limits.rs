@@ -24,6 +24,14 @@ pub struct Limits {
     pub stdio_bytes: usize,
     /// Bytes of `log` messages kept; later messages are counted and dropped.
     pub log_bytes: usize,
+    /// `log` messages kept, whatever their size: empty messages cost the host a record each, so a
+    /// byte budget alone never stops a flood of them. Later messages are counted and dropped.
+    pub log_records: usize,
+    /// Handles the guest may hold at once in its resource table (streams, pollables, …). Each is
+    /// host memory held on the guest's behalf, outside its linear memory.
+    pub handles: usize,
+    /// The most random bytes one `get-random-bytes` call may ask for (the host allocates them).
+    pub random_bytes_per_call: u64,
 }
 
 impl Default for Limits {
@@ -36,6 +44,9 @@ impl Default for Limits {
             output_bytes: 16 * 1024 * 1024,
             stdio_bytes: 64 * 1024,
             log_bytes: 64 * 1024,
+            log_records: 1_000,
+            handles: 10_000,
+            random_bytes_per_call: 1024 * 1024,
         }
     }
 }
@@ -51,6 +62,9 @@ impl Limits {
             output_bytes: self.output_bytes.min(cap.output_bytes),
             stdio_bytes: self.stdio_bytes.min(cap.stdio_bytes),
             log_bytes: self.log_bytes.min(cap.log_bytes),
+            log_records: self.log_records.min(cap.log_records),
+            handles: self.handles.min(cap.handles),
+            random_bytes_per_call: self.random_bytes_per_call.min(cap.random_bytes_per_call),
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cap_std::fs::Dir;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, ResourceTable, ResourceTableError};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -19,13 +19,13 @@ use crate::egress::{
 use crate::engine::{EPOCH_TICK, EngineSettings, HostEngine};
 use crate::error::HostError;
 use crate::evidence::{
-    EvidenceObjects, EvidenceRecord, EvidenceRecorder, FetchRequestRecord, FetchResponseRecord,
-    FrozenPageRecord, Outcome, ReplayBook,
+    EvidenceError, EvidenceObjects, EvidenceRecord, EvidenceRecorder, FetchRequestRecord,
+    FetchResponseRecord, FrozenPageRecord, Outcome, ReplayBook,
 };
 use crate::identity::Identity;
 use crate::limits::{Breach, Limits, MemoryGuard};
 use crate::receipt::{CapabilityRef, Receipt, ReceiptBody, TaskContext};
-use crate::sandbox::{Stdio, wasi_for};
+use crate::sandbox::{GuestAllowance, Stdio, bound_wasi, wasi_for};
 use crate::snapshot::{SnapshotError, SnapshotLimits, Snapshotter};
 
 mod bindings {
@@ -125,7 +125,10 @@ struct TaskIo {
     fatal: Option<HostError>,
     logs: Vec<LogLine>,
     log_bytes_left: usize,
+    log_records_left: usize,
     logs_dropped: usize,
+    random_bytes_per_call: u64,
+    handles: usize,
 }
 
 impl WasiView for TaskState {
@@ -142,12 +145,33 @@ impl WasiView for TaskState {
 #[error("d402 host stopped the task")]
 struct Stopped;
 
+impl GuestAllowance for TaskState {
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+    fn random(&mut self) -> &mut wasmtime_wasi::random::WasiRandomCtx {
+        self.wasi.random()
+    }
+    fn random_bytes_per_call(&self) -> u64 {
+        self.io.random_bytes_per_call
+    }
+    fn refuse(&mut self, error: HostError) -> wasmtime::Error {
+        self.io.end(error)
+    }
+}
+
 impl TaskIo {
-    fn stop<T>(&mut self, error: HostError) -> wasmtime::Result<T> {
+    /// Records why the host ends the task (the first reason wins) and gives the error that unwinds
+    /// the guest.
+    fn end(&mut self, error: HostError) -> wasmtime::Error {
         if self.fatal.is_none() {
             self.fatal = Some(error);
         }
-        Err(wasmtime::Error::new(Stopped))
+        wasmtime::Error::new(Stopped)
+    }
+
+    fn stop<T>(&mut self, error: HostError) -> wasmtime::Result<T> {
+        Err(self.end(error))
     }
 
     fn violation<T>(&mut self, v: EgressViolation) -> wasmtime::Result<T> {
@@ -187,6 +211,11 @@ impl TaskIo {
     fn record(&mut self, record: &EvidenceRecord) -> wasmtime::Result<()> {
         match self.recorder.record(record) {
             Ok(_) => Ok(()),
+            Err(EvidenceError::TooManyRecords { limit }) => self.stop(HostError::ResourceLimit {
+                what: "evidence records",
+                requested: limit as u64 + 1,
+                limit: limit as u64,
+            }),
             Err(e) => self.stop(HostError::Evidence(e)),
         }
     }
@@ -380,11 +409,13 @@ impl wit::Host for TaskState {
 
     fn log(&mut self, level: wit::LogLevel, message: String) -> wasmtime::Result<()> {
         let io = &mut self.io;
-        if message.len() > io.log_bytes_left {
+        // Counted by records as well as bytes: an empty message still costs the host a record.
+        if message.len() > io.log_bytes_left || io.log_records_left == 0 {
             io.logs_dropped += 1;
             return Ok(());
         }
         io.log_bytes_left -= message.len();
+        io.log_records_left -= 1;
         let level = match level {
             wit::LogLevel::Debug => "debug",
             wit::LogLevel::Info => "info",
@@ -419,13 +450,18 @@ pub struct Host {
 impl Host {
     /// A host that signs receipts as `identity`.
     pub fn new(config: HostConfig, identity: Arc<Identity>) -> Result<Self, HostError> {
-        let engine = HostEngine::new(&config.engine)?;
+        let engine = HostEngine::new(&config.engine, &config.max_limits)?;
         let mut linker = Linker::new(engine.engine());
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| HostError::Internal(format!("linking WASI: {e}")))?;
+        bound_wasi(&mut linker).map_err(|e| HostError::Internal(format!("bounding WASI: {e}")))?;
         bindings::Capability::add_to_linker::<TaskState, HasSelf<TaskState>>(&mut linker, |s| s)
             .map_err(|e| HostError::Internal(format!("linking d402 host: {e}")))?;
-        let cache = ComponentCache::new(config.compiled_cache, engine.fingerprint());
+        let cache = ComponentCache::new(
+            config.compiled_cache,
+            engine.fingerprint(),
+            config.max_limits,
+        );
         Ok(Self {
             engine,
             linker,
@@ -443,6 +479,16 @@ impl Host {
 
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    #[cfg(test)]
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        self.engine.engine()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn linker(&self) -> &Linker<TaskState> {
+        &self.linker
     }
 
     /// Loads a component under its implementation CID, refusing bytes that do not hash to it and
@@ -471,9 +517,11 @@ impl Host {
         let started = Instant::now();
         let (wasi, stdio) = wasi_for(&task.context, limits.stdio_bytes);
         let wall_time_ms = limits.record().wall_time_ms;
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.handles);
         let state = TaskState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: MemoryGuard::new(&limits),
             io: TaskIo {
                 mode: task.evidence,
@@ -487,7 +535,10 @@ impl Host {
                 fatal: None,
                 logs: Vec::new(),
                 log_bytes_left: limits.log_bytes,
+                log_records_left: limits.log_records,
                 logs_dropped: 0,
+                random_bytes_per_call: limits.random_bytes_per_call,
+                handles: limits.handles,
             },
         };
         let mut store = Store::new(self.engine.engine(), state);
@@ -612,6 +663,13 @@ fn classify_trap(
             };
         }
         None => {}
+    }
+    if let Some(ResourceTableError::Full) = error.downcast_ref::<ResourceTableError>() {
+        return HostError::ResourceLimit {
+            what: "handles",
+            requested: state.io.handles as u64 + 1,
+            limit: state.io.handles as u64,
+        };
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         match trap {

@@ -340,6 +340,152 @@ fn unknown_import() {
     );
 }
 
+#[test]
+fn lookalike_import() {
+    let host = host();
+    let bytes = std::fs::read(artifacts::LOOKALIKE_IMPORT_COMPONENT).unwrap();
+    let cid = d402_host::ContentId::of(&bytes);
+    // Refused by its exact name at load, before any linking: not `invalid_component` at link time.
+    match host.load(&cid, &bytes).unwrap_err() {
+        HostError::UnknownImport { name } => assert_eq!(name, "wasi:cli/backdoor@0.2.0"),
+        other => panic!("expected UnknownImport, got {other} ({})", other.code()),
+    }
+    assert!(!host.is_loaded(&cid));
+}
+
+/// A guest that sleeps through WASI timers is blocked in a host call, where epoch interruption
+/// cannot reach it. The task's clock is stopped, so every timer is due at once: a long sleep returns
+/// immediately (the same on every node), and sleeping forever is a loop the wall-time limit stops
+/// within a small margin of the limit.
+#[test]
+fn sleeper() {
+    let host = host();
+    let (cid, _) = load(&host, artifacts::SLEEPER_COMPONENT);
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        wall_time: Duration::from_millis(1500),
+        ..small_limits()
+    };
+    for way in ["sleep", "block", "poll"] {
+        let input = format!(r#"{{"way": "{way}"}}"#);
+        let started = Instant::now();
+        let out = host
+            .execute(Task {
+                input: &input,
+                limits,
+                ..Task::defaults(cid, way)
+            })
+            .unwrap_or_else(|e| panic!("{way}: {e}"));
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(1),
+            "{way} held the host {took:?}"
+        );
+        assert!(out.output.contains(way), "{way}: {}", out.output);
+    }
+    for way in ["sleep-forever", "poll-forever"] {
+        let input = format!(r#"{{"way": "{way}"}}"#);
+        let started = Instant::now();
+        let err = host
+            .execute(Task {
+                input: &input,
+                limits,
+                ..Task::defaults(cid, way)
+            })
+            .unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(err, HostError::WallTimeExceeded { limit_ms: 1500 }),
+            "{way}: {err}"
+        );
+        assert!(
+            took >= Duration::from_millis(1500) && took < Duration::from_millis(2500),
+            "{way}: stopped after {took:?} for a 1500 ms limit"
+        );
+    }
+}
+
+/// Everything a guest can make the host hold on its behalf is bounded by count, not only by bytes.
+#[test]
+fn host_flood() {
+    let host = host();
+    let (cid, _) = load(&host, artifacts::HOST_FLOOD_COMPONENT);
+    let limits = Limits {
+        fuel: 20_000_000_000,
+        wall_time: Duration::from_secs(60),
+        ..small_limits()
+    };
+    // Five million empty log messages: the first `log_records` are kept, the rest counted.
+    let out = host
+        .execute(Task {
+            input: r#"{"flood": "logs"}"#,
+            limits,
+            ..Task::defaults(cid, "logs")
+        })
+        .expect("a log flood runs to completion");
+    assert_eq!(out.logs.len(), Limits::default().log_records);
+    assert_eq!(out.logs_dropped, 5_000_000 - Limits::default().log_records);
+    assert_eq!(out.output, r#"{"logged":5000000}"#);
+
+    // Handles created and never dropped, under the default and under a lower limit.
+    for handles in [Limits::default().handles, 100] {
+        let err = host
+            .execute(Task {
+                input: r#"{"flood": "handles"}"#,
+                limits: Limits { handles, ..limits },
+                ..Task::defaults(cid, "handles")
+            })
+            .unwrap_err();
+        match err {
+            HostError::ResourceLimit {
+                what: "handles",
+                limit,
+                ..
+            } => assert_eq!(limit, handles as u64),
+            other => panic!("expected a handle limit, got {other}"),
+        }
+    }
+
+    // One call asking for 1 GiB of random bytes is refused before the host allocates them.
+    for flood in ["random", "insecure-random"] {
+        let input = format!(r#"{{"flood": "{flood}"}}"#);
+        let err = host
+            .execute(Task {
+                input: &input,
+                limits,
+                ..Task::defaults(cid, flood)
+            })
+            .unwrap_err();
+        match err {
+            HostError::ResourceLimit {
+                what: "random bytes in one call",
+                requested,
+                limit,
+            } => {
+                assert_eq!(requested, 1 << 30);
+                assert_eq!(limit, Limits::default().random_bytes_per_call);
+            }
+            other => panic!("{flood}: expected a random-bytes limit, got {other}"),
+        }
+        assert_eq!(err_code(&host, cid, &input, limits), "resource_limit");
+    }
+}
+
+fn err_code(
+    host: &d402_host::Host,
+    cid: d402_host::ContentId,
+    input: &str,
+    limits: Limits,
+) -> &'static str {
+    host.execute(Task {
+        input,
+        limits,
+        ..Task::defaults(cid, "code")
+    })
+    .unwrap_err()
+    .code()
+}
+
 /// After every kind of hostile run, the same host still runs a well-behaved capability.
 #[test]
 fn host_keeps_working_after_hostile_runs() {
@@ -366,4 +512,120 @@ fn host_keeps_working_after_hostile_runs() {
         })
         .expect("a well-behaved capability still runs");
     assert!(out.output.contains("\"valid\":false"), "{}", out.output);
+}
+
+/// A component whose core module starts with a table of `initial` elements and grows it by `grow`
+/// when run, answering `{"ok":true}`: written in the component text format because no Rust guest
+/// can grow a table on purpose, and assembled to the binary form a node is given.
+fn table_component(initial: u32, grow: u32) -> Vec<u8> {
+    wat::parse_str(table_component_text(initial, grow)).expect("valid component text")
+}
+
+fn table_component_text(initial: u32, grow: u32) -> String {
+    format!(
+        r#"(component
+  (core module $m
+    (table {initial} funcref)
+    (memory (export "memory") 1)
+    (global $bump (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (global.get $bump))
+      (global.set $bump (i32.add (global.get $bump) (local.get 3)))
+      (local.get $p))
+    (data (i32.const 16) "{{\"ok\":true}}")
+    (func (export "run") (param i32 i32) (result i32)
+      (if (i32.lt_s (table.grow 0 (ref.null func) (i32.const {grow})) (i32.const 0))
+        (then unreachable))
+      (i32.store8 (i32.const 0) (i32.const 0))
+      (i32.store (i32.const 4) (i32.const 16))
+      (i32.store (i32.const 8) (i32.const 11))
+      (i32.const 0)))
+  (core instance $i (instantiate $m))
+  (alias core export $i "memory" (core memory $mem))
+  (alias core export $i "realloc" (core func $realloc))
+  (alias core export $i "run" (core func $run))
+  (type $failure' (record (field "code" string) (field "message" string)))
+  (export $failure "failure" (type $failure'))
+  (type $error' (variant
+    (case "invalid-input" string)
+    (case "blocked-page" string)
+    (case "upstream" string)
+    (case "failed" $failure)))
+  (export $error "capability-error" (type $error'))
+  (func (export "run") (param "input" string) (result (result string (error $error)))
+    (canon lift (core func $run) (memory $mem) (realloc $realloc))))"#
+    )
+}
+
+/// The table limit in force is d402's own (`Limits::table_elements`, 100,000 by default), not the
+/// instance pool's: a table between the pool's old cap (20,000) and the limit runs, and one past the
+/// limit, declared so (refused at load) or grown so (stopped at run time), fails with
+/// `table_limit`.
+#[test]
+fn table_limit_is_the_documented_one() {
+    let host = host();
+    let limit = Limits::default().table_elements;
+    let run = |initial: u32, grow: u32| {
+        let bytes = table_component(initial, grow);
+        let cid = d402_host::ContentId::of(&bytes);
+        host.load(&cid, &bytes)
+            .and_then(|_| {
+                host.execute(Task {
+                    limits: small_limits(),
+                    ..Task::defaults(cid, "table")
+                })
+            })
+            .map(|out| out.output)
+    };
+    assert_eq!(
+        run(50_000, 0).expect("a 50,000-element table"),
+        r#"{"ok":true}"#
+    );
+    assert_eq!(run(1, 60_000).expect("growing to 60,001"), r#"{"ok":true}"#);
+    for (initial, grow) in [(1, 150_000), (150_000, 0)] {
+        match run(initial, grow) {
+            Err(HostError::TableLimit {
+                requested,
+                limit: got,
+            }) => {
+                assert_eq!(got, limit);
+                assert!(requested > limit, "{requested}");
+            }
+            other => {
+                panic!("table of {initial} grown by {grow}: expected table_limit, got {other:?}")
+            }
+        }
+    }
+    // The same holds for linear memory: one declared past the memory cap is refused by that limit.
+    let text = table_component_text(1, 0).replace(
+        r#"(memory (export "memory") 1)"#,
+        r#"(memory (export "memory") 5000)"#,
+    );
+    let bytes = wat::parse_str(text).unwrap();
+    let cid = d402_host::ContentId::of(&bytes);
+    match host.load(&cid, &bytes) {
+        Err(HostError::MemoryLimit { requested, limit }) => {
+            assert_eq!(requested, 5000 * 65536);
+            assert_eq!(limit, Limits::default().memory_bytes);
+        }
+        other => panic!("expected memory_limit, got {other:?}"),
+    }
+    // A task whose own limit is lower is held to it.
+    let bytes = table_component(1, 60_000);
+    let cid = d402_host::ContentId::of(&bytes);
+    host.load(&cid, &bytes).expect("loads");
+    let err = host
+        .execute(Task {
+            limits: Limits {
+                table_elements: 10_000,
+                ..small_limits()
+            },
+            ..Task::defaults(cid, "table")
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err, HostError::TableLimit { limit: 10_000, .. }),
+        "{err}"
+    );
 }

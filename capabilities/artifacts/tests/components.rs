@@ -138,6 +138,43 @@ fn unknown_import() {
     );
 }
 
+fn lookalike_import() {
+    let path = d402_capability_artifacts::LOOKALIKE_IMPORT_COMPONENT;
+    let (imports, exports) = component_imports_exports(&assert_component(path));
+    assert!(exports.iter().any(|e| e == "run"), "{exports:?}");
+    // A made-up interface inside a real WASI package: only exact matching refuses it.
+    assert!(
+        imports.iter().any(|i| i == "wasi:cli/backdoor@0.2.0"),
+        "{path} should import the lookalike, imports {imports:?}"
+    );
+}
+fn sleeper() {
+    let path = d402_capability_artifacts::SLEEPER_COMPONENT;
+    assert_d402_world(path);
+    let (imports, _) = component_imports_exports(&read(path));
+    assert!(
+        imports
+            .iter()
+            .any(|i| i.starts_with("wasi:clocks/monotonic-clock@")),
+        "{imports:?}"
+    );
+}
+fn host_flood() {
+    let path = d402_capability_artifacts::HOST_FLOOD_COMPONENT;
+    assert_d402_world(path);
+    let (imports, _) = component_imports_exports(&read(path));
+    for wanted in [
+        "d402:capability/host@",
+        "wasi:random/random@",
+        "wasi:random/insecure@",
+    ] {
+        assert!(
+            imports.iter().any(|i| i.starts_with(wanted)),
+            "{wanted}: {imports:?}"
+        );
+    }
+}
+
 macro_rules! run_all {
     ($name:ident) => {
         $name();
