@@ -20,11 +20,13 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use chromiumoxide::Page;
-use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::browser::Browser;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, EventRequestPaused, FailRequestParams,
 };
 use chromiumoxide::cdp::browser_protocol::network::ErrorReason;
+use chromiumoxide::handler::HandlerConfig;
+use chromiumoxide::handler::viewport::Viewport;
 use d402_host::egress::{
     BudgetExceeded, EgressDenied, EgressViolation, NetworkFailure, check_target, inward_class,
 };
@@ -77,8 +79,14 @@ const FLAGS: &[&str] = &[
     "--disable-features=Translate,MediaRouter,OptimizationHints",
     "--metrics-recording-only",
     "--mute-audio",
+    "--hide-scrollbars",
     "--password-store=basic",
+    "--no-sandbox",
+    "--disable-setuid-sandbox",
 ];
+
+mod browser_process;
+use browser_process::BrowserProcess;
 
 struct Job {
     url: Url,
@@ -143,16 +151,10 @@ impl ChromiumSnapshotter {
                     // The snapshotter was dropped: close the browser and reap it, rather than
                     // leave it to be killed in the background.
                     if let Some(mut session) = session {
-                        let shutdown = async {
-                            let _ = session.browser.close().await;
-                            let _ = session.browser.wait().await;
-                        };
-                        if tokio::time::timeout(Duration::from_secs(5), shutdown)
-                            .await
-                            .is_err()
-                        {
-                            let _ = session.browser.kill().await;
-                        }
+                        let _ =
+                            tokio::time::timeout(Duration::from_secs(5), session.browser.close())
+                                .await;
+                        session.process.kill().await;
                     }
                 });
             })
@@ -252,6 +254,9 @@ enum Failure {
 struct Session {
     browser: Browser,
     handler: tokio::task::JoinHandle<()>,
+    /// The browser's processes: killed, the whole group, when the session ends (and by the
+    /// kernel if the node dies first).
+    process: BrowserProcess,
     /// A fresh profile per browser, removed when the session ends.
     _profile: tempfile::TempDir,
 }
@@ -268,25 +273,27 @@ impl Session {
             .prefix("d402-chromium-")
             .tempdir()
             .map_err(|e| format!("profile directory: {e}"))?;
-        let browser_config = BrowserConfig::builder()
-            .chrome_executable(&config.executable)
-            .disable_default_args()
-            .no_sandbox()
-            .user_data_dir(profile.path())
-            .enable_request_intercept()
-            .disable_cache()
-            .launch_timeout(config.launch_timeout)
-            .args(FLAGS.iter().copied())
-            .build()?;
-        let (browser, mut handler) = Browser::launch(browser_config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut args: Vec<String> = FLAGS.iter().map(|f| f.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        let process =
+            BrowserProcess::start(&config.executable, &args, config.launch_timeout).await?;
+        let handler_config = HandlerConfig {
+            request_intercept: true,
+            cache_enabled: false,
+            viewport: Some(Viewport::default()),
+            ..HandlerConfig::default()
+        };
+        let (browser, mut handler) =
+            Browser::connect_with_config(process.devtools_url.clone(), handler_config)
+                .await
+                .map_err(|e| e.to_string())?;
         // The handler must be polled for the browser to make progress; a bad message from the
         // browser is no reason to stop, so errors are skipped. It ends when the connection closes.
         let handler = tokio::spawn(async move { while handler.next().await.is_some() {} });
         Ok(Self {
             browser,
             handler,
+            process,
             _profile: profile,
         })
     }
