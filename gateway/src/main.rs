@@ -13,6 +13,7 @@ mod node;
 mod ops_cli;
 mod run;
 mod serve;
+mod signal;
 
 /// d402: a peer-to-peer market for sandboxed compute.
 #[derive(Parser)]
@@ -64,9 +65,33 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            // One clear line: the chain of causes, joined.
-            eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+            // One clear line: the chain of causes, joined, led by the stable code when one of the
+            // causes has one (`error[fuel_exhausted]: …`), so scripts can match on it.
+            let message = format!("{e:#}").replace('\n', " ");
+            match stable_code(&e) {
+                Some(code) => eprintln!("error[{code}]: {message}"),
+                None => eprintln!("error: {message}"),
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// The machine-readable code of the first cause that has one: the same codes receipts, verdicts
+/// and the HTTP API use.
+fn stable_code(error: &anyhow::Error) -> Option<&'static str> {
+    error.chain().find_map(|cause| {
+        if let Some(e) = cause.downcast_ref::<d402_host::HostError>() {
+            return Some(e.code());
+        }
+        if let Some(e) = cause.downcast_ref::<d402_gateway::gateway::GatewayError>() {
+            return Some(e.code());
+        }
+        if let Some(e) = cause.downcast_ref::<d402_rails::VerifyError>() {
+            return Some(e.reason());
+        }
+        cause
+            .downcast_ref::<d402_rails::RailError>()
+            .and_then(|e| e.reason())
+    })
 }

@@ -345,6 +345,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<std::process::ExitCode> {
     let gateway_state = std::path::Path::new(&state).join("gateway");
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
+        // Listening for a stop from the start: a SIGTERM right after the start line is honoured.
+        let mut stop = crate::signal::Stop::install();
         let worker = if offers.is_empty() {
             None
         } else {
@@ -414,10 +416,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<std::process::ExitCode> {
             node.listen_addr()
         );
         match http {
-            Some((gw, listener, _, _)) => serve::serve(gw, listener).await?,
-            None => tokio::signal::ctrl_c()
-                .await
-                .context("waiting for Ctrl-C")?,
+            Some((gw, listener, _, _)) => serve::serve(gw, listener, stop).await?,
+            None => stop.requested().await,
         }
         eprintln!("{label}: stopping");
         node.shutdown();

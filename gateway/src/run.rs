@@ -152,9 +152,7 @@ fn live(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         let mut pages = FrozenPages::new();
         for spec in &args.snapshot {
-            let (url, file) = spec
-                .split_once('=')
-                .ok_or_else(|| anyhow!("--snapshot {spec:?}: expected URL=FILE.html"))?;
+            let (url, file) = split_snapshot(spec)?;
             let html = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
             pages
                 .insert(url, html)
@@ -215,6 +213,21 @@ fn live(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Splits `--snapshot URL=FILE`. A URL's query string holds `=` too (`…?page=1&id=7`), so the
+/// split is at the last `=` whose right-hand side names an existing file, or else at the last `=`
+/// (whose missing file is then reported by name).
+fn split_snapshot(spec: &str) -> anyhow::Result<(&str, &str)> {
+    let splits = || {
+        spec.rmatch_indices('=')
+            .map(|(i, _)| (&spec[..i], &spec[i + 1..]))
+    };
+    splits()
+        .find(|(url, file)| !url.is_empty() && Path::new(file).is_file())
+        .or_else(|| splits().next())
+        .filter(|(url, file)| !url.is_empty() && !file.is_empty())
+        .ok_or_else(|| anyhow!("--snapshot {spec:?}: expected URL=FILE.html"))
 }
 
 fn parse_capability(s: &str) -> anyhow::Result<CapabilityRef> {
@@ -294,5 +307,35 @@ fn replay(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("error: replay does not match the receipt");
         Ok(ExitCode::FAILURE)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_url_may_carry_a_query_string() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("page=1.html");
+        std::fs::write(&file, "<p>hi</p>").expect("write");
+        let file = file.to_str().expect("utf-8 path");
+        let url = "https://example.com/list?page=1&id=7";
+        assert_eq!(
+            split_snapshot(&format!("{url}={file}")).unwrap(),
+            (url, file)
+        );
+        // A file that does not exist: the last `=` splits, and the read names the file.
+        assert_eq!(
+            split_snapshot("https://example.com/?a=b=missing.html").unwrap(),
+            ("https://example.com/?a=b", "missing.html")
+        );
+        for bad in [
+            "https://example.com/",
+            "=page.html",
+            "https://example.com/=",
+        ] {
+            assert!(split_snapshot(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -236,13 +236,15 @@ pub async fn start(
     Ok((gw, listener))
 }
 
-/// Serves the API until Ctrl-C.
-pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) -> anyhow::Result<()> {
-    api::serve(gw, listener, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
-    .context("serving HTTP")
+/// Serves the API until Ctrl-C or SIGTERM.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    mut stop: crate::signal::Stop,
+) -> anyhow::Result<()> {
+    api::serve(gw, listener, async move { stop.requested().await })
+        .await
+        .context("serving HTTP")
 }
 
 /// `base-x402-direct` and `base-task-escrow` on the chain behind `--evm-rpc-url`.

@@ -1,10 +1,15 @@
 //! `d402 devnet` end to end, as the README's main command runs it: real anvil, a real Solana test
 //! validator, real `d402 node` processes with Chromium, and the demo client paying on both chains.
+//! This test process reaps the devnet's orphans, so a process the devnet leaves running is found.
+
+mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn devnet_runs_the_paying_demo_and_describes_itself() {
+    common::become_subreaper();
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("devnet");
     let out = Command::new(env!("CARGO_BIN_EXE_d402"))
@@ -20,6 +25,8 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // The demo over, nothing the devnet started is still running: no node, no browser, no chain.
+    common::assert_nothing_left(Duration::from_secs(15), "a full devnet demo");
 
     // Every step reported, in order, and none failed.
     for step in 1..=9 {
@@ -65,7 +72,50 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
             .unwrap()
             .starts_with("http://127.0.0.1:")
     );
-    assert_eq!(d["nodes"].as_array().unwrap().len(), 7, "{d}");
+    assert_eq!(d["nodes"].as_array().unwrap().len(), 8, "{d}");
+    // Every gateway, with what it accepts and sells. A stock `exact` client has a Base gateway.
+    let gateways = d["gateways"].as_array().unwrap();
+    let listed: Vec<(&str, &str)> = gateways
+        .iter()
+        .map(|g| {
+            (
+                g["payment"].as_str().unwrap(),
+                g["network"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed.len(), 3, "{d}");
+    assert!(
+        listed.contains(&("base-task-escrow", "eip155:31337")),
+        "{d}"
+    );
+    assert!(
+        listed.contains(&("base-x402-direct", "eip155:31337")),
+        "{d}"
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|(p, n)| *p == "solana-direct" && n.starts_with("solana:")),
+        "{d}"
+    );
+    let exact = gateways
+        .iter()
+        .find(|g| g["payment"] == "base-x402-direct")
+        .unwrap();
+    assert_eq!(exact["schemes"], serde_json::json!(["exact"]), "{exact}");
+    assert_eq!(
+        exact["capabilities"],
+        serde_json::json!(["merkle.verify_proof@1"]),
+        "{exact}"
+    );
+    for g in gateways {
+        assert!(
+            g["url"].as_str().unwrap().starts_with("http://127.0.0.1:"),
+            "{g}"
+        );
+        assert!(!g["capabilities"].as_array().unwrap().is_empty(), "{g}");
+    }
     // The gateways' operations snapshots, where `d402 ops-status --state` looks for them.
     for (key, rail) in [
         ("gateway", "base-task-escrow"),

@@ -100,7 +100,8 @@ fn replay_refuses_a_tampered_receipt() {
 fn errors_are_one_line() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let cases: Vec<(Vec<&str>, &str)> = vec![
+    // (arguments, the line's prefix with its stable code, a word of the message)
+    let cases: Vec<(Vec<&str>, &str, &str)> = vec![
         (
             vec![
                 "--wasm",
@@ -108,10 +109,22 @@ fn errors_are_one_line() {
                 "--input",
                 "{}",
             ],
+            "error[unknown_import]: ",
             "d402:backdoor/shell",
         ),
         (
+            vec![
+                "--wasm",
+                artifacts::LOOKALIKE_IMPORT_COMPONENT,
+                "--input",
+                "{}",
+            ],
+            "error[unknown_import]: ",
+            "wasi:cli/backdoor@0.2.0",
+        ),
+        (
             vec!["--wasm", "/no/such/file.wasm", "--input", "{}"],
+            "error: ",
             "/no/such/file.wasm",
         ),
         (
@@ -123,7 +136,22 @@ fn errors_are_one_line() {
                 "--fuel",
                 "1000000",
             ],
+            "error[fuel_exhausted]: ",
             "fuel exhausted",
+        ),
+        (
+            vec![
+                "--wasm",
+                artifacts::SLEEPER_COMPONENT,
+                "--input",
+                r#"{"way": "sleep-forever"}"#,
+                "--fuel",
+                "1000000000000",
+                "--timeout-ms",
+                "1500",
+            ],
+            "error[wall_time_exceeded]: ",
+            "1500 ms",
         ),
         (
             vec![
@@ -132,17 +160,84 @@ fn errors_are_one_line() {
                 "--input",
                 "{oops",
             ],
+            "error[invalid_input]: ",
             "invalid input",
         ),
     ];
-    for (args, needle) in cases {
+    for (args, prefix, needle) in cases {
         let out = d402(&state, &args);
         assert!(!out.status.success(), "{args:?} should fail");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(stderr.starts_with(prefix), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+}
+
+/// A guest that sleeps 45 s through WASI under `--timeout-ms 1500` does not hold the command: the
+/// task's clock is stopped, so the sleep returns at once.
+#[test]
+fn a_sleeping_guest_does_not_hold_the_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let started = std::time::Instant::now();
+    let out = d402(
+        &state,
+        &[
+            "--wasm",
+            artifacts::SLEEPER_COMPONENT,
+            "--input",
+            r#"{"way": "sleep"}"#,
+            "--timeout-ms",
+            "1500",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The process includes compiling the component; the guest's sleep adds nothing to that.
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["output"]["woke"], "sleep");
+}
+
+/// `--snapshot URL=FILE` with a URL that has a query string freezes that URL from the file.
+#[test]
+fn a_snapshot_url_with_a_query_string() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let page = tmp.path().join("list.html");
+    std::fs::write(
+        &page,
+        "<html><head><title>Page one</title></head><body><main><h1>Page one</h1>\
+         <p>The first page of a listing that is reached through a query string.</p></main></body></html>",
+    )
+    .unwrap();
+    let url = "https://example.com/list?page=1&id=7";
+    let out = d402(
+        &state,
+        &[
+            "--wasm",
+            artifacts::PAGE_TO_MARKDOWN_COMPONENT,
+            "--input",
+            &format!(r#"{{"url": "{url}"}}"#),
+            "--snapshot",
+            &format!("{url}={}", page.display()),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let markdown = report["output"]["markdown"].as_str().unwrap();
+    assert!(
+        markdown.contains("reached through a query string"),
+        "{markdown}"
+    );
 }
 
 /// `--snapshotter chromium` freezes the DOM the page's script builds; `fetch` sees only the HTML.

@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -35,41 +34,11 @@ sandboxed web.page_to_markdown task to workers on a peer-to-peer network.</p>
 the worker its net out of the payee's wallet, keeping its fee.</p>
 </main></body></html>"#;
 
-/// The installed stock client: `$D402_TOOLS/x402-interop/node_modules` (default
-/// `~/.cache/d402-tools`), as `scripts/setup.sh` installs it.
-fn interop_modules() -> PathBuf {
-    let tools = std::env::var_os("D402_TOOLS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/d402-tools")
-        });
-    let modules = tools.join("x402-interop/node_modules");
-    assert!(
-        modules.join("@x402/fetch/package.json").is_file(),
-        "{} has no @x402/fetch: run scripts/setup.sh",
-        modules.display()
-    );
-    modules
-}
-
-/// The repository's script, next to a link to the installed packages (node resolves an ES
-/// module's imports from the script's own folder up).
-fn client_script(dir: &std::path::Path) -> PathBuf {
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/x402-interop/pay.mjs");
-    let folder = dir.join("x402-client");
-    std::fs::create_dir_all(&folder).unwrap();
-    std::os::unix::fs::symlink(interop_modules(), folder.join("node_modules")).unwrap();
-    std::fs::write(folder.join("package.json"), r#"{"type": "module"}"#).unwrap();
-    let script = folder.join("pay.mjs");
-    std::fs::copy(source, &script).unwrap();
-    script
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stock_x402_client_buys_page_to_markdown() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let script = client_script(dir);
+    let script = common::client_script(dir);
 
     let anvil = Anvil::start(6).await.expect("anvil (run scripts/setup.sh)");
     let [deployer, facilitator, buyer, wallet_a, wallet_b, ..] = &anvil.keys[..] else {

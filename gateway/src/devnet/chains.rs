@@ -24,6 +24,9 @@ pub struct Evm {
     pub escrow: Address,
     /// Pays the gas of settlements and receives the gateway fee.
     pub facilitator: PrivateKeySigner,
+    /// The `base-x402-direct` gateway's facilitator: it is paid into, pays gas, and pays workers
+    /// and refunds out of its wallet.
+    pub direct_facilitator: PrivateKeySigner,
     /// The validator role's release key: signs split releases of the escrow.
     pub release: PrivateKeySigner,
     /// Funded test buyers.
@@ -36,7 +39,7 @@ pub struct Evm {
 
 /// Starts anvil, deploys the test token and the escrow, funds `buyers` buyers.
 pub async fn evm(buyers: usize, workers: usize) -> anyhow::Result<Evm> {
-    let anvil = Anvil::start(4 + buyers + workers)
+    let anvil = Anvil::start(5 + buyers + workers)
         .await
         .map_err(|e| anyhow!("{e} (scripts/setup.sh installs anvil)"))?;
     let mut keys = anvil.keys.clone().into_iter();
@@ -48,6 +51,7 @@ pub async fn evm(buyers: usize, workers: usize) -> anyhow::Result<Evm> {
     let facilitator = next()?;
     let release = next()?;
     let creator = next()?;
+    let direct_facilitator = next()?;
     let buyers: Vec<_> = (0..buyers).map(|_| next()).collect::<Result<_, _>>()?;
     let workers: Vec<_> = (0..workers).map(|_| next()).collect::<Result<_, _>>()?;
     let chain = anvil
@@ -77,6 +81,7 @@ pub async fn evm(buyers: usize, workers: usize) -> anyhow::Result<Evm> {
         chain,
         escrow,
         facilitator,
+        direct_facilitator,
         release,
         buyers,
         creator,

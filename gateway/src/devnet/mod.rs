@@ -15,9 +15,11 @@ mod catalog;
 mod chains;
 mod pages;
 mod progress;
+mod supervisor;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
@@ -28,9 +30,10 @@ use d402_rails::Atomic;
 use serde_json::{Value, json};
 use solana_signer::Signer;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 use progress::Steps;
+use supervisor::Supervisor;
 
 /// Arguments of `d402 devnet`.
 #[derive(clap::Args)]
@@ -64,14 +67,13 @@ pub struct DevnetArgs {
     snapshotter: String,
 }
 
-/// A `d402 node` child process. Killed when dropped, so an error or Ctrl-C stops everything.
+/// A `d402 node` child process; the process itself is in the [`Supervisor`]'s charge.
 struct NodeProcess {
     label: String,
     /// The node's `--state` folder.
     state: PathBuf,
     /// The JSON line the node printed at start (peer id, listen address, role, HTTP URL).
     info: Value,
-    _child: Child,
 }
 
 impl NodeProcess {
@@ -98,8 +100,14 @@ fn fresh_state(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir.join("logs")).with_context(|| format!("creating {}", dir.display()))
 }
 
-/// Starts `d402 node ARGS` with its stderr in `logs/LABEL.log`, and waits for its start line.
-async fn spawn_node(state: &Path, label: &str, args: &[String]) -> anyhow::Result<NodeProcess> {
+/// Starts `d402 node ARGS` with its stderr in `logs/LABEL.log`, hands it to `supervisor`, and
+/// waits for its start line.
+async fn spawn_node(
+    supervisor: &Supervisor,
+    state: &Path,
+    label: &str,
+    args: &[String],
+) -> anyhow::Result<NodeProcess> {
     let exe = std::env::current_exe().context("locating the d402 binary")?;
     let node_state = state.join("nodes").join(label);
     let log_path = state.join("logs").join(format!("{label}.log"));
@@ -120,6 +128,7 @@ async fn spawn_node(state: &Path, label: &str, args: &[String]) -> anyhow::Resul
         .stdout
         .take()
         .ok_or_else(|| anyhow!("{label}: no stdout"))?;
+    supervisor.adopt(label, child);
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(Duration::from_secs(120), lines.next_line())
         .await
@@ -139,7 +148,6 @@ async fn spawn_node(state: &Path, label: &str, args: &[String]) -> anyhow::Resul
         label: label.to_string(),
         state: node_state,
         info,
-        _child: child,
     })
 }
 
@@ -190,21 +198,29 @@ pub fn run(args: DevnetArgs) -> anyhow::Result<std::process::ExitCode> {
         );
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(async move {
-        tokio::select! {
-            r = devnet(args) => r,
-            _ = tokio::signal::ctrl_c() => {
-                eprintln!("\nCtrl-C: stopping the devnet");
+    let supervisor = Arc::new(Supervisor::default());
+    runtime.block_on(async {
+        let mut stop = crate::signal::Stop::install();
+        let outcome = tokio::select! {
+            r = devnet(args, Arc::clone(&supervisor)) => r,
+            _ = stop.requested() => {
+                eprintln!("\nstopping the devnet");
                 Ok(())
             }
+        };
+        // Whatever ended the devnet, its nodes get a SIGTERM and a grace period, then are killed.
+        for label in supervisor.stop_all(supervisor::GRACE).await {
+            eprintln!(
+                "{label} did not stop within {:?}: killed",
+                supervisor::GRACE
+            );
         }
+        outcome
     })?;
-    // Children are killed as their handles drop; give them a moment to go.
-    std::thread::sleep(Duration::from_millis(200));
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-async fn devnet(args: DevnetArgs) -> anyhow::Result<()> {
+async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result<()> {
     let state = args.state.clone();
     let sol = usize::from(args.solana);
     let total = 6 + sol + if args.keep_running { 0 } else { 1 + sol };
@@ -282,10 +298,10 @@ async fn devnet(args: DevnetArgs) -> anyhow::Result<()> {
                 args.workers
             ),
             start_nodes(
+                &supervisor,
                 &args,
                 &state,
-                &evm,
-                solana.as_ref(),
+                (&evm, solana.as_ref()),
                 &published,
                 &offers,
                 &publisher,
@@ -317,8 +333,10 @@ async fn devnet(args: DevnetArgs) -> anyhow::Result<()> {
         .await?;
 
     let devnet_json = state.join("devnet.json");
+    let gateways = gateway_listing(&nodes).await?;
     let description = describe(
         (&gateway_url, solana_gateway_url.as_deref()),
+        &gateways,
         &pages_url,
         &evm,
         solana.as_ref(),
@@ -327,17 +345,38 @@ async fn devnet(args: DevnetArgs) -> anyhow::Result<()> {
     std::fs::write(&devnet_json, serde_json::to_vec_pretty(&description)?)
         .with_context(|| format!("writing {}", devnet_json.display()))?;
     eprintln!(
-        "\nThe devnet is up in {:.1} s: gateway {gateway_url}, details in {}",
+        "\nThe devnet is up in {:.1} s, details in {}. Its gateways:",
         started.elapsed().as_secs_f64(),
         devnet_json.display()
     );
+    for g in &gateways {
+        let list = |key: &str| {
+            g[key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default()
+        };
+        eprintln!(
+            "  {} {} (x402 scheme {} on {}): sells {}",
+            g["url"].as_str().unwrap_or_default(),
+            g["payment"].as_str().unwrap_or_default(),
+            list("schemes"),
+            g["network"].as_str().unwrap_or_default(),
+            list("capabilities"),
+        );
+    }
     eprintln!(
-        "Its health: d402 ops-status --state {}",
-        state.join("nodes").join("gateway").display()
+        "Their health: d402 ops-status --state {}/<gateway>",
+        state.join("nodes").display()
     );
 
     if args.keep_running {
-        eprintln!("Ctrl-C stops everything.");
+        eprintln!("Ctrl-C (or SIGTERM) stops everything.");
         std::future::pending::<()>().await;
     }
     steps
@@ -360,16 +399,16 @@ async fn devnet(args: DevnetArgs) -> anyhow::Result<()> {
 }
 
 async fn start_nodes(
+    supervisor: &Arc<Supervisor>,
     args: &DevnetArgs,
     state: &Path,
-    evm: &chains::Evm,
-    solana: Option<&chains::Solana>,
+    (evm, solana): (&chains::Evm, Option<&chains::Solana>),
     published: &[PathBuf],
     offers: &[String],
     publisher: &d402_host::Identity,
 ) -> anyhow::Result<Vec<NodeProcess>> {
     let s = |v: &str| v.to_string();
-    let mut nodes = vec![spawn_node(state, "bootstrap", &[]).await?];
+    let mut nodes = vec![spawn_node(supervisor, state, "bootstrap", &[]).await?];
     let bootstrap = nodes[0].listen();
     // Workers start in parallel: each launches its own Chromium.
     let mut starting = Vec::new();
@@ -393,9 +432,10 @@ async fn start_nodes(
         }
         let label = format!("worker-{}", i + 1);
         let state = state.to_path_buf();
-        starting.push(tokio::spawn(
-            async move { spawn_node(&state, &label, &a).await },
-        ));
+        let supervisor = Arc::clone(supervisor);
+        starting.push(tokio::spawn(async move {
+            spawn_node(&supervisor, &state, &label, &a).await
+        }));
     }
     // Keys go through files, never the command line (other users can read it).
     let keys = state.join("keys");
@@ -410,34 +450,47 @@ async fn start_nodes(
     v.extend([s("--release-key"), release]);
     starting.push({
         let state = state.to_path_buf();
-        tokio::spawn(async move { spawn_node(&state, "validator", &v).await })
+        let supervisor = Arc::clone(supervisor);
+        tokio::spawn(async move { spawn_node(&supervisor, &state, "validator", &v).await })
     });
     for s in starting {
         nodes.push(s.await.context("starting a node")??);
     }
 
-    let mut g = vec![s("--peer"), bootstrap];
-    g.extend([s("--http-host"), s("127.0.0.1")]);
-    g.extend([s("--gateway-price"), args.price.clone()]);
-    g.extend([s("--gateway-fee-bps"), s("500")]);
-    g.extend([s("--require-signed-capability-registration"), s("true")]);
-    g.extend([s("--max-creator-commission-bps"), s("2000")]);
+    // What every gateway shares: the network, the price, the policy, what it sells.
+    let mut common = vec![s("--peer"), bootstrap];
+    common.extend([s("--http-host"), s("127.0.0.1")]);
+    common.extend([s("--gateway-price"), args.price.clone()]);
+    common.extend([s("--gateway-fee-bps"), s("500")]);
+    common.extend([s("--require-signed-capability-registration"), s("true")]);
+    common.extend([s("--max-creator-commission-bps"), s("2000")]);
     for ns in catalog::NAMESPACES {
-        g.extend([
+        common.extend([
             s("--trust-namespace"),
             format!("{ns}={}", publisher.public_id()),
         ]);
     }
     for o in offers {
-        g.extend([s("--offer"), o.clone()]);
+        common.extend([s("--offer"), o.clone()]);
     }
     for p in published {
-        g.extend([s("--publish"), p.to_string_lossy().into_owned()]);
+        common.extend([s("--publish"), p.to_string_lossy().into_owned()]);
     }
-    g.extend([s("--evm-rpc-url"), evm.anvil.url.to_string()]);
-    g.extend([s("--evm-token"), evm.chain.asset.address.to_string()]);
-    g.extend([s("--evm-token-name"), evm.chain.asset.name.clone()]);
-    g.extend([s("--evm-token-version"), evm.chain.asset.version.clone()]);
+    common.extend([s("--evm-rpc-url"), evm.anvil.url.to_string()]);
+    common.extend([s("--evm-token"), evm.chain.asset.address.to_string()]);
+    common.extend([s("--evm-token-name"), evm.chain.asset.name.clone()]);
+    common.extend([s("--evm-token-version"), evm.chain.asset.version.clone()]);
+    common.extend([s("--allow-private-targets"), s("true")]);
+    // Gateway ports follow the first: escrow, Solana direct, Base exact.
+    let port = |offset: u16| {
+        if args.http_port == 0 {
+            0
+        } else {
+            args.http_port + offset
+        }
+    };
+
+    let mut g = common.clone();
     g.extend([s("--escrow-address"), evm.escrow.to_string()]);
     let facilitator = write_key(
         &keys.join("facilitator.key"),
@@ -448,11 +501,9 @@ async fn start_nodes(
         s("--escrow-validator"),
         evm.release.address().to_checksum(None),
     ]);
-    g.extend([s("--allow-private-targets"), s("true")]);
-    let common = g.clone();
-    g.extend([s("--http-port"), args.http_port.to_string()]);
+    g.extend([s("--http-port"), port(0).to_string()]);
     g.extend([s("--payment"), s("base-task-escrow")]);
-    nodes.push(spawn_node(state, "gateway", &g).await?);
+    nodes.push(spawn_node(supervisor, state, "gateway", &g).await?);
 
     if let Some(sol) = solana {
         // Direct rails never carry a creator commission, so this gateway sells only the
@@ -461,13 +512,8 @@ async fn start_nodes(
             &keys.join("solana-fee-payer.json"),
             &sol.fee_payer.to_bytes(),
         )?;
-        let mut g = common;
-        let port = if args.http_port == 0 {
-            0
-        } else {
-            args.http_port + 1
-        };
-        g.extend([s("--http-port"), port.to_string()]);
+        let mut g = common.clone();
+        g.extend([s("--http-port"), port(1).to_string()]);
         g.extend([s("--payment"), s("solana-direct")]);
         g.extend([s("--solana-rpc-url"), sol.chain.rpc_url().to_string()]);
         g.extend([s("--solana-mint"), sol.mint.to_string()]);
@@ -476,8 +522,21 @@ async fn start_nodes(
             s("--solana-gateway-wallet"),
             sol.fee_payer.pubkey().to_string(),
         ]);
-        nodes.push(spawn_node(state, "gateway-solana", &g).await?);
+        nodes.push(spawn_node(supervisor, state, "gateway-solana", &g).await?);
     }
+
+    // The x402 `exact` scheme on Base, which any stock x402 client pays: a direct rail, so it
+    // sells the commission-free capabilities. Its own facilitator key: two gateways sending from
+    // one account would race for its nonces.
+    let direct_facilitator = write_key(
+        &keys.join("direct-facilitator.key"),
+        evm.direct_facilitator.to_bytes().as_slice(),
+    )?;
+    let mut g = common;
+    g.extend([s("--facilitator-key"), direct_facilitator]);
+    g.extend([s("--http-port"), port(2).to_string()]);
+    g.extend([s("--payment"), s("base-x402-direct")]);
+    nodes.push(spawn_node(supervisor, state, "gateway-exact", &g).await?);
     Ok(nodes)
 }
 
@@ -505,15 +564,58 @@ fn write_key_json(path: &Path, keypair: &[u8]) -> anyhow::Result<String> {
     write_key_bytes(path, serde_json::to_string(keypair)?.as_bytes())
 }
 
+/// Each gateway as `devnet.json` lists it, read from the gateway's own description
+/// (`/.well-known/d402-gateway.json`), so the list says what the gateways really accept and sell.
+async fn gateway_listing(nodes: &[NodeProcess]) -> anyhow::Result<Vec<Value>> {
+    let http = reqwest::Client::new();
+    let mut gateways = Vec::new();
+    for node in nodes {
+        let Some(url) = node.info["http"].as_str() else {
+            continue;
+        };
+        let about = discover(&http, url)
+            .await
+            .with_context(|| format!("describing {}", node.label))?;
+        let rails = about["paymentRails"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let ids = |key: &str| -> Vec<Value> {
+            about[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c["id"].as_str().map(|id| json!(id)))
+                .collect()
+        };
+        gateways.push(json!({
+            "label": node.label,
+            "url": url,
+            "payment": rails.first().map(|r| r["name"].clone()).unwrap_or(Value::Null),
+            "schemes": rails.iter().map(|r| r["scheme"].clone()).collect::<Vec<_>>(),
+            "network": rails.first().map(|r| r["network"].clone()).unwrap_or(Value::Null),
+            "asset": rails.first().map(|r| r["asset"].clone()).unwrap_or(Value::Null),
+            "capabilities": ids("capabilities"),
+            "refused": ids("refused"),
+            "opsState": node.state.display().to_string(),
+        }));
+    }
+    Ok(gateways)
+}
+
 /// `devnet.json`: everything another client needs to use this devnet.
 fn describe(
     (gateway, solana_gateway): (&str, Option<&str>),
+    gateways: &[Value],
     pages: &str,
     evm: &chains::Evm,
     solana: Option<&chains::Solana>,
     nodes: &[NodeProcess],
 ) -> Value {
     json!({
+        // Every gateway: its URL, its rail (`payment`), the x402 schemes and network it accepts,
+        // and what it sells. A stock x402 client pays a gateway whose schemes include `exact`.
+        "gateways": gateways,
         "gateway": gateway,
         "pages": pages::PAGES.iter().map(|(p, _)| format!("{pages}{p}")).collect::<Vec<_>>(),
         "capabilities": catalog::EXAMPLES.iter().map(|e| e.capability).collect::<Vec<_>>(),
@@ -549,6 +651,7 @@ fn describe(
         "opsState": {
             "gateway": nodes.iter().find(|n| n.label == "gateway").map(|n| n.state.display().to_string()),
             "gatewaySolana": nodes.iter().find(|n| n.label == "gateway-solana").map(|n| n.state.display().to_string()),
+            "gatewayExact": nodes.iter().find(|n| n.label == "gateway-exact").map(|n| n.state.display().to_string()),
         },
     })
 }
