@@ -56,7 +56,7 @@ if ! cmp -s rails/contracts/package-lock.json "$D402_TOOLS/package-lock.json" \
   (cd "$D402_TOOLS" && npm ci --no-audit --no-fund --silent)
 fi
 
-# The x402 interoperability test (gateway/tests/x402_interop.rs) pays the gateway with the stock
+# The x402 interoperability test (cli/tests/x402_interop.rs) pays the gateway with the stock
 # x402 v2 client from npm (@x402/fetch, @x402/evm, viem), pinned in tests/x402-interop/package.json
 # and its lock file, installed outside the clone like anvil.
 X402_INTEROP="$D402_TOOLS/x402-interop"
@@ -69,7 +69,7 @@ if ! cmp -s tests/x402-interop/package-lock.json "$X402_INTEROP/package-lock.jso
   (cd "$X402_INTEROP" && npm ci --no-audit --no-fund --silent)
 fi
 
-# The Solana test validator (tests/solana-chain) builds rocksdb, whose bindings need libclang.
+# The Solana test validator (devnet/solana-chain) builds rocksdb, whose bindings need libclang.
 if ! dpkg -s libclang-dev >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1; then
   say "installing clang and libclang-dev from Debian (rocksdb bindings of the Solana test validator)"
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
@@ -82,7 +82,7 @@ if ! dpkg -s libclang-dev >/dev/null 2>&1 || ! command -v clang >/dev/null 2>&1;
   fi
 fi
 
-# The API fuzz (gateway/tests/openapi.rs) runs schemathesis and openapi-spec-validator from PyPI,
+# The API fuzz (cli/tests/openapi.rs) runs schemathesis and openapi-spec-validator from PyPI,
 # every package pinned in tests/api-fuzz/requirements.txt, in a virtualenv under $D402_TOOLS/py.
 # The copy of the requirements kept in the virtualenv says what it holds: the same file does
 # nothing, a changed one rebuilds it from scratch (so that a dropped pin does not linger).
@@ -120,7 +120,7 @@ if [ "${D402_SETUP_BENCH:-0}" = 1 ]; then
     say "installing turndown from npm (benchmark baseline)"
     (cd bench/turndown && npm ci --no-audit --no-fund --silent)
   fi
-  # gateway/benches/x402_express.rs: the stock x402 v2 express server, facilitator and client
+  # cli/benches/x402_express.rs: the stock x402 v2 express server, facilitator and client
   # (@x402/express, @x402/core, @x402/evm, @x402/fetch, viem, turndown), pinned in
   # bench/x402-express/package.json and its lock file, installed outside the clone like anvil.
   X402_EXPRESS="$D402_TOOLS/x402-express"

@@ -1,4 +1,4 @@
-// The one load generator of gateway/benches/x402_express.rs, used unchanged against the d402
+// The one load generator of cli/benches/x402_express.rs, used unchanged against the d402
 // gateway and against the stock express server: the stock x402 v2 client (`@x402/fetch`'s
 // `wrapFetchWithPayment` around an `x402Client` with `@x402/evm`'s `exact` scheme). Every paid
 // request is what an x402 buyer does: POST, get the 402, sign an EIP-3009 authorization, POST

@@ -1,4 +1,4 @@
-// The baseline x402 seller for gateway/benches/x402_express.rs: an express app behind the stock
+// The baseline x402 seller for cli/benches/x402_express.rs: an express app behind the stock
 // x402 v2 payment middleware (`@x402/express`), paid through the stock facilitator
 // (`@x402/core`'s `x402Facilitator` with `@x402/evm`'s `exact` EIP-3009 scheme) that settles on the
 // given chain with the key it is handed. Nothing here knows d402.

@@ -15,8 +15,8 @@ use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_signer::Signer;
 
+use crate::gateway::api::encode_header;
 use crate::gateway::api::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
-use crate::gateway::encode_header;
 
 /// Why a purchase did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -169,10 +169,7 @@ impl Buyer {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .ok_or_else(|| ClientError::Challenge("not base64 JSON of x402 v2".into()))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = d402_core::clock::now_unix();
         let mut chosen = None;
         for r in &required.accepts {
             let solana = r.network.to_string().starts_with("solana:");

@@ -1,33 +1,17 @@
-//! The `base-task-escrow` release as the validator role signs it, in the validator's process.
+//! The `base-task-escrow` release key as a validator node holds it.
 //!
-//! A gateway on `base-task-escrow` needs the escrow's validator-role signature to pay a task's
-//! split. Seed 000 keeps validator keys out of the process that serves public HTTP, so the key
-//! can live on a validator node instead (`d402 node --validate … --release-key KEY`): the gateway
-//! sends the task's escrow terms with the task ([`EscrowRelease`] as the task's release
-//! context), and the validator signs the release of the claims it accepted (a quorum's agreeing
-//! workers share the worker amount), inside its signed verdict. The gateway then submits it; the contract checks the signature against its
-//! validator address, so a release signed for other terms or another escrow is worthless.
+//! Seed 000 keeps validator keys out of the process that serves public HTTP, so the key can live
+//! on a validator node (`d402 node --validate … --release-key KEY`): the gateway's rail sends the
+//! task's escrow terms with the task ([`EscrowRelease`], the task's release context), and the
+//! validator signs the release of the claims it accepted (a quorum's agreeing workers share the
+//! worker amount) inside its signed verdict. What is signed, and how, is the rail's
+//! ([`d402_rails::evm::escrow_release`]); this is the network's hook for it.
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use d402_node::{ReleaseSigner, SignedRelease};
-use d402_rails::TaskId;
-use d402_rails::evm::escrow::{EscrowTerms, sign_release};
+use d402_rails::evm::escrow_release::EscrowRelease;
 use d402_registry::CreatorWallets;
-use serde::{Deserialize, Serialize};
-
-/// The rail name a context must carry to be signed here.
-pub const RAIL: &str = "base-task-escrow";
-
-/// What a gateway sends with a `base-task-escrow` task for the validator to sign.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct EscrowRelease {
-    pub rail: String,
-    pub chain_id: u64,
-    pub escrow: Address,
-    pub terms: EscrowTerms,
-}
 
 /// A validator's `base-task-escrow` release key.
 pub struct EscrowReleaseSigner {
@@ -52,16 +36,9 @@ impl ReleaseSigner for EscrowReleaseSigner {
         context: &serde_json::Value,
         payout_wallets: &[CreatorWallets],
     ) -> Result<Option<SignedRelease>, String> {
-        if context.get("rail").and_then(|r| r.as_str()) != Some(RAIL) {
+        let Some(release) = EscrowRelease::from_context(task_id, context)? else {
             return Ok(None);
-        }
-        let release: EscrowRelease = serde_json::from_value(context.clone())
-            .map_err(|e| format!("unreadable {RAIL} release: {e}"))?;
-        // Only the escrow of the task this validator judged: terms for another task would pay
-        // for work nobody checked.
-        if release.terms.task_id != TaskId::from_label(task_id).0 {
-            return Err(format!("the escrow terms are not task {task_id}'s"));
-        }
+        };
         // A worker without a usable EVM wallet cannot be paid on this chain: the others share.
         let workers: Vec<Address> = payout_wallets
             .iter()
@@ -70,14 +47,9 @@ impl ReleaseSigner for EscrowReleaseSigner {
         if workers.is_empty() {
             return Err("no accepted worker has an EVM payout wallet".into());
         }
-        let signature = sign_release(
-            &self.key,
-            release.chain_id,
-            release.escrow,
-            &release.terms,
-            &workers,
-        )
-        .map_err(|e| e.to_string())?;
+        let signature = release
+            .sign(&self.key, &workers)
+            .map_err(|e| e.to_string())?;
         Ok(Some(SignedRelease {
             workers: workers.iter().map(|w| w.to_checksum(None)).collect(),
             signature: alloy::hex::encode_prefixed(signature),
@@ -88,7 +60,8 @@ impl ReleaseSigner for EscrowReleaseSigner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use d402_rails::Atomic;
+    use d402_rails::evm::escrow::{EscrowTerms, sign_release};
+    use d402_rails::{Atomic, TaskId};
 
     fn terms(task: &str) -> EscrowTerms {
         EscrowTerms {
@@ -104,7 +77,7 @@ mod tests {
 
     fn context(task: &str) -> serde_json::Value {
         serde_json::to_value(EscrowRelease {
-            rail: RAIL.into(),
+            rail: d402_rails::evm::escrow::NAME.into(),
             chain_id: 31337,
             escrow: Address::repeat_byte(3),
             terms: terms(task),

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 use cap_std::fs::Dir;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use d402_capability_artifacts as artifacts;
-use d402_host::{
-    ContentId, EgressPolicy, EngineSettings, EvidenceMode, FrozenPages, Host, HostConfig, Identity,
-    LoadSource, Task,
-};
+use d402_core::{ContentId, EgressPolicy, FrozenPages, Identity};
+use d402_host::{EngineSettings, EvidenceMode, Host, HostConfig, LoadSource, Task};
 
 const PAGES: usize = 60;
 

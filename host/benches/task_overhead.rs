@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use d402_capability_artifacts as artifacts;
-use d402_host::receipt::{LimitsRecord, ReceiptBody};
-use d402_host::{Canonicalizer, ContentId, Host, HostConfig, Identity, Task, TaskContext};
+use d402_core::receipt::{LimitsRecord, ReceiptBody};
+use d402_core::{Canonicalizer, ContentId, Identity, TaskContext};
+use d402_host::{Host, HostConfig, Task};
 
 const INPUT: &str = r#"{"leaf":"00","proof":[],"root":"0000000000000000000000000000000000000000000000000000000000000000"}"#;
 

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use cap_std::fs::Dir;
 use wasmtime::component::{Component, Linker};
 
-use crate::content_id::ContentId;
 use crate::error::HostError;
+use crate::imports::{CapabilityPre, TaskState};
 use crate::limits::Limits;
-use crate::task::{CapabilityPre, TaskState};
+use d402_core::content_id::ContentId;
 
 /// A component ready to instantiate.
 pub struct Prepared {
@@ -391,7 +391,7 @@ mod tests {
     fn every_provided_interface_is_linked() {
         let host = crate::Host::new(
             crate::HostConfig::default(),
-            std::sync::Arc::new(crate::Identity::from_seed([7; 32])),
+            std::sync::Arc::new(d402_core::Identity::from_seed([7; 32])),
         )
         .expect("host");
         for package in PROVIDED {

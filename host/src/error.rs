@@ -1,9 +1,9 @@
 //! The one error type of the host boundary: every way a task can fail, each its own variant.
 
-use crate::content_id::{CidMismatch, ContentId};
 use crate::egress::{BudgetExceeded, EgressDenied};
 use crate::evidence::EvidenceError;
 use crate::store::StoreError;
+use d402_core::content_id::{CidMismatch, ContentId};
 
 /// Why a task did not produce an output. A limit hit never takes the node down: each of these is
 /// returned from [`crate::Host::execute`] and the node carries on.

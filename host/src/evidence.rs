@@ -9,9 +9,9 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::content_id::{CanonicalJsonError, ContentId, cid_of_json};
 use crate::egress::NetworkFailure;
 use crate::store::{ContentStore, StoreError};
+use d402_core::content_id::{CanonicalJsonError, ContentId, cid_of_json};
 
 /// One import call and what it returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -23,31 +23,23 @@
 //! ```
 #![deny(unsafe_code)]
 
-pub mod canonical;
 mod compiled;
-pub mod content_id;
 pub mod egress;
 mod engine;
 mod error;
 pub mod evidence;
-pub mod identity;
+mod imports;
 mod limits;
-pub mod receipt;
 mod sandbox;
 pub mod snapshot;
 pub mod store;
 mod task;
 
-pub use canonical::Canonicalizer;
 pub use compiled::LoadSource;
-pub use content_id::ContentId;
-pub use egress::EgressPolicy;
 pub use engine::EngineSettings;
 pub use error::HostError;
 pub use evidence::ReplayBook;
-pub use identity::Identity;
-pub use limits::Limits;
-pub use receipt::{CapabilityRef, Receipt, TaskContext};
-pub use snapshot::{FetchSnapshotter, FrozenPages, Snapshotter};
+pub use imports::{EvidenceMode, LogLine};
+pub use snapshot::FetchSnapshotter;
 pub use store::ContentStore;
-pub use task::{EvidenceMode, Execution, Host, HostConfig, LogLine, Task};
+pub use task::{Execution, Host, HostConfig, Task};

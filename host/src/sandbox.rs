@@ -25,7 +25,7 @@ use wasmtime_wasi::random::WasiRandomCtx;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 use crate::error::HostError;
-use crate::receipt::TaskContext;
+use d402_core::receipt::TaskContext;
 
 /// The version of the WASI 0.2 interfaces wasmtime-wasi links; a guest built against any earlier
 /// 0.2 release links to them too (the linker matches by semver).

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use cap_std::fs::{Dir, OpenOptions};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::content_id::{CidMismatch, ContentId};
+use d402_core::content_id::{CidMismatch, ContentId};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("objects");
 const FILE_NAME: &str = "objects.redb";
@@ -32,22 +32,7 @@ pub enum StoreError {
     },
 }
 
-macro_rules! db_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Database(e.to_string())
-            }
-        }
-    )*};
-}
-db_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+d402_core::db_error_from!(StoreError::Database);
 
 /// A redb-backed store of objects by CID. Cheap to clone; clones share the database.
 #[derive(Clone)]

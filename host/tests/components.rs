@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use cap_std::fs::Dir;
 use d402_capability_artifacts as artifacts;
+use d402_core::{ContentId, EgressPolicy, FrozenPages, Identity};
 use d402_host::{
-    ContentId, ContentStore, EgressPolicy, EvidenceMode, FrozenPages, Host, HostConfig, HostError,
-    Identity, LoadSource, ReplayBook, Task,
+    ContentStore, EvidenceMode, Host, HostConfig, HostError, LoadSource, ReplayBook, Task,
 };
 
 use common::{host, load};
@@ -148,7 +148,7 @@ fn snapshot_task<'a>(cid: ContentId, input: &'a str, pages: FrozenPages) -> Task
         evidence: EvidenceMode::Live {
             snapshotter: Arc::new(pages),
         },
-        canonicalizer: d402_host::Canonicalizer::NormalizedText,
+        canonicalizer: d402_core::Canonicalizer::NormalizedText,
         ..Task::defaults(cid, "t")
     }
 }

@@ -7,10 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use d402_capability_artifacts as artifacts;
-use d402_host::{
-    Canonicalizer, ContentStore, EgressPolicy, EngineSettings, EvidenceMode, FrozenPages,
-    ReplayBook, Task,
-};
+use d402_core::{Canonicalizer, EgressPolicy, FrozenPages};
+use d402_host::{ContentStore, EngineSettings, EvidenceMode, ReplayBook, Task};
 
 use common::{host_with, load};
 use d402_corpus::{book_pages, book_url};

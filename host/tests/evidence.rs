@@ -5,18 +5,17 @@ mod common;
 use std::sync::Arc;
 
 use d402_capability_artifacts as artifacts;
-use d402_host::egress::{AddressClass, EgressDenied};
+use d402_core::EgressPolicy;
+use d402_core::egress::{AddressClass, EgressDenied};
 use d402_host::evidence::EvidenceRecord;
-use d402_host::{
-    ContentStore, EgressPolicy, EvidenceMode, FetchSnapshotter, HostError, ReplayBook, Task,
-};
+use d402_host::{ContentStore, EvidenceMode, FetchSnapshotter, HostError, ReplayBook, Task};
 
 use common::{LoopbackServer, host, load};
 
 #[test]
 fn fetches_are_recorded_and_replayed_without_the_network() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::EGRESS_FLOOD_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::EGRESS_FLOOD_COMPONENT);
     let server = LoopbackServer::serving(b"hello".to_vec());
     let input = format!(
         r#"{{"url": "{}", "count": 3}}"#,

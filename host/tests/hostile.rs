@@ -6,8 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use d402_capability_artifacts as artifacts;
-use d402_host::egress::{AddressClass, BudgetExceeded, EgressDenied};
-use d402_host::{EgressPolicy, HostError, Limits, Task};
+use d402_core::egress::{AddressClass, BudgetExceeded, EgressDenied};
+use d402_core::{EgressPolicy, Limits};
+use d402_host::{HostError, Task};
 
 use common::{LoopbackServer, host, load};
 
@@ -17,7 +18,7 @@ macro_rules! assert_test_exists {
         use self::$name as _;
     };
 }
-artifacts::foreach_hostile!(assert_test_exists);
+d402_test_artifacts::foreach_hostile!(assert_test_exists);
 
 fn small_limits() -> Limits {
     Limits {
@@ -31,7 +32,7 @@ fn small_limits() -> Limits {
 #[test]
 fn endless_loop() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::ENDLESS_LOOP_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::ENDLESS_LOOP_COMPONENT);
     let err = host
         .execute(Task {
             limits: small_limits(),
@@ -66,7 +67,7 @@ fn endless_loop() {
 #[test]
 fn memory_bomb() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::MEMORY_BOMB_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::MEMORY_BOMB_COMPONENT);
     let err = host
         .execute(Task {
             limits: small_limits(),
@@ -85,7 +86,7 @@ fn memory_bomb() {
 #[test]
 fn deep_recursion() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::DEEP_RECURSION_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::DEEP_RECURSION_COMPONENT);
     let err = host
         .execute(Task {
             limits: Limits {
@@ -108,7 +109,7 @@ fn deep_recursion() {
 #[test]
 fn huge_output() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::HUGE_OUTPUT_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::HUGE_OUTPUT_COMPONENT);
     let err = host
         .execute(Task {
             limits: Limits {
@@ -144,7 +145,7 @@ fn huge_output() {
 #[test]
 fn forbidden_egress() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::FORBIDDEN_EGRESS_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::FORBIDDEN_EGRESS_COMPONENT);
     // Default policy: the metadata host is not on the (empty) allowlist.
     let err = host
         .execute(Task {
@@ -184,7 +185,7 @@ fn forbidden_egress() {
 #[test]
 fn egress_flood() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::EGRESS_FLOOD_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::EGRESS_FLOOD_COMPONENT);
     let server = LoopbackServer::serving(vec![b'x'; 64 * 1024]);
     let url = server.url("127.0.0.1", "/page");
     let input = format!(r#"{{"url": "{url}"}}"#);
@@ -243,7 +244,7 @@ fn egress_flood() {
 #[test]
 fn inward_targets_are_refused_by_default() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::EGRESS_FLOOD_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::EGRESS_FLOOD_COMPONENT);
     let server = LoopbackServer::serving(b"secret".to_vec());
     let cases = [
         (server.url("127.0.0.1", "/"), AddressClass::Loopback),
@@ -288,7 +289,7 @@ fn inward_targets_are_refused_by_default() {
 #[test]
 fn probe_sandbox() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::PROBE_SANDBOX_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::PROBE_SANDBOX_COMPONENT);
     let run = |task_id: &str, timestamp_ms: u64| {
         let mut task = Task {
             limits: small_limits(),
@@ -321,8 +322,8 @@ fn probe_sandbox() {
 #[test]
 fn unknown_import() {
     let host = host();
-    let bytes = std::fs::read(artifacts::UNKNOWN_IMPORT_COMPONENT).unwrap();
-    let cid = d402_host::ContentId::of(&bytes);
+    let bytes = std::fs::read(d402_test_artifacts::UNKNOWN_IMPORT_COMPONENT).unwrap();
+    let cid = d402_core::ContentId::of(&bytes);
     let err = host.load(&cid, &bytes).unwrap_err();
     match &err {
         HostError::UnknownImport { name } => {
@@ -343,8 +344,8 @@ fn unknown_import() {
 #[test]
 fn lookalike_import() {
     let host = host();
-    let bytes = std::fs::read(artifacts::LOOKALIKE_IMPORT_COMPONENT).unwrap();
-    let cid = d402_host::ContentId::of(&bytes);
+    let bytes = std::fs::read(d402_test_artifacts::LOOKALIKE_IMPORT_COMPONENT).unwrap();
+    let cid = d402_core::ContentId::of(&bytes);
     // Refused by its exact name at load, before any linking: not `invalid_component` at link time.
     match host.load(&cid, &bytes).unwrap_err() {
         HostError::UnknownImport { name } => assert_eq!(name, "wasi:cli/backdoor@0.2.0"),
@@ -360,7 +361,7 @@ fn lookalike_import() {
 #[test]
 fn sleeper() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::SLEEPER_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::SLEEPER_COMPONENT);
     let limits = Limits {
         fuel: u64::MAX / 2,
         wall_time: Duration::from_millis(1500),
@@ -409,7 +410,7 @@ fn sleeper() {
 #[test]
 fn host_flood() {
     let host = host();
-    let (cid, _) = load(&host, artifacts::HOST_FLOOD_COMPONENT);
+    let (cid, _) = load(&host, d402_test_artifacts::HOST_FLOOD_COMPONENT);
     let limits = Limits {
         fuel: 20_000_000_000,
         wall_time: Duration::from_secs(60),
@@ -473,7 +474,7 @@ fn host_flood() {
 
 fn err_code(
     host: &d402_host::Host,
-    cid: d402_host::ContentId,
+    cid: d402_core::ContentId,
     input: &str,
     limits: Limits,
 ) -> &'static str {
@@ -490,9 +491,9 @@ fn err_code(
 #[test]
 fn host_keeps_working_after_hostile_runs() {
     let host = host();
-    for (_, _, path) in artifacts::HOSTILE {
+    for (_, _, path) in d402_test_artifacts::HOSTILE {
         let bytes = std::fs::read(path).unwrap();
-        let cid = d402_host::ContentId::of(&bytes);
+        let cid = d402_core::ContentId::of(&bytes);
         if host.load(&cid, &bytes).is_ok() {
             let _ = host.execute(Task {
                 limits: small_limits(),
@@ -568,7 +569,7 @@ fn table_limit_is_the_documented_one() {
     let limit = Limits::default().table_elements;
     let run = |initial: u32, grow: u32| {
         let bytes = table_component(initial, grow);
-        let cid = d402_host::ContentId::of(&bytes);
+        let cid = d402_core::ContentId::of(&bytes);
         host.load(&cid, &bytes)
             .and_then(|_| {
                 host.execute(Task {
@@ -603,7 +604,7 @@ fn table_limit_is_the_documented_one() {
         r#"(memory (export "memory") 5000)"#,
     );
     let bytes = wat::parse_str(text).unwrap();
-    let cid = d402_host::ContentId::of(&bytes);
+    let cid = d402_core::ContentId::of(&bytes);
     match host.load(&cid, &bytes) {
         Err(HostError::MemoryLimit { requested, limit }) => {
             assert_eq!(requested, 5000 * 65536);
@@ -613,7 +614,7 @@ fn table_limit_is_the_documented_one() {
     }
     // A task whose own limit is lower is held to it.
     let bytes = table_component(1, 60_000);
-    let cid = d402_host::ContentId::of(&bytes);
+    let cid = d402_core::ContentId::of(&bytes);
     host.load(&cid, &bytes).expect("loads");
     let err = host
         .execute(Task {

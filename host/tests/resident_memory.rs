@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use d402_capability_artifacts as artifacts;
-use d402_host::{ContentId, EgressPolicy, Limits, Task};
+use d402_core::{ContentId, EgressPolicy, Limits};
+use d402_host::Task;
 
 use common::{LoopbackServer, host};
 
@@ -35,7 +35,7 @@ fn a_thousand_hostile_runs_do_not_grow_resident_memory() {
         "d402-hostile-host-flood",
     ];
     let mut programs = Vec::new();
-    for (package, _, path) in artifacts::HOSTILE {
+    for (package, _, path) in d402_test_artifacts::HOSTILE {
         let bytes = std::fs::read(path).unwrap();
         let cid = ContentId::of(&bytes);
         programs.push((cid, bytes, COMPLETE.contains(package)));

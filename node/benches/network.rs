@@ -12,7 +12,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use d402_host::{Host, HostConfig, Identity, Task};
+use d402_core::Identity;
+use d402_host::{Host, HostConfig, Task};
 use d402_network_support::*;
 use d402_node::{Mode, TaskSpec};
 
@@ -38,7 +39,7 @@ async fn bench() {
         Arc::new(Identity::from_seed([1; 32])),
     )
     .unwrap();
-    let cid = d402_host::ContentId::of(&bytes);
+    let cid = d402_core::ContentId::of(&bytes);
     host.load(&cid, &bytes).unwrap();
     let input = merkle_input("a");
     let started = Instant::now();

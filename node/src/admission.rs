@@ -3,7 +3,8 @@
 //! the registration names this manifest, the manifest names this component, and the capability
 //! is the one leased. Anything else is refused with a stable code, and nothing runs.
 
-use d402_host::{ContentId, ContentStore};
+use d402_core::ContentId;
+use d402_host::ContentStore;
 use d402_registry::{Manifest, Registration};
 use libp2p::PeerId;
 

@@ -14,7 +14,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use d402_host::{ContentId, ContentStore, Receipt};
+use d402_core::{ContentId, Receipt};
+use d402_host::ContentStore;
 use d402_registry::{CreatorWallets, Manifest, Registration, ValidationClass};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -26,7 +27,8 @@ use crate::quorum::{Tally, agreement_key};
 use crate::reputation::{ReputationEvent, Standing};
 use crate::state::NodeState;
 use crate::swarm::{NetError, NetHandle};
-use crate::validator::{Verdict, judge};
+use crate::validator::judge;
+use crate::verdict::Verdict;
 use crate::wire::{
     Claim, Intent, Lease, ReleaseRequest, TaskRequest, TaskResponse, ValidationRequest,
 };
@@ -73,7 +75,7 @@ impl Offer {
             .check_component(component)
             .map_err(|e| bad(e.to_string()))?;
         let reg_bytes =
-            d402_host::content_id::canonical_json(&registration).map_err(|e| bad(e.to_string()))?;
+            d402_core::content_id::canonical_json(&registration).map_err(|e| bad(e.to_string()))?;
         let (manifest_cid, manifest_bytes) =
             manifest.canonical().map_err(|e| bad(e.to_string()))?;
         let registration_cid = store.put(&reg_bytes).map_err(|e| bad(e.to_string()))?;
@@ -755,7 +757,7 @@ mod tests {
 
     #[test]
     fn a_signing_key_names_its_peer() {
-        let identity = d402_host::Identity::from_seed([7; 32]);
+        let identity = d402_core::Identity::from_seed([7; 32]);
         let keypair =
             libp2p::identity::Keypair::ed25519_from_bytes(identity.secret_seed()).unwrap();
         assert_eq!(

@@ -2,7 +2,8 @@
 //! worker's replay and a validator's re-execution, so the three can only differ in where the
 //! evidence comes from.
 
-use d402_host::{ContentStore, EvidenceMode, Execution, Host, Task, TaskContext};
+use d402_core::TaskContext;
+use d402_host::{ContentStore, EvidenceMode, Execution, Host, Task};
 
 use crate::admission::{Admitted, Refusal};
 use crate::wire::Lease;

@@ -29,6 +29,7 @@ pub mod reputation;
 pub mod state;
 pub mod swarm;
 pub mod validator;
+pub mod verdict;
 pub mod wire;
 pub mod worker;
 
@@ -38,13 +39,8 @@ pub use coordinator::{Coordinator, Mode, Offer, TaskError, TaskOutcome, TaskSpec
 pub use node::{Node, NodeConfig, NodeError};
 pub use reputation::Standing;
 pub use swarm::{NetError, NetHandle, peer_addr};
-pub use validator::{ReleaseSigner, SignedRelease, Verdict};
+pub use verdict::{ReleaseSigner, SignedRelease, Verdict};
 pub use worker::{Fault, WorkerConfig};
 
-/// Milliseconds since the Unix epoch (deadlines and lease expiry travel as wall-clock times).
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+/// Deadlines and lease expiry travel as wall-clock times.
+pub(crate) use d402_core::clock::now_ms;

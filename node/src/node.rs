@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
-use d402_host::{ContentId, ContentStore, EngineSettings, Host, HostConfig, Identity, Limits};
+use d402_core::{ContentId, Identity, Limits};
+use d402_host::{ContentStore, EngineSettings, Host, HostConfig};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use libp2p::{Multiaddr, PeerId};

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use d402_host::{ContentId, ContentStore};
+use d402_core::ContentId;
+use d402_host::ContentStore;
 use libp2p::PeerId;
 
 use crate::reputation::ReputationEvent;

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use d402_host::ContentId;
+use d402_core::ContentId;
 use d402_registry::ValidationClass;
 
 use crate::wire::Claim;

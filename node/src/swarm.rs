@@ -8,7 +8,7 @@ use std::net::{IpAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use d402_host::ContentId;
+use d402_core::ContentId;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use libp2p::core::{PeerRecord, multiaddr::Protocol};

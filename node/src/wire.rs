@@ -14,7 +14,7 @@ use std::io;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use d402_host::{ContentId, Receipt};
+use d402_core::{ContentId, Receipt};
 use futures::prelude::*;
 use libp2p::StreamProtocol;
 use serde::{Deserialize, Serialize};
@@ -70,7 +70,7 @@ pub enum TaskResponse {
         reason: String,
     },
     Claim(Box<Claim>),
-    Verdict(Box<crate::validator::Verdict>),
+    Verdict(Box<crate::verdict::Verdict>),
     /// The peer would not or could not do what was asked; `code` is stable, `message` is for people.
     Refused {
         code: String,
@@ -156,8 +156,8 @@ impl Claim {
     pub fn payout_message(
         lease_id: &str,
         payout_wallets: &d402_registry::CreatorWallets,
-    ) -> Result<Vec<u8>, d402_host::content_id::CanonicalJsonError> {
-        d402_host::content_id::canonical_json(&serde_json::json!({
+    ) -> Result<Vec<u8>, d402_core::content_id::CanonicalJsonError> {
+        d402_core::content_id::canonical_json(&serde_json::json!({
             "leaseId": lease_id,
             "payoutWallets": payout_wallets,
         }))
@@ -167,7 +167,7 @@ impl Claim {
     pub fn verify_payout(&self) -> Result<(), String> {
         let message = Self::payout_message(&self.lease_id, &self.payout_wallets)
             .map_err(|e| e.to_string())?;
-        d402_host::identity::verify_signature(
+        d402_core::identity::verify_signature(
             &self.receipt.body.worker,
             &message,
             &self.payout_signature,

@@ -10,9 +10,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use d402_host::{
-    ContentStore, EvidenceMode, Host, ReplayBook, Snapshotter, content_id::canonical_json,
-};
+use d402_core::{Snapshotter, content_id::canonical_json};
+use d402_host::{ContentStore, EvidenceMode, Host, ReplayBook};
 use libp2p::PeerId;
 
 use crate::admission::{self, Refusal};
@@ -186,8 +185,8 @@ impl Worker {
     fn lie(
         &self,
         output: &str,
-        receipt: d402_host::Receipt,
-    ) -> Result<(String, d402_host::Receipt), Refusal> {
+        receipt: d402_core::Receipt,
+    ) -> Result<(String, d402_core::Receipt), Refusal> {
         let mut value: serde_json::Value = serde_json::from_str(output)
             .map_err(|e| Refusal::Execution(format!("output is not JSON: {e}")))?;
         if let Some(serde_json::Value::String(text)) = value.get_mut("markdown") {
@@ -203,7 +202,7 @@ impl Worker {
         self.store
             .put(altered.as_bytes())
             .map_err(|e| Refusal::Execution(e.to_string()))?;
-        body.output = d402_host::ContentId::of(altered.as_bytes());
+        body.output = d402_core::ContentId::of(altered.as_bytes());
         body.canonical_output = body
             .canonicalizer
             .canonical_hash(&value)

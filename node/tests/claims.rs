@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use d402_host::{ContentId, Host, HostConfig, Identity, Task};
+use d402_core::{ContentId, Identity};
+use d402_host::{Host, HostConfig, Task};
 use d402_network_support::{artifacts, component, merkle_input};
 use d402_node::wire::Claim;
 use d402_registry::CreatorWallets;

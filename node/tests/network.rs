@@ -39,7 +39,7 @@ async fn quorum_of_two_on_a_scripted_page_with_chromium() {
     let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
     let mut workers = Vec::new();
     for i in 0..3 {
-        let chromium: Arc<dyn d402_host::Snapshotter> =
+        let chromium: Arc<dyn d402_core::Snapshotter> =
             Arc::new(ChromiumSnapshotter::launch(ChromiumConfig::default()).expect("chromium"));
         let config = worker_config(&[PAGE], chromium);
         workers.push(
@@ -397,7 +397,7 @@ async fn a_worker_refuses_what_does_not_verify() {
     // A registration whose signature does not verify.
     let mut forged = offer.registration.clone();
     forged.body.creator_commission_bps = 9_000;
-    let forged_bytes = d402_host::content_id::canonical_json(&forged).unwrap();
+    let forged_bytes = d402_core::content_id::canonical_json(&forged).unwrap();
     let forged_cid = client.coordinator().store().put(&forged_bytes).unwrap();
     let bad_registration = Lease {
         registration: forged_cid,

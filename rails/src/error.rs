@@ -175,6 +175,15 @@ pub enum RailError {
 }
 
 impl RailError {
+    /// Whether the chain refused this for good (a revert, or a simulation that would revert):
+    /// retrying cannot help, so a release refused this way is refunded instead.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            RailError::WouldRevert { .. } | RailError::Reverted { .. }
+        )
+    }
+
     /// The x402 reason when this is a verification refusal.
     pub fn reason(&self) -> Option<&'static str> {
         match self {

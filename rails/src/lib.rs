@@ -7,6 +7,8 @@
 //! - [`split`]: worker net, creator commission, gateway fee.
 //! - [`caps`]: `D402_SAFETY_*` caps, checked before any challenge.
 //! - [`rail`]: the [`Rail`] trait and the x402 wire types.
+//! - [`delivery`]: what a rail does once a task's result is accepted.
+//! - [`refund`]: how a failed task's payment goes back.
 //! - [`outbox`]: settlement intents in redb, written before a transaction is sent.
 //! - [`evm`]: Base/EVM rails on alloy: `base-x402-direct`, `base-task-escrow`, `base-channel`.
 //!
@@ -27,20 +29,24 @@
 
 pub mod amount;
 pub mod caps;
+pub mod delivery;
 pub mod error;
 pub mod evm;
 pub mod outbox;
 pub mod rail;
+pub mod refund;
 #[cfg(feature = "solana")]
 pub mod solana;
 pub mod split;
 
 pub use amount::Atomic;
 pub use caps::{CapExceeded, Exposure, SafetyCaps};
+pub use delivery::{Accepted, Delivery, ValidatorRelease};
 pub use error::{RailError, VerifyError};
 pub use outbox::{Outbox, SettlementRecord, SettlementState};
 pub use rail::{
     Commission, PaymentPayload, PaymentRequired, PaymentRequirements, Payout, Rail, RailKind,
     ReconcileReport, Release, Settlement, TaskId, Terms, Verified,
 };
-pub use split::{GatewayFee, Split, SplitTerms};
+pub use refund::{PaidTask, Refund};
+pub use split::{GatewayFee, Split, SplitTerms, shares};

@@ -47,22 +47,7 @@ pub enum OutboxError {
     },
 }
 
-macro_rules! db_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for OutboxError {
-            fn from(e: $t) -> Self {
-                OutboxError::Database(e.to_string())
-            }
-        }
-    )*};
-}
-db_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+d402_core::db_error_from!(OutboxError::Database);
 
 /// Where a settlement stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

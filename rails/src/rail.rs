@@ -11,6 +11,12 @@
 //! refund(task) ─▶ Settlement                (escrow: after the deadline, to the buyer)
 //! ```
 //!
+//! Around those steps a rail owns its whole lifecycle, so that a gateway asks and never
+//! branches on what kind of rail it holds: whether a challenge is bound to one task
+//! ([`Rail::challenge_per_task`]), what happens once a result is accepted ([`Rail::deliver`]),
+//! how a failed task is refunded ([`Rail::refund_buyer`]) and where a settlement stands
+//! ([`Rail::settlement_state`]).
+//!
 //! Rails are object safe (`Box<dyn Rail>`), so a gateway can hold the rails it was configured
 //! with in one list whatever chain they run on.
 
@@ -21,7 +27,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::amount::Atomic;
+use crate::caps::{Exposure, SafetyCaps};
+use crate::delivery::{Accepted, Delivery};
 use crate::error::RailError;
+use crate::outbox::{SettlementRecord, SettlementState};
+use crate::refund::{PaidTask, Refund};
 use crate::split::{GatewayFee, Split, SplitTerms};
 
 /// x402 v2 payment requirements, one entry of a 402's `accepts` (from the `x402-types` crate, with
@@ -53,7 +63,8 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// What kind of rail: decides which [`Rail`] methods apply.
+/// What kind of rail, as a gateway describes it to buyers (`kind` in its well-known document).
+/// Behaviour is asked of the rail's own methods; nothing outside this crate branches on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RailKind {
@@ -101,6 +112,21 @@ impl Terms {
             gateway_fee: self.gateway_fee,
         };
         Ok(Split::compute(self.price, &terms)?)
+    }
+
+    /// What a direct rail checks before it issues requirements: one payee, so no commission,
+    /// and the task's price within the safety caps.
+    pub fn check_direct(&self, rail: &'static str, caps: &SafetyCaps) -> Result<(), RailError> {
+        if let Some(c) = &self.commission
+            && c.bps > 0
+        {
+            return Err(RailError::CommissionOnDirectRail { rail, bps: c.bps });
+        }
+        caps.check(&Exposure {
+            task_budget: self.price,
+            ..Exposure::default()
+        })?;
+        Ok(())
     }
 
     /// Whether the terms owe a creator anything.
@@ -217,7 +243,11 @@ pub trait Rail: Send + Sync {
     /// `base-channel`, `solana-direct`, …
     fn name(&self) -> &'static str;
 
+    /// What kind of rail, for describing it (see [`RailKind`]).
     fn kind(&self) -> RailKind;
+
+    /// The x402 scheme its requirements carry (`exact`, `d402-task-escrow`, …).
+    fn scheme(&self) -> &'static str;
 
     /// The CAIP-2 network, e.g. `eip155:31337`.
     fn network(&self) -> ChainId;
@@ -226,6 +256,42 @@ pub trait Rail: Send + Sync {
     /// have been checked. A direct rail refuses commission-bearing terms
     /// ([`RailError::CommissionOnDirectRail`]).
     fn challenge(&self, terms: &Terms) -> Result<PaymentRequirements, RailError>;
+
+    /// Whether each challenge is bound to one task (its terms, deadline and input), so that the
+    /// gateway must record it and accept only payments answering a recorded one. A direct rail
+    /// asks the same of every task of a capability and says no: its requirements are issued
+    /// afresh and checked field by field, and a stock x402 v1 `X-PAYMENT` can answer them.
+    fn challenge_per_task(&self) -> bool {
+        true
+    }
+
+    /// Whether this rail can carry a creator's commission (split settlement). A direct rail
+    /// pays one payee and refuses commission-bearing terms, so the gateway lists no such
+    /// capability on it.
+    fn splits_commission(&self) -> bool {
+        true
+    }
+
+    /// The split fixed when a payment is verified, for a rail that divides it later itself (a
+    /// direct rail pays the worker net out of `payTo`): fixed now so that a restart pays the
+    /// same net whatever the policy says by then. `None` when the split is in the payment's own
+    /// terms (escrow) or not the rail's to make.
+    fn split_at_payment(
+        &self,
+        verified: &Verified,
+        gateway_fee: GatewayFee,
+    ) -> Result<Option<Split>, RailError> {
+        let _ = (verified, gateway_fee);
+        Ok(None)
+    }
+
+    /// What the validator needs to sign this task's release, sent with the task (a task escrow
+    /// whose release key is not in this process); `None` when the rail needs no signature from
+    /// the network.
+    fn release_context(&self, requirements: &PaymentRequirements) -> Option<serde_json::Value> {
+        let _ = requirements;
+        None
+    }
 
     /// Checks a buyer's payment against the requirements the gateway issued. Refusals are
     /// [`RailError::Verify`] with an x402 reason string.
@@ -271,6 +337,36 @@ pub trait Rail: Send + Sync {
             operation: "refund",
         })
     }
+
+    /// Settles an accepted task's work the rail's way (see [`crate::delivery`]). An `Err` is
+    /// transient (the chain unreachable, an earlier release still in flight) unless
+    /// [`RailError::is_final`]: the gateway retries a transient one and refunds on a final one.
+    async fn deliver(&self, accepted: &Accepted<'_>) -> Result<Delivery, RailError> {
+        let _ = accepted;
+        Ok(Delivery::Kept)
+    }
+
+    /// Whether a failed task's payment can be given back ([`Rail::refund_buyer`]); when not, the
+    /// gateway records it as owed to the buyer.
+    fn refunds(&self) -> bool {
+        false
+    }
+
+    /// Gives a failed task's payment back (see [`crate::refund`]).
+    async fn refund_buyer(&self, task: &PaidTask<'_>) -> Result<Refund, RailError> {
+        let _ = task;
+        Err(RailError::Unsupported {
+            rail: self.name(),
+            operation: "refund",
+        })
+    }
+
+    /// Where settlement `id` stands in this rail's outbox (`None`: never recorded), so that a
+    /// restart knows whether a payment was taken.
+    fn settlement_state(&self, id: &str) -> Result<Option<SettlementState>, RailError>;
+
+    /// Every settlement this rail has in flight, for the operator's view.
+    fn settlements_in_flight(&self) -> Result<Vec<SettlementRecord>, RailError>;
 
     /// Reconciles this rail's in-flight outbox entries against the chain. Call on start.
     async fn reconcile(&self) -> Result<ReconcileReport, RailError>;

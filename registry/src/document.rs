@@ -136,3 +136,8 @@ pub(crate) fn check_capability_ref(reference: &str) -> Result<(), String> {
         )),
     }
 }
+
+/// Whether `b` is a lowercase hex digit (signatures and key ids are written in lowercase hex).
+pub(crate) fn is_lower_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
+}

@@ -1,9 +1,9 @@
 //! Errors, one enum per boundary. Every error about a document names the field it is about with a
 //! JSON-pointer path (`/limits/fuel`, `/creatorWallets/evm`); `""` is the document itself.
 
-use d402_host::ContentId;
-use d402_host::content_id::CanonicalJsonError;
-use d402_host::identity::SignatureError;
+use d402_core::ContentId;
+use d402_core::content_id::CanonicalJsonError;
+use d402_core::identity::SignatureError;
 
 /// One thing wrong with one field of a document.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

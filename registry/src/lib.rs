@@ -17,6 +17,7 @@ pub mod namespace;
 pub mod policy;
 pub mod registration;
 pub mod schema;
+pub mod validation;
 pub mod wallet;
 
 pub use document::MAX_DOCUMENT_BYTES;

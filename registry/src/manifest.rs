@@ -8,16 +8,16 @@
 
 use std::time::Duration;
 
-use d402_host::content_id::{CanonicalJsonError, cid_of_json};
-use d402_host::{Canonicalizer, CapabilityRef, ContentId, EgressPolicy, Limits};
+use d402_core::content_id::{CanonicalJsonError, cid_of_json};
+use d402_core::{Canonicalizer, CapabilityRef, ContentId, EgressPolicy, Limits};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::document::{self, Problems, check_capability_ref, check_dotted_name};
 use crate::error::DocumentError;
 
-/// The WIT world every d402 capability targets.
-pub const WORLD: &str = "d402:capability/capability@1.0.0";
+pub use crate::schema::WORLD;
+pub use crate::validation::{Validation, ValidationClass};
 
 const WHAT: &str = "manifest";
 
@@ -41,36 +41,7 @@ pub struct Manifest {
     pub pricing: Pricing,
 }
 
-/// How results are checked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Validation {
-    pub class: ValidationClass,
-    /// Required for `canonicalizable`; optional for `exact` (defaults to `jcs`); not allowed otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub canonicalizer: Option<Canonicalizer>,
-    /// The comparator capability (`ID@VERSION`): required for `scoreable`, not allowed otherwise.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub comparator: Option<String>,
-    /// Default number of agreeing workers, at least 1.
-    pub quorum: u32,
-}
-
-/// The validation classes of seed 000.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ValidationClass {
-    Exact,
-    Canonicalizable,
-    Scoreable,
-    NonVerifiable,
-}
-
-impl ValidationClass {
-    pub const ALL: [&'static str; 4] = ["exact", "canonicalizable", "scoreable", "non-verifiable"];
-}
-
-/// What one task may consume; mapped onto [`d402_host::Limits`] and capped by node policy.
+/// What one task may consume; mapped onto [`d402_core::Limits`] and capped by node policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ManifestLimits {
@@ -80,7 +51,7 @@ pub struct ManifestLimits {
     pub output_bytes: u64,
 }
 
-/// What the capability may reach; mapped onto [`d402_host::EgressPolicy`].
+/// What the capability may reach; mapped onto [`d402_core::EgressPolicy`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Permissions {

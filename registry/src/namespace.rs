@@ -4,9 +4,9 @@
 //! that trusts `example` → owner key accepts `example.*` registrations only from publishers the
 //! owner has vouched for.
 
-use d402_host::Identity;
-use d402_host::content_id::{CanonicalJsonError, canonical_json};
-use d402_host::identity::{SignatureError, verify_signature};
+use d402_core::Identity;
+use d402_core::content_id::{CanonicalJsonError, canonical_json};
+use d402_core::identity::{SignatureError, verify_signature};
 use serde::{Deserialize, Serialize};
 
 use crate::document::{self, Problems};
@@ -136,7 +136,7 @@ pub fn check_namespace(namespace: &str) -> Result<(), String> {
 pub fn check_public_id(id: &str) -> Result<(), String> {
     let lower = id
         .strip_prefix("ed25519:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(crate::registration::is_lower_hex));
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(document::is_lower_hex));
     if !lower {
         return Err(format!(
             "{} is not an ed25519 public key (`ed25519:` and 64 lowercase hex digits)",

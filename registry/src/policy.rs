@@ -19,9 +19,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use d402_host::content_id::CanonicalJsonError;
-use d402_host::identity::SignatureError;
-use d402_host::{CapabilityRef, ContentId};
+use d402_core::content_id::CanonicalJsonError;
+use d402_core::identity::SignatureError;
+use d402_core::{CapabilityRef, ContentId};
 use serde::Serialize;
 
 use crate::error::{DocumentError, RegistrationError};

@@ -15,9 +15,9 @@
 //! changing any term (commission, a wallet, the manifest CID, the namespace) breaks it; the
 //! registration CID is the CID of the canonical full object, signature included.
 
-use d402_host::ContentId;
-use d402_host::content_id::{CanonicalJsonError, canonical_json};
-use d402_host::identity::{Identity, verify_signature};
+use d402_core::ContentId;
+use d402_core::content_id::{CanonicalJsonError, canonical_json};
+use d402_core::identity::{Identity, verify_signature};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -120,15 +120,11 @@ impl RegistrationBody {
 fn check_signature_hex(signature: &str) -> Result<(), String> {
     // Lowercase only: `AB` and `ab` decode to the same bytes, so accepting both would let anyone
     // change a registration's CID without breaking its signature.
-    if signature.len() == 128 && signature.bytes().all(is_lower_hex) {
+    if signature.len() == 128 && signature.bytes().all(document::is_lower_hex) {
         Ok(())
     } else {
         Err("is not an ed25519 signature (128 lowercase hex digits)".into())
     }
-}
-
-pub(crate) fn is_lower_hex(b: u8) -> bool {
-    b.is_ascii_digit() || (b'a'..=b'f').contains(&b)
 }
 
 /// The terms an author registers a manifest under.

@@ -12,7 +12,10 @@ use serde_json::{Value, json};
 
 use crate::document::escape;
 use crate::error::{DocumentError, FieldError, FieldErrors};
-use crate::manifest::{ValidationClass, WORLD};
+use crate::validation::ValidationClass;
+
+/// The WIT world every d402 capability targets.
+pub const WORLD: &str = "d402:capability/capability@1.0.0";
 
 /// The published file, relative to the registry crate.
 pub const SCHEMA_FILE: &str = "manifest.schema.json";

@@ -29,6 +29,15 @@ impl Rail {
             Rail::Evm => "evm",
         }
     }
+
+    /// The wallet family paid on a CAIP-2 network namespace (`eip155`, `solana`).
+    pub fn of_namespace(namespace: &str) -> Option<Rail> {
+        match namespace {
+            "eip155" => Some(Rail::Evm),
+            "solana" => Some(Rail::Solana),
+            _ => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Rail {

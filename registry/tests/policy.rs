@@ -5,8 +5,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use d402_host::identity::SignatureError;
-use d402_host::{ContentId, Identity};
+use d402_core::identity::SignatureError;
+use d402_core::{ContentId, Identity};
 use d402_registry::error::RegistrationError;
 use d402_registry::namespace::{NamespaceProof, NamespaceProofDocument};
 use d402_registry::policy::{DEFAULT_MAX_CREATOR_COMMISSION_BPS, max_commission_from};

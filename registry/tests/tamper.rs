@@ -4,8 +4,8 @@
 mod common;
 
 use common::*;
-use d402_host::ContentId;
-use d402_host::identity::SignatureError;
+use d402_core::ContentId;
+use d402_core::identity::SignatureError;
 use d402_registry::error::RegistrationError;
 use d402_registry::{Manifest, PolicyRefusal, Registration};
 use proptest::prelude::*;
@@ -64,11 +64,11 @@ fn apply(reg: &mut Registration, edit: &RegistrationEdit) {
         RegistrationEdit::Namespace(ns) => body.namespace = ns.clone(),
         RegistrationEdit::IssuedAt(t) => body.issued_at = *t,
         RegistrationEdit::Publisher(seed) => {
-            body.publisher = d402_host::Identity::from_seed([*seed; 32]).public_id()
+            body.publisher = d402_core::Identity::from_seed([*seed; 32]).public_id()
         }
         RegistrationEdit::ProofOwner(seed) => {
             if let Some(p) = body.namespace_proof.as_mut() {
-                p.owner = d402_host::Identity::from_seed([*seed; 32]).public_id();
+                p.owner = d402_core::Identity::from_seed([*seed; 32]).public_id();
             }
         }
     }
@@ -94,7 +94,7 @@ proptest! {
     /// namespace proof is the owner's word for the original publisher only.
     #[test]
     fn an_edited_and_resigned_registration_fails_the_namespace_proof(edit in registration_edit()) {
-        let attacker = d402_host::Identity::from_seed([66; 32]);
+        let attacker = d402_core::Identity::from_seed([66; 32]);
         let mut reg = registration(1000);
         apply(&mut reg, &edit);
         let resigned = match reg.body.clone().sign(&attacker) {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use d402_host::snapshot::{SnapshotLimits, Snapshotter};
+use d402_core::snapshot::{SnapshotLimits, Snapshotter};
 use d402_loopback_server::LoopbackServer;
 use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter};
 use url::Url;

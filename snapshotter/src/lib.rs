@@ -3,7 +3,7 @@
 //!
 //! One browser per node, started once and reused across tasks, with a fresh throw-away profile and
 //! no background networking. Every request the browser makes (the page, its redirects and every
-//! subresource) is paused and checked against the URL policy of [`d402_host::egress`] before it is
+//! subresource) is paused and checked against the URL policy of [`d402_core::egress`] before it is
 //! let through, so a page cannot use the browser to reach loopback, private or metadata addresses.
 //! The browser lives on its own thread with its own async runtime; [`ChromiumSnapshotter::freeze`]
 //! is a plain blocking call, safe from any thread. A browser that dies is started again on the next
@@ -27,10 +27,10 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
 use chromiumoxide::cdp::browser_protocol::network::ErrorReason;
 use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::handler::viewport::Viewport;
-use d402_host::egress::{
+use d402_core::egress::{
     BudgetExceeded, EgressDenied, EgressViolation, NetworkFailure, check_target, inward_class,
 };
-use d402_host::snapshot::{FrozenHtml, SnapshotError, SnapshotLimits, Snapshotter};
+use d402_core::snapshot::{FrozenHtml, SnapshotError, SnapshotLimits, Snapshotter};
 use futures::StreamExt;
 use url::Url;
 
@@ -430,8 +430,8 @@ impl<P: Snapshotter, F: Snapshotter> Snapshotter for FallbackSnapshotter<P, F> {
 #[cfg(test)]
 mod tests {
     use super::{FallbackSnapshotter, request_allowed};
-    use d402_host::FrozenPages;
-    use d402_host::snapshot::{SnapshotError, SnapshotLimits, Snapshotter};
+    use d402_core::FrozenPages;
+    use d402_core::snapshot::{SnapshotError, SnapshotLimits, Snapshotter};
     use std::time::Duration;
 
     #[test]

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use d402_host::egress::{
+use d402_core::egress::{
     AddressClass, BudgetExceeded, EgressDenied, EgressViolation, NetworkFailure,
 };
-use d402_host::snapshot::{SnapshotError, SnapshotLimits, Snapshotter};
+use d402_core::snapshot::{SnapshotError, SnapshotLimits, Snapshotter};
 use d402_host::{FetchSnapshotter, egress::NetworkEgress};
 use d402_loopback_server::{LoopbackServer, Reply};
 use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter};

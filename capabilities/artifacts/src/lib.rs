@@ -1,9 +1,10 @@
-//! Paths to the d402 capability components and hostile test programs, built for `wasm32-wasip2` by
-//! this crate's build script (reproducibly: see `build.rs`).
+//! Paths to the d402 capability components, built for `wasm32-wasip2` by this crate's build script
+//! (reproducibly: see `d402-guest-build`). The hostile test programs are in `d402-test-artifacts`,
+//! which only tests depend on.
 //!
-//! For each program there is a `<SNAKE_NAME>_COMPONENT` path constant, the [`CAPABILITIES`],
-//! [`HOSTILE`] and [`ALL_PROGRAMS`] tables, and the [`foreach_capability!`] and [`foreach_hostile!`]
-//! macros, which call a macro once per program so that a test file can require one test per program:
+//! For each program there is a `<SNAKE_NAME>_COMPONENT` path constant, the [`CAPABILITIES`] table
+//! and the [`foreach_capability!`] macro, which calls a macro once per program so that a test file
+//! can require one test per program:
 //!
 //! ```
 //! macro_rules! assert_test_exists {
@@ -12,10 +13,8 @@
 //!         use self::$name as _;
 //!     };
 //! }
-//! d402_capability_artifacts::foreach_hostile!(assert_test_exists);
-//! # fn endless_loop() {} fn memory_bomb() {} fn deep_recursion() {} fn huge_output() {}
-//! # fn forbidden_egress() {} fn egress_flood() {} fn probe_sandbox() {} fn unknown_import() {}
-//! # fn lookalike_import() {} fn sleeper() {} fn host_flood() {}
+//! d402_capability_artifacts::foreach_capability!(assert_test_exists);
+//! # fn extract_metadata() {} fn merkle_verify() {} fn page_to_markdown() {}
 //! # fn main() {}
 //! ```
 

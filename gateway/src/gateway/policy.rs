@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use d402_node::{Mode, Offer};
-use d402_rails::{Atomic, GatewayFee, RailKind};
+use d402_rails::{Atomic, GatewayFee, Rail};
 use d402_registry::{AcceptancePolicy, Accepted};
 
 /// How the gateway prices and runs every task.
@@ -94,7 +94,7 @@ pub struct Refused {
 
 /// Checks `offer` against the acceptance policy and the rail: registration checks come before
 /// any challenge, and a commission-bearing capability is only sold on a split-settlement rail.
-pub fn list(policy: &AcceptancePolicy, rail: RailKind, offer: Offer) -> Result<Listing, Refused> {
+pub fn list(policy: &AcceptancePolicy, rail: &dyn Rail, offer: Offer) -> Result<Listing, Refused> {
     let capability = offer.capability();
     let accepted = policy
         .check(&offer.registration, &offer.manifest)
@@ -103,7 +103,7 @@ pub fn list(policy: &AcceptancePolicy, rail: RailKind, offer: Offer) -> Result<L
             code: refusal_code(&e),
             reason: e.to_string(),
         })?;
-    if accepted.creator_commission_bps > 0 && rail == RailKind::Direct {
+    if accepted.creator_commission_bps > 0 && !rail.splits_commission() {
         return Err(Refused {
             capability,
             code: "commission_needs_split_settlement",

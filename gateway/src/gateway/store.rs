@@ -47,20 +47,7 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
 }
 
-macro_rules! db_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self { StoreError::Db(e.to_string()) }
-        }
-    )*};
-}
-db_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+d402_core::db_error_from!(StoreError::Db);
 
 /// Where a task is in the money flow. Each state is committed before what it enables happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -135,6 +122,10 @@ pub struct TaskRecord {
     pub error: Option<String>,
     /// Unix seconds after which an escrow may be refunded.
     pub deadline_unix: u64,
+    /// Set when the rail answered that the refund is possible only from this Unix second on
+    /// (an escrow before its deadline), so that a buyer waiting on the task is answered at once.
+    #[serde(default)]
+    pub refund_due_unix: Option<u64>,
     pub created_ms: u64,
     pub updated_ms: u64,
 }

@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use d402_host::{ContentId, EngineSettings, Host, HostConfig, Identity, Limits};
+use d402_core::{ContentId, Identity, Limits};
+use d402_host::{EngineSettings, Host, HostConfig};
 
 pub fn host() -> Host {
     host_with(EngineSettings::default(), [1; 32])

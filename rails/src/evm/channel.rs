@@ -29,7 +29,7 @@ use super::{EvmChain, chain_err, now_unix, parse_address, to_atomic, to_u256};
 use crate::amount::Atomic;
 use crate::caps::{Exposure, SafetyCaps};
 use crate::error::{RailError, VerifyError};
-use crate::outbox::{Outbox, OutboxError};
+use crate::outbox::{Outbox, OutboxError, SettlementRecord, SettlementState};
 use crate::rail::{
     ChainId, PaymentPayload, PaymentRequirements, Payout, Rail, RailKind, ReconcileReport, Release,
     Settlement, Terms, Verified,
@@ -285,21 +285,7 @@ impl BaseChannel {
     }
 
     async fn conclude(&self, id: &str, tx: TxHash) -> Result<u128, RailError> {
-        self.outbox.mark_sent(id, &tx.to_string())?;
-        match super::wait_receipt(&self.provider, tx).await? {
-            Some(r) if r.status() => {
-                self.outbox.mark_confirmed(id, Some(&tx.to_string()))?;
-                Ok(super::receipt_fee(&r))
-            }
-            Some(_) => {
-                self.outbox.mark_failed(id, "transaction reverted")?;
-                Err(RailError::Reverted {
-                    tx: tx.to_string(),
-                    reason: format!("{id} reverted"),
-                })
-            }
-            None => Err(RailError::Chain(format!("no receipt for {tx} yet"))),
-        }
+        super::conclude(&self.outbox, &self.provider, id, tx).await
     }
 
     fn expected_triple(
@@ -527,6 +513,18 @@ impl Rail for BaseChannel {
 
     fn kind(&self) -> RailKind {
         RailKind::Channel
+    }
+
+    fn scheme(&self) -> &'static str {
+        SCHEME
+    }
+
+    fn settlement_state(&self, id: &str) -> Result<Option<SettlementState>, RailError> {
+        Ok(self.outbox.get(id)?.map(|r| r.state))
+    }
+
+    fn settlements_in_flight(&self) -> Result<Vec<SettlementRecord>, RailError> {
+        Ok(self.outbox.all_in_flight()?)
     }
 
     fn network(&self) -> ChainId {

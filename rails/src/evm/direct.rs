@@ -29,13 +29,15 @@ use super::buyer::{Authorization, AuthorizationKind};
 use super::contracts::TestUsd;
 use super::{EvmChain, SETTLE_MARGIN_SECS, chain_err, now_unix, parse_address, to_atomic, to_u256};
 use crate::amount::Atomic;
-use crate::caps::{Exposure, SafetyCaps};
+use crate::caps::SafetyCaps;
+use crate::delivery::{Accepted, Delivery, direct_lifecycle, owe_workers};
 use crate::error::{RailError, VerifyError};
-use crate::outbox::{Outbox, OutboxError, SettlementState};
+use crate::outbox::{Outbox, OutboxError, SettlementRecord, SettlementState};
 use crate::rail::{
-    ChainId, PaymentPayload, PaymentRequirements, Payout, Rail, RailKind, ReconcileReport, Release,
+    ChainId, PaymentPayload, PaymentRequirements, Payout, Rail, ReconcileReport, Release,
     Settlement, TaskId, Terms, Verified,
 };
+use crate::refund::{PaidTask, Refund};
 
 pub const NAME: &str = "base-x402-direct";
 pub const SCHEME: &str = "exact";
@@ -517,8 +519,15 @@ impl Rail for BaseDirect {
         wallet.parse::<Address>().is_ok()
     }
 
-    fn kind(&self) -> RailKind {
-        RailKind::Direct
+    direct_lifecycle!();
+
+    async fn deliver(&self, accepted: &Accepted<'_>) -> Result<Delivery, RailError> {
+        Ok(owe_workers(self, accepted))
+    }
+
+    /// The whole price back to the buyer out of `payTo`, at once.
+    async fn refund_buyer(&self, task: &PaidTask<'_>) -> Result<Refund, RailError> {
+        Ok(Refund::Refunded(self.finalize(&task.payout_back()).await?))
     }
 
     fn network(&self) -> ChainId {
@@ -526,18 +535,7 @@ impl Rail for BaseDirect {
     }
 
     fn challenge(&self, terms: &Terms) -> Result<PaymentRequirements, RailError> {
-        if let Some(c) = &terms.commission
-            && c.bps > 0
-        {
-            return Err(RailError::CommissionOnDirectRail {
-                rail: NAME,
-                bps: c.bps,
-            });
-        }
-        self.caps.check(&Exposure {
-            task_budget: terms.price,
-            ..Exposure::default()
-        })?;
+        terms.check_direct(NAME, &self.caps)?;
         let pay_to = parse_address(NAME, "payTo", &terms.pay_to)?;
         Ok(PaymentRequirements {
             scheme: SCHEME.into(),
@@ -603,6 +601,14 @@ impl Rail for BaseDirect {
     async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {
         let (task_id, from, payouts) = release.payouts(NAME)?;
         self.pay_out(task_id, from, payouts).await
+    }
+
+    fn settlement_state(&self, id: &str) -> Result<Option<SettlementState>, RailError> {
+        Ok(self.outbox.get(id)?.map(|r| r.state))
+    }
+
+    fn settlements_in_flight(&self) -> Result<Vec<SettlementRecord>, RailError> {
+        Ok(self.outbox.all_in_flight()?)
     }
 
     async fn reconcile(&self) -> Result<ReconcileReport, RailError> {

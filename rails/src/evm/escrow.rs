@@ -28,15 +28,19 @@ use super::buyer::{Authorization, AuthorizationKind};
 use super::contracts::{TaskEscrow, TestUsd};
 use super::direct::check_window;
 use super::eip712::{self, Release as ReleaseMessage};
+use super::escrow_release::EscrowRelease;
 use super::{EvmChain, SETTLE_MARGIN_SECS, chain_err, now_unix, parse_address, to_atomic, to_u256};
 use crate::amount::Atomic;
 use crate::caps::{Exposure, SafetyCaps};
+use crate::delivery::{Accepted, Delivery};
 use crate::error::{RailError, VerifyError};
+use crate::outbox::SettlementRecord;
 use crate::outbox::{Outbox, OutboxError, SettlementState};
 use crate::rail::{
     ChainId, PaymentPayload, PaymentRequirements, Payout, Rail, RailKind, ReconcileReport, Release,
     Settlement, TaskId, Terms, Verified,
 };
+use crate::refund::{PaidTask, Refund};
 
 pub const NAME: &str = "base-task-escrow";
 pub const SCHEME: &str = "d402-task-escrow";
@@ -205,6 +209,9 @@ pub struct BaseTaskEscrow {
     gateway_wallet: Address,
     outbox: Outbox,
     caps: SafetyCaps,
+    /// The validator role's key when it is held here (one process holds everything: a
+    /// development set-up); `None` when the network's validator signs inside its verdict.
+    release_key: Option<PrivateKeySigner>,
     /// Open escrows by task (funded or being funded, not yet released or refunded), for the
     /// open-escrow cap. Built from the outbox on first use, then kept up to date; `None` means
     /// "rebuild from the outbox".
@@ -234,7 +241,41 @@ impl BaseTaskEscrow {
             gateway_wallet,
             outbox,
             caps,
+            release_key: None,
             open: Mutex::new(None),
+        }
+    }
+
+    /// Signs releases here with `key` (the escrow's validator role) instead of asking the
+    /// network's validator for a signature.
+    pub fn with_release_key(mut self, key: PrivateKeySigner) -> Self {
+        self.release_key = Some(key);
+        self
+    }
+
+    /// The workers to pay and the validator role's signature: signed here with the local key,
+    /// or taken from the validator's verdict.
+    fn signed_release(&self, accepted: &Accepted<'_>) -> Option<(Vec<Address>, Vec<u8>)> {
+        match &self.release_key {
+            Some(key) => {
+                let workers: Vec<Address> = accepted
+                    .workers
+                    .iter()
+                    .filter_map(|w| w.parse().ok())
+                    .collect();
+                let release = EscrowRelease::of(accepted.requirements).ok()?;
+                let signature = release.sign(key, &workers).ok()?;
+                Some((workers, signature))
+            }
+            None => {
+                let signed = accepted.validator_release?;
+                let workers = signed
+                    .workers
+                    .iter()
+                    .map(|w| w.parse::<Address>().ok())
+                    .collect::<Option<Vec<_>>>()?;
+                Some((workers, signed.signature.clone()))
+            }
         }
     }
 
@@ -408,21 +449,7 @@ impl BaseTaskEscrow {
 
     /// Records the sent transaction, waits for it and records the outcome.
     async fn conclude(&self, id: &str, tx: TxHash) -> Result<u128, RailError> {
-        self.outbox.mark_sent(id, &tx.to_string())?;
-        match super::wait_receipt(&self.provider, tx).await? {
-            Some(r) if r.status() => {
-                self.outbox.mark_confirmed(id, Some(&tx.to_string()))?;
-                Ok(super::receipt_fee(&r))
-            }
-            Some(_) => {
-                self.outbox.mark_failed(id, "transaction reverted")?;
-                Err(RailError::Reverted {
-                    tx: tx.to_string(),
-                    reason: format!("{id} reverted"),
-                })
-            }
-            None => Err(RailError::Chain(format!("no receipt for {tx} yet"))),
-        }
+        super::conclude(&self.outbox, &self.provider, id, tx).await
     }
 
     fn intent(&self, id: &str, request: serde_json::Value) -> Result<(), RailError> {
@@ -533,6 +560,56 @@ impl Rail for BaseTaskEscrow {
 
     fn kind(&self) -> RailKind {
         RailKind::TaskEscrow
+    }
+
+    fn scheme(&self) -> &'static str {
+        SCHEME
+    }
+
+    fn release_context(&self, requirements: &PaymentRequirements) -> Option<serde_json::Value> {
+        if self.release_key.is_some() {
+            return None;
+        }
+        EscrowRelease::of(requirements)
+            .ok()
+            .and_then(|r| serde_json::to_value(r).ok())
+    }
+
+    async fn deliver(&self, accepted: &Accepted<'_>) -> Result<Delivery, RailError> {
+        let Some((workers, signature)) = self.signed_release(accepted) else {
+            return Ok(Delivery::Refused(
+                "no release signature (no release key here, and none from the validator) or no worker EVM wallet: the escrow is refunded instead"
+                    .into(),
+            ));
+        };
+        let release = Release::Task {
+            task_id: accepted.task_id(),
+            workers: workers.iter().map(|w| w.to_string()).collect(),
+            validator_signature: signature,
+        };
+        // Also when an earlier attempt released it: `finalize` answers from the outbox.
+        Ok(Delivery::Released(self.finalize(&release).await?))
+    }
+
+    fn refunds(&self) -> bool {
+        true
+    }
+
+    /// After the task's deadline (the escrow refuses before it), the escrow back to the buyer.
+    async fn refund_buyer(&self, task: &PaidTask<'_>) -> Result<Refund, RailError> {
+        let due = task.deadline_unix.saturating_add(1);
+        if now_unix() < due {
+            return Ok(Refund::NotBefore(due));
+        }
+        Ok(Refund::Refunded(self.refund(&task.task_id()).await?))
+    }
+
+    fn settlement_state(&self, id: &str) -> Result<Option<SettlementState>, RailError> {
+        Ok(self.outbox.get(id)?.map(|r| r.state))
+    }
+
+    fn settlements_in_flight(&self) -> Result<Vec<SettlementRecord>, RailError> {
+        Ok(self.outbox.all_in_flight()?)
     }
 
     fn network(&self) -> ChainId {

@@ -17,8 +17,7 @@ pub mod channel;
 pub mod direct;
 pub mod eip712;
 pub mod escrow;
-
-use std::time::{SystemTime, UNIX_EPOCH};
+pub mod escrow_release;
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, U256};
@@ -158,12 +157,7 @@ pub const SETTLE_MARGIN_SECS: u64 = 6;
 /// How long to wait for a receipt before giving up on a settlement (the outbox keeps it).
 pub const RECEIPT_TIMEOUT_SECS: u64 = 60;
 
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub(crate) use d402_core::clock::now_unix;
 
 pub(crate) fn parse_address(
     rail: &'static str,
@@ -318,4 +312,29 @@ pub(crate) async fn wait_receipt(
 /// The fee a receipt paid, in wei.
 pub(crate) fn receipt_fee(r: &alloy::rpc::types::TransactionReceipt) -> u128 {
     (r.gas_used as u128).saturating_mul(r.effective_gas_price)
+}
+
+/// Records a sent transaction in `outbox`, waits for its receipt and records the outcome:
+/// confirmed (its fee is returned), reverted, or still unknown (left `Sent` for reconciliation).
+pub(crate) async fn conclude(
+    outbox: &crate::outbox::Outbox,
+    provider: &DynProvider,
+    id: &str,
+    tx: alloy::primitives::TxHash,
+) -> Result<u128, RailError> {
+    outbox.mark_sent(id, &tx.to_string())?;
+    match wait_receipt(provider, tx).await? {
+        Some(r) if r.status() => {
+            outbox.mark_confirmed(id, Some(&tx.to_string()))?;
+            Ok(receipt_fee(&r))
+        }
+        Some(_) => {
+            outbox.mark_failed(id, "transaction reverted")?;
+            Err(RailError::Reverted {
+                tx: tx.to_string(),
+                reason: format!("{id} reverted"),
+            })
+        }
+        None => Err(RailError::Chain(format!("no receipt for {tx} yet"))),
+    }
 }

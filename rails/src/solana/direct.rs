@@ -42,13 +42,15 @@ use spl_token_interface::instruction::TokenInstruction;
 use super::submit::{EntryKind, Landed, SolanaRequest, SubmitError, Submitter, outbox_id};
 use super::{MEMO_PROGRAM_ID, TOKEN_PROGRAM_ID, wire};
 use crate::amount::Atomic;
-use crate::caps::{Exposure, SafetyCaps};
+use crate::caps::SafetyCaps;
+use crate::delivery::{Accepted, Delivery, direct_lifecycle, owe_workers};
 use crate::error::RailError;
-use crate::outbox::SettlementState;
+use crate::outbox::{SettlementRecord, SettlementState};
 use crate::rail::{
-    ChainId, PaymentPayload, PaymentRequirements, Payout, Rail, RailKind, ReconcileReport, Release,
+    ChainId, PaymentPayload, PaymentRequirements, Payout, Rail, ReconcileReport, Release,
     Settlement, TaskId, Terms, Verified,
 };
+use crate::refund::{PaidTask, Refund};
 
 /// The rail's name, as the gateway advertises it and the outbox records it.
 pub const NAME: &str = "solana-direct";
@@ -900,8 +902,15 @@ impl Rail for SolanaDirect {
         NAME
     }
 
-    fn kind(&self) -> RailKind {
-        RailKind::Direct
+    direct_lifecycle!();
+
+    async fn deliver(&self, accepted: &Accepted<'_>) -> Result<Delivery, RailError> {
+        Ok(owe_workers(self, accepted))
+    }
+
+    /// The whole price back to the buyer out of `payTo`, at once.
+    async fn refund_buyer(&self, task: &PaidTask<'_>) -> Result<Refund, RailError> {
+        Ok(Refund::Refunded(self.finalize(&task.payout_back()).await?))
     }
 
     fn network(&self) -> ChainId {
@@ -909,18 +918,7 @@ impl Rail for SolanaDirect {
     }
 
     fn challenge(&self, terms: &Terms) -> Result<PaymentRequirements, RailError> {
-        if let Some(c) = &terms.commission
-            && c.bps > 0
-        {
-            return Err(RailError::CommissionOnDirectRail {
-                rail: NAME,
-                bps: c.bps,
-            });
-        }
-        self.caps.check(&Exposure {
-            task_budget: terms.price,
-            ..Exposure::default()
-        })?;
+        terms.check_direct(NAME, &self.caps)?;
         let pay_to = Pubkey::from_str(&terms.pay_to).map_err(|_| RailError::Address {
             rail: NAME,
             what: "payTo",
@@ -996,6 +994,14 @@ impl Rail for SolanaDirect {
     async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {
         let (task_id, from, payouts) = release.payouts(NAME)?;
         self.pay_out(task_id, from, payouts).await
+    }
+
+    fn settlement_state(&self, id: &str) -> Result<Option<SettlementState>, RailError> {
+        Ok(self.submitter.outbox().get(id)?.map(|r| r.state))
+    }
+
+    fn settlements_in_flight(&self) -> Result<Vec<SettlementRecord>, RailError> {
+        Ok(self.submitter.outbox().all_in_flight()?)
     }
 
     async fn reconcile(&self) -> Result<ReconcileReport, RailError> {

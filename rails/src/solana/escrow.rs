@@ -467,18 +467,26 @@ pub fn funding_instructions(
             config.compute_unit_price,
         ),
     ];
+    // An account the buyer creates at an address derived from its key and a seed, owned by the
+    // token program.
+    let seeded = |address: &Pubkey, seed: &[u8; 24], lamports: u64, len: usize| {
+        solana_system_interface::instruction::create_account_with_seed(
+            &terms.buyer,
+            address,
+            &terms.buyer,
+            seed_str(seed),
+            lamports,
+            len as u64,
+            &TOKEN_PROGRAM_ID,
+        )
+    };
     if with_multisig {
-        ixs.push(
-            solana_system_interface::instruction::create_account_with_seed(
-                &terms.buyer,
-                &a.multisig,
-                &terms.buyer,
-                seed_str(&a.multisig_seed),
-                rents.multisig,
-                Multisig::LEN as u64,
-                &TOKEN_PROGRAM_ID,
-            ),
-        );
+        ixs.push(seeded(
+            &a.multisig,
+            &a.multisig_seed,
+            rents.multisig,
+            Multisig::LEN,
+        ));
         ixs.push(
             token_ix::initialize_multisig2(
                 &TOKEN_PROGRAM_ID,
@@ -493,17 +501,12 @@ pub fn funding_instructions(
             .map_err(ix_err)?,
         );
     }
-    ixs.push(
-        solana_system_interface::instruction::create_account_with_seed(
-            &terms.buyer,
-            &a.vault,
-            &terms.buyer,
-            seed_str(&a.vault_seed),
-            rents.vault,
-            TokenAccount::LEN as u64,
-            &TOKEN_PROGRAM_ID,
-        ),
-    );
+    ixs.push(seeded(
+        &a.vault,
+        &a.vault_seed,
+        rents.vault,
+        TokenAccount::LEN,
+    ));
     ixs.push(
         token_ix::initialize_account3(&TOKEN_PROGRAM_ID, &a.vault, &config.mint, &a.multisig)
             .map_err(ix_err)?,

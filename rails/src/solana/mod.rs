@@ -4,7 +4,7 @@
 //! ([`submit`]).
 //!
 //! Only the light client crates are used here (`solana-rpc-client`, `solana-sdk`, the SPL
-//! `*-interface` crates); the validator lives in the test-only `tests/solana-chain` crate.
+//! `*-interface` crates); the validator lives in the `devnet/solana-chain` crate (the local validator the devnet and the tests start).
 //!
 //! ## Why not `x402-chain-solana`
 //! `x402-chain-solana` 2.0.2 (with `x402-types` 2) was checked against our pins: its

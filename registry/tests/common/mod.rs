@@ -1,7 +1,7 @@
 //! A publisher, a namespace owner, a manifest and a signed registration to test against.
 #![allow(dead_code)]
 
-use d402_host::{ContentId, Identity};
+use d402_core::{ContentId, Identity};
 use d402_registry::namespace::NamespaceProofDocument;
 use d402_registry::registration::{Terms, register};
 use d402_registry::{AcceptancePolicy, CreatorWallets, Manifest, Rail, Registration, template};

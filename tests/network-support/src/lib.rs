@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use d402_capability_artifacts as artifacts;
+use d402_core::{Identity, Snapshotter};
+use d402_host::FetchSnapshotter;
 use d402_host::egress::NetworkEgress;
-use d402_host::{FetchSnapshotter, Identity, Snapshotter};
 use d402_node::{Node, NodeConfig, Offer, WorkerConfig};
 use d402_registry::manifest::{ValidationClass, template};
 use d402_registry::registration::{Terms, register};
@@ -35,7 +36,7 @@ pub fn manifest(capability: &str, component: &[u8]) -> Manifest {
     let mut m = template(
         id,
         version.parse().unwrap(),
-        Some(d402_host::ContentId::of(component)),
+        Some(d402_core::ContentId::of(component)),
     )
     .unwrap();
     if capability == PAGE {

@@ -1,0 +1,465 @@
+//! The gateway role of `d402 node` (seed 001, "Run a gateway"): turns the gateway flags into a
+//! [`d402_gateway::gateway::Gateway`] on a rail and serves its HTTP API beside the node.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use alloy::primitives::Address;
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, anyhow, bail};
+use d402_gateway::gateway::{Gateway, GatewayConfig, OpsReporting, SalePolicy, TaskStore, api};
+use d402_gateway::ops::{Chain, FeePayer};
+use d402_gateway::published;
+use d402_node::{Node, Offer};
+use d402_rails::evm::direct::BaseDirect;
+use d402_rails::evm::escrow::BaseTaskEscrow;
+use d402_rails::evm::{Asset, EvmChain};
+use d402_rails::{Atomic, GatewayFee, Outbox, Rail, SafetyCaps};
+use d402_registry::{AcceptancePolicy, Manifest, Registration};
+
+/// The payment rails a gateway can sell on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PaymentRail {
+    #[default]
+    BaseX402Direct,
+    BaseTaskEscrow,
+    SolanaDirect,
+    /// A per-task SPL multisig vault that the buyer co-signs; it is driven from the Rust API
+    /// (`d402_rails::solana::escrow`), not sold over HTTP yet.
+    SolanaTaskEscrow,
+}
+
+/// Everything the gateway role needs, resolved from the flags.
+pub struct GatewaySettings {
+    pub http_host: String,
+    pub http_port: u16,
+    pub rail: PaymentRail,
+    pub price: String,
+    pub budget: Option<String>,
+    pub fee_bps: u16,
+    pub sells: Vec<String>,
+    pub publish: Vec<PathBuf>,
+    pub acceptance: AcceptancePolicy,
+    pub evm_rpc_url: Option<String>,
+    pub evm_token: Option<String>,
+    pub evm_token_name: String,
+    pub evm_token_version: String,
+    pub evm_token_decimals: u8,
+    pub escrow: Option<String>,
+    pub escrow_validator: Option<String>,
+    pub facilitator_key: Option<String>,
+    pub release_key: Option<String>,
+    pub gateway_wallet: Option<String>,
+    pub solana_rpc_url: Option<String>,
+    pub solana_mint: Option<String>,
+    pub solana_mint_decimals: u8,
+    pub solana_fee_payer_key: Option<String>,
+    pub solana_gateway_wallet: Option<String>,
+    pub allow_private_targets: bool,
+    pub wait_ms: u64,
+    /// `None`: the [`SalePolicy`] default.
+    pub payment_timeout_secs: Option<u64>,
+    pub task_timeout_secs: Option<u64>,
+    pub refund_after_secs: Option<u64>,
+    pub payout_window_ms: Option<u64>,
+    /// The incident switch file; `None`: `STATE/gateway/INCIDENT`.
+    pub incident_file: Option<PathBuf>,
+}
+
+/// A private key from a file holding hex, or from hex given directly.
+pub fn load_key(flag: &str, value: &str) -> anyhow::Result<PrivateKeySigner> {
+    let text = if Path::new(value).is_file() {
+        std::fs::read_to_string(value).with_context(|| format!("{flag}: reading {value}"))?
+    } else {
+        value.to_string()
+    };
+    text.trim()
+        .parse::<PrivateKeySigner>()
+        .map_err(|_| anyhow!("{flag}: not a secp256k1 private key (hex)"))
+}
+
+fn address(flag: &str, value: &str) -> anyhow::Result<Address> {
+    value
+        .parse::<Address>()
+        .map_err(|_| anyhow!("{flag} {value:?}: not an EVM address"))
+}
+
+/// Reads a published capability from `dir`: `registration.json`, `manifest.json` and
+/// `component.wasm` (what `d402 capability register --wasm` produces, under these names).
+pub fn read_published(node: &Node, dir: &Path) -> anyhow::Result<Offer> {
+    let read = |name: &str| {
+        std::fs::read(dir.join(name))
+            .with_context(|| format!("--publish: reading {}", dir.join(name).display()))
+    };
+    let registration = Registration::from_json(&read(published::REGISTRATION)?)
+        .map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+    let manifest = Manifest::from_json(&read(published::MANIFEST)?)
+        .map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+    let component = read(published::COMPONENT)?;
+    Offer::publish(
+        node.coordinator().store(),
+        registration,
+        manifest,
+        &component,
+    )
+    .map_err(|e| anyhow!("{}: {e}", dir.display()))
+}
+
+/// A rail and what the gateway prices in: the asset, its decimals, where payments go, and the
+/// escrow release key if the rail has one.
+struct BuiltRail {
+    rail: Arc<dyn Rail>,
+    pay_to: String,
+    asset: String,
+    decimals: u8,
+    /// The wallet paying the rail's transaction fees, for `d402 ops-status`.
+    fee_payer: FeePayer,
+}
+
+/// Builds the rail, the gateway and its listener; returns the gateway and the bound listener
+/// (so the caller can print the real port before serving).
+pub async fn start(
+    node: &Node,
+    state: &Path,
+    s: GatewaySettings,
+) -> anyhow::Result<(Arc<Gateway>, tokio::net::TcpListener)> {
+    std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
+    let outbox = Outbox::open(&state.join("outbox.redb")).map_err(|e| anyhow!("{e}"))?;
+    let built = build_rail(&s, outbox).await?;
+    // A capability is sold only if it names a wallet this rail's chain can pay.
+    let mut acceptance = s.acceptance;
+    acceptance.required_rails =
+        d402_registry::wallet::Rail::of_namespace(built.rail.network().namespace())
+            .into_iter()
+            .collect();
+    let decimals = built.decimals;
+    let price = Atomic::parse_price(&s.price, decimals).context("--gateway-price")?;
+    let budget = match &s.budget {
+        Some(b) => Atomic::parse_price(b, decimals).context("--gateway-budget")?,
+        None => price,
+    };
+    if budget > price {
+        bail!("--gateway-budget ({budget}) is more than --gateway-price ({price})");
+    }
+    let BuiltRail {
+        rail,
+        pay_to,
+        asset,
+        decimals,
+        fee_payer,
+    } = built;
+
+    let mut offers = Vec::new();
+    for dir in &s.publish {
+        offers.push(read_published(node, dir)?);
+    }
+    for want in &s.sells {
+        if !offers.iter().any(|o| &o.capability() == want) {
+            bail!("--offer {want}: no --publish directory holds it");
+        }
+    }
+    if !s.sells.is_empty() {
+        offers.retain(|o| s.sells.contains(&o.capability()));
+    }
+    let listener = tokio::net::TcpListener::bind((s.http_host.as_str(), s.http_port))
+        .await
+        .with_context(|| format!("binding {}:{}", s.http_host, s.http_port))?;
+    let local = listener.local_addr()?;
+    let store = TaskStore::open(&state.join("gateway.redb")).map_err(|e| anyhow!("{e}"))?;
+    let defaults = SalePolicy::default();
+    let secs = std::time::Duration::from_secs;
+    let policy = SalePolicy {
+        max_timeout_seconds: s
+            .payment_timeout_secs
+            .unwrap_or(defaults.max_timeout_seconds),
+        task_deadline: s.task_timeout_secs.map_or(defaults.task_deadline, secs),
+        refund_after: s.refund_after_secs.map_or(defaults.refund_after, secs),
+        price,
+        worker_budget: budget,
+        gateway_fee: GatewayFee::Bps(s.fee_bps),
+        pay_to,
+        allow_private_targets: s.allow_private_targets,
+        asset,
+        decimals,
+        wait: std::time::Duration::from_millis(s.wait_ms),
+        payout_window: s
+            .payout_window_ms
+            .map_or(defaults.payout_window, std::time::Duration::from_millis),
+        incident_file: Some(
+            s.incident_file
+                .clone()
+                .unwrap_or_else(|| state.join("INCIDENT")),
+        ),
+        ..defaults
+    };
+    let gw = Arc::new(Gateway::new(
+        GatewayConfig {
+            policy,
+            acceptance,
+            rail,
+            public_url: format!("http://{local}"),
+            label: node.label().to_string(),
+            ops: Some(OpsReporting {
+                snapshot: state.join(d402_gateway::ops::SNAPSHOT_FILE),
+                fee_payer: Some(fee_payer),
+            }),
+        },
+        node.coordinator().clone(),
+        offers,
+        store,
+    ));
+    gw.resume()
+        .await
+        .map_err(|e| anyhow!("resuming tasks: {e}"))?;
+    Ok((gw, listener))
+}
+
+/// Serves the API until Ctrl-C or SIGTERM.
+pub async fn serve(
+    gw: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    mut stop: crate::signal::Stop,
+) -> anyhow::Result<()> {
+    api::serve(gw, listener, async move { stop.requested().await })
+        .await
+        .context("serving HTTP")
+}
+
+/// The one place that knows the rails by name: builds the rail `--payment` names from the
+/// flags. Everything after it asks the rail.
+async fn build_rail(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRail> {
+    match s.rail {
+        PaymentRail::BaseX402Direct => base_direct(evm_chain(s).await?, outbox),
+        PaymentRail::BaseTaskEscrow => base_task_escrow(s, evm_chain(s).await?, outbox),
+        PaymentRail::SolanaDirect => solana_direct(s, outbox).await,
+        PaymentRail::SolanaTaskEscrow => bail!(
+            "--payment solana-task-escrow: the buyer co-signs its vault, which the x402 exact \
+             flow cannot carry; sell on solana-direct or base-task-escrow"
+        ),
+    }
+}
+
+/// The EVM chain behind `--evm-rpc-url`, the facilitator key paying its gas, the wallet paid.
+struct EvmSetup {
+    chain: EvmChain,
+    facilitator: PrivateKeySigner,
+    wallet: Address,
+    caps: SafetyCaps,
+}
+
+impl EvmSetup {
+    fn built(self, rail: Arc<dyn Rail>) -> BuiltRail {
+        BuiltRail {
+            rail,
+            pay_to: self.wallet.to_checksum(None),
+            asset: self.chain.asset.address.to_checksum(None),
+            decimals: self.chain.asset.decimals,
+            fee_payer: FeePayer {
+                chain: Chain::Evm,
+                address: self.facilitator.address().to_checksum(None),
+                rpc_url: self.chain.rpc_url.to_string(),
+            },
+        }
+    }
+}
+
+async fn evm_chain(s: &GatewaySettings) -> anyhow::Result<EvmSetup> {
+    let rpc = s
+        .evm_rpc_url
+        .as_deref()
+        .ok_or_else(|| anyhow!("--payment {:?} needs --evm-rpc-url", s.rail))?;
+    let rpc: url::Url = rpc.parse().context("--evm-rpc-url")?;
+    let token = address(
+        "--evm-token",
+        s.evm_token
+            .as_deref()
+            .ok_or_else(|| anyhow!("the gateway needs --evm-token"))?,
+    )?;
+    let chain_id = ProviderBuilder::new()
+        .connect_http(rpc.clone())
+        .get_chain_id()
+        .await
+        .with_context(|| format!("asking {rpc} for its chain id"))?;
+    let chain = EvmChain {
+        rpc_url: rpc,
+        chain_id,
+        asset: Asset {
+            address: token,
+            name: s.evm_token_name.clone(),
+            version: s.evm_token_version.clone(),
+            decimals: s.evm_token_decimals,
+        },
+    };
+    let facilitator = load_key(
+        "--facilitator-key",
+        s.facilitator_key.as_deref().ok_or_else(|| {
+            anyhow!("the gateway needs --facilitator-key (it pays settlement gas)")
+        })?,
+    )?;
+    let wallet = match &s.gateway_wallet {
+        Some(w) => address("--gateway-wallet", w)?,
+        None => facilitator.address(),
+    };
+    let caps = SafetyCaps::from_env(s.evm_token_decimals).map_err(|e| anyhow!("{e}"))?;
+    Ok(EvmSetup {
+        chain,
+        facilitator,
+        wallet,
+        caps,
+    })
+}
+
+/// `base-x402-direct`: the buyer pays `payTo`; workers are paid, and failed tasks refunded, out
+/// of that wallet with the facilitator key, so they must be one wallet.
+fn base_direct(evm: EvmSetup, outbox: Outbox) -> anyhow::Result<BuiltRail> {
+    if evm.wallet != evm.facilitator.address() {
+        bail!(
+            "--gateway-wallet {} is not the facilitator key's address {}: on base-x402-direct the gateway pays workers and refunds out of payTo with that key",
+            evm.wallet,
+            evm.facilitator.address()
+        );
+    }
+    let rail = BaseDirect::new(
+        evm.chain.clone(),
+        &evm.facilitator,
+        outbox,
+        evm.caps.clone(),
+    );
+    Ok(evm.built(Arc::new(rail)))
+}
+
+/// `base-task-escrow` at `--escrow-address`: releases signed here with `--release-key`, or by
+/// the validator holding the escrow's validator key (`--escrow-validator`).
+fn base_task_escrow(
+    s: &GatewaySettings,
+    evm: EvmSetup,
+    outbox: Outbox,
+) -> anyhow::Result<BuiltRail> {
+    let escrow = address(
+        "--escrow-address",
+        s.escrow
+            .as_deref()
+            .ok_or_else(|| anyhow!("base-task-escrow needs --escrow-address"))?,
+    )?;
+    let release = s
+        .release_key
+        .as_deref()
+        .map(|k| load_key("--release-key", k))
+        .transpose()?;
+    let validator = match (&s.escrow_validator, &release) {
+        (Some(v), _) => address("--escrow-validator", v)?,
+        (None, Some(k)) => k.address(),
+        (None, None) => bail!("base-task-escrow needs --escrow-validator or --release-key"),
+    };
+    let rail = BaseTaskEscrow::new(
+        evm.chain.clone(),
+        escrow,
+        validator,
+        &evm.facilitator,
+        evm.wallet,
+        outbox,
+        evm.caps.clone(),
+    );
+    // With the key here, releases are signed at delivery; without, by the validator.
+    let rail = match release {
+        Some(key) => rail.with_release_key(key),
+        None => rail,
+    };
+    Ok(evm.built(Arc::new(rail)))
+}
+
+/// `solana-direct` on the cluster behind `--solana-rpc-url`: the gateway's fee payer co-signs
+/// the buyer's transfer to its own token account (`--solana-gateway-wallet`, which must be the
+/// fee payer's wallet), and pays workers and refunds out of it.
+async fn solana_direct(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRail> {
+    use d402_rails::solana::direct::{DirectConfig, SolanaDirect};
+    use d402_rails::solana::submit::Submitter;
+    use solana_signer::Signer;
+
+    let url = s
+        .solana_rpc_url
+        .clone()
+        .ok_or_else(|| anyhow!("--payment solana-direct needs --solana-rpc-url"))?;
+    let mint: solana_pubkey::Pubkey = s
+        .solana_mint
+        .as_deref()
+        .ok_or_else(|| anyhow!("--payment solana-direct needs --solana-mint"))?
+        .parse()
+        .map_err(|_| anyhow!("--solana-mint: not a base58 public key"))?;
+    let fee_payer = load_solana_keypair(
+        "--solana-fee-payer-key",
+        s.solana_fee_payer_key.as_deref().ok_or_else(|| {
+            anyhow!("--payment solana-direct needs --solana-fee-payer-key (it pays the fees)")
+        })?,
+    )?;
+    let pay_to = match &s.solana_gateway_wallet {
+        Some(w) => w
+            .parse::<solana_pubkey::Pubkey>()
+            .map_err(|_| anyhow!("--solana-gateway-wallet {w:?}: not a base58 public key"))?,
+        None => fee_payer.pubkey(),
+    };
+    // As on base-x402-direct: workers are paid, and failed tasks refunded, out of `payTo` with
+    // the fee payer's key, so they must be one wallet.
+    if pay_to != fee_payer.pubkey() {
+        bail!(
+            "--solana-gateway-wallet {pay_to} is not the fee payer's public key {}: on solana-direct the gateway pays workers and refunds out of payTo with that key",
+            fee_payer.pubkey()
+        );
+    }
+    let rpc = Arc::new(
+        solana_rpc_client::nonblocking::rpc_client::RpcClient::new_with_commitment(
+            url.clone(),
+            solana_commitment_config::CommitmentConfig::confirmed(),
+        ),
+    );
+    let genesis = rpc
+        .get_genesis_hash()
+        .await
+        .with_context(|| format!("asking {url} for its genesis hash"))?;
+    let network = d402_rails::solana::caip2(&genesis)
+        .parse()
+        .map_err(|_| anyhow!("the cluster's network id is not CAIP-2"))?;
+    let decimals = s.solana_mint_decimals;
+    let caps = SafetyCaps::from_env(decimals).map_err(|e| anyhow!("{e}"))?;
+    let fee_payer_info = FeePayer {
+        chain: Chain::Solana,
+        address: fee_payer.pubkey().to_string(),
+        rpc_url: url.clone(),
+    };
+    let submitter = Submitter::new(rpc, outbox, d402_rails::solana::direct::NAME);
+    let rail = SolanaDirect::new(
+        DirectConfig::new(network, mint, decimals),
+        Arc::new(fee_payer),
+        submitter,
+        caps,
+    );
+    Ok(BuiltRail {
+        rail: Arc::new(rail),
+        pay_to: pay_to.to_string(),
+        asset: mint.to_string(),
+        decimals,
+        fee_payer: fee_payer_info,
+    })
+}
+
+/// A Solana keypair from a file holding `solana-keygen`'s JSON array of 64 bytes, or base58 of
+/// those bytes, or that text given directly.
+pub fn load_solana_keypair(flag: &str, value: &str) -> anyhow::Result<solana_keypair::Keypair> {
+    let text = if Path::new(value).is_file() {
+        std::fs::read_to_string(value).with_context(|| format!("{flag}: reading {value}"))?
+    } else {
+        value.to_string()
+    };
+    let text = text.trim();
+    let bytes: Vec<u8> = if text.starts_with('[') {
+        serde_json::from_str(text).map_err(|_| anyhow!("{flag}: not a JSON array of bytes"))?
+    } else {
+        bs58::decode(text)
+            .into_vec()
+            .map_err(|_| anyhow!("{flag}: not a Solana keypair (base58 or JSON bytes)"))?
+    };
+    solana_keypair::Keypair::try_from(bytes.as_slice())
+        .map_err(|_| anyhow!("{flag}: not a 64-byte Solana keypair"))
+}

@@ -1,0 +1,74 @@
+//! Dispatch: a settled task sent into the peer network, and its outcome recorded.
+//!
+//! The listing decides mode, fanout and quorum; the policy decides deadline and budget; the
+//! rail may send a release context for the validator to sign (a task escrow whose key is not
+//! here). An accepted result is committed `Validated` with its receipts, verdict and the
+//! agreeing workers' wallets on the rail's chain, then delivered; a failed run is refunded.
+
+use d402_node::TaskSpec;
+
+use super::{Gateway, GatewayError, TaskRecord, TaskState};
+
+impl Gateway {
+    /// Runs a settled task through the network, then delivers it or arranges the refund.
+    pub(super) async fn run(&self, mut record: TaskRecord) -> Result<(), GatewayError> {
+        if record.state == TaskState::Settled {
+            let listing = self.listing(&record.capability)?.clone();
+            let spec = TaskSpec {
+                mode: listing.mode,
+                fanout: listing.fanout,
+                quorum: listing.quorum,
+                deadline: self.policy.task_deadline,
+                budget: u64::try_from(self.policy.worker_budget.get()).unwrap_or(u64::MAX),
+                release: self.rail.release_context(&record.requirements),
+                ..TaskSpec::new(record.id.clone(), record.input.clone(), &listing.offer)
+            };
+            self.metrics.inc(&self.metrics.tasks_dispatched);
+            match self.coordinator.submit(&listing.offer, spec).await {
+                Ok(outcome) if outcome.output.len() <= self.policy.max_output_bytes => {
+                    record.output = Some(outcome.output.clone());
+                    record.receipts = outcome
+                        .receipts
+                        .iter()
+                        .filter_map(|r| serde_json::to_value(r).ok())
+                        .collect();
+                    record.verdict = outcome
+                        .verdict
+                        .as_ref()
+                        .and_then(|v| serde_json::to_value(v).ok());
+                    // The workers' wallets on the rail's own chain.
+                    let solana = self.rail.network().namespace() == "solana";
+                    record.worker_wallets = outcome
+                        .payout_wallets
+                        .iter()
+                        .filter_map(|w| {
+                            if solana {
+                                w.solana.clone()
+                            } else {
+                                w.evm.clone()
+                            }
+                        })
+                        .collect();
+                    record.worker_wallet = record.worker_wallets.first().cloned();
+                    self.transition(&mut record, TaskState::Validated)?;
+                }
+                Ok(outcome) => {
+                    record.error = Some(format!(
+                        "output of {} bytes exceeds the gateway's limit of {}",
+                        outcome.output.len(),
+                        self.policy.max_output_bytes
+                    ));
+                    return self.fail(record).await;
+                }
+                Err(e) => {
+                    record.error = Some(e.to_string());
+                    return self.fail(record).await;
+                }
+            }
+        }
+        if record.state == TaskState::Validated {
+            self.deliver(record).await?;
+        }
+        Ok(())
+    }
+}

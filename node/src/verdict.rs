@@ -1,0 +1,90 @@
+//! A validator's verdict: what it accepted and rejected, the reference it computed, and the
+//! rail release it signed, under the validator's own signature. Its own file because the wire
+//! protocol carries it ([`crate::wire`]) and the validator role produces it
+//! ([`crate::validator`]); neither depends on the other for it.
+
+use d402_core::ContentId;
+use d402_core::content_id::canonical_json;
+use d402_core::identity::verify_signature;
+use d402_registry::ValidationClass;
+use serde::{Deserialize, Serialize};
+
+/// Signs a rail's release of a task's held payment, for work this validator accepted.
+pub trait ReleaseSigner: Send + Sync {
+    /// The release of the payment `context` describes, for task `task_id`, shared by the workers
+    /// paid at `payout_wallets` (one entry per accepted claim, in order). `Ok(None)`: not a
+    /// context this signer signs. `Err`: one it refuses (a context for another task, no worker
+    /// with a wallet on its chain).
+    fn sign_release(
+        &self,
+        task_id: &str,
+        context: &serde_json::Value,
+        payout_wallets: &[d402_registry::CreatorWallets],
+    ) -> Result<Option<SignedRelease>, String>;
+}
+
+/// A release signed by the validator role: shared by `workers`, with the rail's own signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SignedRelease {
+    /// The wallets the release pays, on the rail's chain, in the order signed.
+    pub workers: Vec<String>,
+    /// The rail's signature (hex), e.g. the EIP-712 release of `base-task-escrow`.
+    pub signature: String,
+}
+
+/// What the validator computed itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reference {
+    pub output: ContentId,
+    pub canonical_output: ContentId,
+    pub fuel_used: u64,
+}
+
+/// A claim the validator did not accept, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RejectedClaim {
+    /// `ed25519:<hex>` of the worker that made the claim.
+    pub worker: String,
+    pub receipt: ContentId,
+    pub reason: String,
+}
+
+/// The signed part of a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerdictBody {
+    pub task_id: String,
+    pub capability: String,
+    pub class: ValidationClass,
+    /// `ed25519:<hex>` of the validator.
+    pub validator: String,
+    /// The validator's own run; `None` for classes that are not re-executed.
+    pub reference: Option<Reference>,
+    /// CIDs of the receipts that hold up.
+    pub accepted: Vec<ContentId>,
+    pub rejected: Vec<RejectedClaim>,
+    /// The signed release of the held payment to the accepted worker, when one was asked of a
+    /// validator holding the rail's release key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<SignedRelease>,
+}
+
+/// A verdict signed by a validator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Verdict {
+    #[serde(flatten)]
+    pub body: VerdictBody,
+    pub signature: String,
+}
+
+impl Verdict {
+    /// Checks the validator's signature.
+    pub fn verify(&self) -> Result<(), String> {
+        let message = canonical_json(&self.body).map_err(|e| e.to_string())?;
+        verify_signature(&self.body.validator, &message, &self.signature).map_err(|e| e.to_string())
+    }
+}
