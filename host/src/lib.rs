@@ -4,7 +4,8 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use d402_host::{ContentId, Host, HostConfig, Identity, Task, EvidenceMode, FrozenPages};
+//! use d402_core::{ContentId, FrozenPages, Identity};
+//! use d402_host::{EvidenceMode, Host, HostConfig, Task};
 //!
 //! let host = Host::new(HostConfig::default(), Arc::new(Identity::generate()?))?;
 //! let wasm = std::fs::read("page_to_markdown.wasm")?;
