@@ -5,12 +5,12 @@
 //! task's escrow terms with the task ([`EscrowRelease`], the task's release context), and the
 //! validator signs the release of the claims it accepted (a quorum's agreeing workers share the
 //! worker amount) inside its signed verdict. What is signed, and how, is the rail's
-//! ([`d402_rails::evm::escrow_release`]); this is the network's hook for it.
+//! ([`d402_rails::evm::escrow::EscrowRelease`]); this is the network's hook for it.
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use d402_node::{ReleaseSigner, SignedRelease};
-use d402_rails::evm::escrow_release::EscrowRelease;
+use d402_rails::evm::escrow::EscrowRelease;
 use d402_registry::CreatorWallets;
 
 /// A validator's `base-task-escrow` release key.

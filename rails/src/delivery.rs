@@ -12,8 +12,8 @@
 
 use crate::amount::Atomic;
 use crate::error::RailError;
-use crate::rail::{PaymentRequirements, Payout, Rail, Settlement, TaskId, Verified};
-use crate::split::{GatewayFee, Split, SplitTerms, shares};
+use crate::payment::{ChainId, PaymentRequirements, Payout, Settlement, TaskId, Verified};
+use crate::split::{GatewayFee, Split, SplitTerms};
 
 /// The release a validator signed inside its verdict (seed 000: the validator's key stays out
 /// of the process serving public HTTP).
@@ -62,17 +62,21 @@ pub enum Delivery {
 
 /// A direct rail's delivery: the worker net (gross less the gateway's fee) shared by the agreeing
 /// workers the rail can pay, owed out of `payTo`.
-pub(crate) fn owe_workers(rail: &dyn Rail, accepted: &Accepted<'_>) -> Delivery {
+/// `accepts` is the rail's check of a payout wallet on `network`.
+pub(crate) fn owe_workers(
+    network: &ChainId,
+    accepts: impl Fn(&str) -> bool,
+    accepted: &Accepted<'_>,
+) -> Delivery {
     let workers: Vec<String> = accepted
         .workers
         .iter()
-        .filter(|w| rail.accepts_wallet(w))
+        .filter(|w| accepts(w))
         .cloned()
         .collect();
     if workers.is_empty() {
         return Delivery::Refused(format!(
-            "no worker has a valid payout wallet on {}: the buyer is refunded",
-            rail.network()
+            "no worker has a valid payout wallet on {network}: the buyer is refunded"
         ));
     }
     let net = match accepted.split {
@@ -105,8 +109,8 @@ pub(crate) fn direct_split(amount: Atomic, fee: GatewayFee) -> Result<Split, Rai
 /// ([`crate::refund::PaidTask`]'s payout back), which `async_trait` must see.
 macro_rules! direct_lifecycle {
     () => {
-        fn kind(&self) -> $crate::rail::RailKind {
-            $crate::rail::RailKind::Direct
+        fn kind(&self) -> $crate::payment::RailKind {
+            $crate::payment::RailKind::Direct
         }
 
         fn scheme(&self) -> &'static str {
@@ -123,7 +127,7 @@ macro_rules! direct_lifecycle {
 
         fn split_at_payment(
             &self,
-            verified: &$crate::rail::Verified,
+            verified: &$crate::payment::Verified,
             gateway_fee: $crate::split::GatewayFee,
         ) -> Result<Option<$crate::split::Split>, $crate::error::RailError> {
             $crate::delivery::direct_split(verified.amount, gateway_fee).map(Some)
@@ -135,3 +139,48 @@ macro_rules! direct_lifecycle {
     };
 }
 pub(crate) use direct_lifecycle;
+
+/// An amount shared equally among `wallets` (the remainder to the first; a wallet named twice
+/// gets both shares, in one payout). Shares of nothing are left out, so the payouts sum to
+/// `amount` exactly. A quorum's agreeing workers share a task's worker net this way.
+pub fn shares(amount: Atomic, wallets: &[String]) -> Vec<Payout> {
+    let n = wallets.len().max(1) as u128;
+    let (each, rest) = (amount.get() / n, amount.get() % n);
+    let mut payouts: Vec<Payout> = Vec::new();
+    for (i, w) in wallets.iter().enumerate() {
+        let share = each + if i == 0 { rest } else { 0 };
+        match payouts.iter_mut().find(|p| p.to == *w) {
+            Some(p) => p.amount = Atomic::new(p.amount.get() + share),
+            None => payouts.push(Payout {
+                to: w.clone(),
+                amount: Atomic::new(share),
+            }),
+        }
+    }
+    payouts.retain(|p| p.amount.get() > 0);
+    payouts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quorum_shares_the_worker_net() {
+        let w = |s: &str| s.to_string();
+        let amounts = |p: &[Payout]| {
+            p.iter()
+                .map(|o| (o.to.clone(), o.amount.get()))
+                .collect::<Vec<_>>()
+        };
+        // Equal shares, the remainder to the first worker, nothing lost or added.
+        let p = shares(Atomic::new(10), &[w("a"), w("b"), w("c")]);
+        assert_eq!(amounts(&p), [(w("a"), 4), (w("b"), 3), (w("c"), 3)]);
+        // One wallet behind two workers gets both shares, in one entry.
+        let p = shares(Atomic::new(9), &[w("a"), w("b"), w("a")]);
+        assert_eq!(amounts(&p), [(w("a"), 6), (w("b"), 3)]);
+        // Shares of nothing are not owed.
+        let p = shares(Atomic::new(1), &[w("a"), w("b")]);
+        assert_eq!(amounts(&p), [(w("a"), 1)]);
+    }
+}

@@ -33,6 +33,7 @@ pub mod delivery;
 pub mod error;
 pub mod evm;
 pub mod outbox;
+pub mod payment;
 pub mod rail;
 pub mod refund;
 #[cfg(feature = "solana")]
@@ -41,7 +42,7 @@ pub mod split;
 
 pub use amount::Atomic;
 pub use caps::{CapExceeded, Exposure, SafetyCaps};
-pub use delivery::{Accepted, Delivery, ValidatorRelease};
+pub use delivery::{Accepted, Delivery, ValidatorRelease, shares};
 pub use error::{RailError, VerifyError};
 pub use outbox::{Outbox, SettlementRecord, SettlementState};
 pub use rail::{
@@ -49,4 +50,4 @@ pub use rail::{
     ReconcileReport, Release, Settlement, TaskId, Terms, Verified,
 };
 pub use refund::{PaidTask, Refund};
-pub use split::{GatewayFee, Split, SplitTerms, shares};
+pub use split::{GatewayFee, Split, SplitTerms};

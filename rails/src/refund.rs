@@ -8,7 +8,7 @@
 //! [`Rail::refund_buyer`]: crate::Rail::refund_buyer
 //! [`Rail::refunds`]: crate::Rail::refunds
 
-use crate::rail::{PaymentRequirements, Payout, Release, Settlement, TaskId, Verified};
+use crate::payment::{PaymentRequirements, Payout, Release, Settlement, TaskId, Verified};
 
 /// A paid task that failed.
 #[derive(Debug, Clone, Copy)]

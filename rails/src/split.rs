@@ -114,28 +114,6 @@ fn share(gross: Atomic, bps: u16) -> Result<Atomic, SplitError> {
         .ok_or(SplitError::Overflow(gross))
 }
 
-/// An amount shared equally among `wallets` (the remainder to the first; a wallet named twice
-/// gets both shares, in one payout). Shares of nothing are left out, so the payouts sum to
-/// `amount` exactly. A quorum's agreeing workers share a task's worker net this way.
-pub fn shares(amount: Atomic, wallets: &[String]) -> Vec<crate::rail::Payout> {
-    use crate::rail::Payout;
-    let n = wallets.len().max(1) as u128;
-    let (each, rest) = (amount.get() / n, amount.get() % n);
-    let mut payouts: Vec<Payout> = Vec::new();
-    for (i, w) in wallets.iter().enumerate() {
-        let share = each + if i == 0 { rest } else { 0 };
-        match payouts.iter_mut().find(|p| p.to == *w) {
-            Some(p) => p.amount = Atomic::new(p.amount.get() + share),
-            None => payouts.push(Payout {
-                to: w.clone(),
-                amount: Atomic::new(share),
-            }),
-        }
-    }
-    payouts.retain(|p| p.amount.get() > 0);
-    payouts
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,24 +200,5 @@ mod tests {
             let s = Split::compute(Atomic::new(gross), &t).unwrap();
             prop_assert_eq!(s.total(), Some(Atomic::new(gross)));
         }
-    }
-
-    #[test]
-    fn a_quorum_shares_the_worker_net() {
-        let w = |s: &str| s.to_string();
-        let amounts = |p: &[crate::rail::Payout]| {
-            p.iter()
-                .map(|o| (o.to.clone(), o.amount.get()))
-                .collect::<Vec<_>>()
-        };
-        // Equal shares, the remainder to the first worker, nothing lost or added.
-        let p = shares(Atomic::new(10), &[w("a"), w("b"), w("c")]);
-        assert_eq!(amounts(&p), [(w("a"), 4), (w("b"), 3), (w("c"), 3)]);
-        // One wallet behind two workers gets both shares, in one entry.
-        let p = shares(Atomic::new(9), &[w("a"), w("b"), w("a")]);
-        assert_eq!(amounts(&p), [(w("a"), 6), (w("b"), 3)]);
-        // Shares of nothing are not owed.
-        let p = shares(Atomic::new(1), &[w("a"), w("b")]);
-        assert_eq!(amounts(&p), [(w("a"), 1)]);
     }
 }

@@ -522,7 +522,11 @@ impl Rail for BaseDirect {
     direct_lifecycle!();
 
     async fn deliver(&self, accepted: &Accepted<'_>) -> Result<Delivery, RailError> {
-        Ok(owe_workers(self, accepted))
+        Ok(owe_workers(
+            &self.network(),
+            |w| self.accepts_wallet(w),
+            accepted,
+        ))
     }
 
     /// The whole price back to the buyer out of `payTo`, at once.

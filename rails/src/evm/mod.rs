@@ -17,7 +17,6 @@ pub mod channel;
 pub mod direct;
 pub mod eip712;
 pub mod escrow;
-pub mod escrow_release;
 
 use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, U256};
