@@ -6,6 +6,7 @@
 //! agreeing workers' wallets on the rail's chain, then delivered; a failed run is refunded.
 
 use d402_node::TaskSpec;
+use d402_registry::wallet::Rail as WalletFamily;
 
 use super::{Gateway, GatewayError, TaskRecord, TaskState};
 
@@ -37,17 +38,11 @@ impl Gateway {
                         .as_ref()
                         .and_then(|v| serde_json::to_value(v).ok());
                     // The workers' wallets on the rail's own chain.
-                    let solana = self.rail.network().namespace() == "solana";
+                    let family = WalletFamily::of_namespace(self.rail.network().namespace());
                     record.worker_wallets = outcome
                         .payout_wallets
                         .iter()
-                        .filter_map(|w| {
-                            if solana {
-                                w.solana.clone()
-                            } else {
-                                w.evm.clone()
-                            }
-                        })
+                        .filter_map(|w| Some(w.get(family?)?.to_string()))
                         .collect();
                     record.worker_wallet = record.worker_wallets.first().cloned();
                     self.transition(&mut record, TaskState::Validated)?;

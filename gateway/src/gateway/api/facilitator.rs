@@ -77,14 +77,16 @@ pub(super) async fn supported(State(gw): State<Arc<Gateway>>) -> Json<Supported>
     })
 }
 
-pub(super) fn parse_facilitator(
-    req: FacilitatorRequest,
-) -> Result<(PaymentPayload, PaymentRequirements), String> {
-    let payload =
-        serde_json::from_value(Value::Object(req.payment_payload)).map_err(|e| e.to_string())?;
-    let requirements = serde_json::from_value(Value::Object(req.payment_requirements))
-        .map_err(|e| e.to_string())?;
-    Ok((payload, requirements))
+/// A facilitator request's payment and requirements. `Err`: the body itself was refused (the
+/// answer to give); `None`: objects that are not a valid x402 payload or requirements, which a
+/// facilitator answers in its body (`invalid_payload`).
+fn facilitator_input(
+    body: Result<Json<FacilitatorRequest>, JsonRejection>,
+) -> Result<Option<(PaymentPayload, PaymentRequirements)>, Box<Response>> {
+    let Json(req) = body.map_err(|e| Box::new(ApiError::from(e).into_response()))?;
+    let payload = serde_json::from_value(Value::Object(req.payment_payload)).ok();
+    let requirements = serde_json::from_value(Value::Object(req.payment_requirements)).ok();
+    Ok(payload.zip(requirements))
 }
 
 /// Whether a rail error that is not a verification refusal was still caused by the request:
@@ -123,13 +125,10 @@ pub(super) async fn verify(
     body: Result<Json<FacilitatorRequest>, JsonRejection>,
 ) -> Response {
     gw.metrics.inc(&gw.metrics.http_requests);
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    let (payload, requirements) = match parse_facilitator(req) {
-        Ok(p) => p,
-        Err(_) => return Json(invalid("invalid_payload")).into_response(),
+    let (payload, requirements) = match facilitator_input(body) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Json(invalid("invalid_payload")).into_response(),
+        Err(refused) => return *refused,
     };
     Json(match gw.rail.verify(&payload, &requirements).await {
         Ok(v) => VerifyResponse {
@@ -158,9 +157,9 @@ pub(super) async fn settle(
     body: Result<Json<FacilitatorRequest>, JsonRejection>,
 ) -> Response {
     gw.metrics.inc(&gw.metrics.http_requests);
-    let Json(req) = match body {
-        Ok(b) => b,
-        Err(e) => return ApiError::from(e).into_response(),
+    let input = match facilitator_input(body) {
+        Ok(input) => input,
+        Err(refused) => return *refused,
     };
     if let Err(e) = gw.check_incident() {
         return ApiError::from(e).into_response();
@@ -176,9 +175,8 @@ pub(super) async fn settle(
         })
         .into_response()
     };
-    let (payload, requirements) = match parse_facilitator(req) {
-        Ok(p) => p,
-        Err(_) => return fail("invalid_payload"),
+    let Some((payload, requirements)) = input else {
+        return fail("invalid_payload");
     };
     let verified = match gw.rail.verify(&payload, &requirements).await {
         Ok(v) => v,
