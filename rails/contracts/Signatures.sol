@@ -20,6 +20,18 @@ library Signatures {
         return keccak256(abi.encodePacked("\x19\x01", domain, structHash));
     }
 
+    /// @notice The signer of `hash`, or address(0) for a malformed, malleable or unrecoverable
+    /// signature: for checks that fall back to another scheme instead of reverting.
+    function tryRecover(bytes32 hash, bytes calldata signature) internal pure returns (address) {
+        if (signature.length != 65) return address(0);
+        bytes32 r = bytes32(signature[0:32]);
+        bytes32 s = bytes32(signature[32:64]);
+        uint8 v = uint8(signature[64]);
+        if (v < 27) v += 27;
+        if (uint256(s) > HALF_N || (v != 27 && v != 28)) return address(0);
+        return ecrecover(hash, v, r, s);
+    }
+
     /// @notice The signer of `hash`; reverts on a malformed, malleable or unrecoverable signature.
     function recover(bytes32 hash, bytes calldata signature) internal pure returns (address) {
         if (signature.length != 65) revert InvalidSignature();

@@ -109,8 +109,11 @@ pub(crate) fn direct_split(amount: Atomic, fee: GatewayFee) -> Result<Split, Rai
 /// ([`crate::refund::PaidTask`]'s payout back), which `async_trait` must see.
 macro_rules! direct_lifecycle {
     () => {
+        direct_lifecycle!(Direct);
+    };
+    ($kind:ident) => {
         fn kind(&self) -> $crate::payment::RailKind {
-            $crate::payment::RailKind::Direct
+            $crate::payment::RailKind::$kind
         }
 
         fn scheme(&self) -> &'static str {

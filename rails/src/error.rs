@@ -80,6 +80,16 @@ pub enum VerifyError {
         reason: &'static str,
         detail: String,
     },
+    /// A `batch-settlement` refusal with the scheme's own reason
+    /// (`invalid_batch_settlement_evm_*`). `corrective` holds the fields the scheme's corrective
+    /// 402 adds to the requirements' `extra` (`channelState`, `voucherState`) when the client's
+    /// cumulative amount is out of step with the server's.
+    #[error("{detail}")]
+    Batch {
+        reason: &'static str,
+        detail: String,
+        corrective: Option<Box<serde_json::Value>>,
+    },
 }
 
 impl VerifyError {
@@ -106,6 +116,19 @@ impl VerifyError {
             VoucherNotIncreasing { .. } => "voucher_not_increasing",
             ChannelBalance { .. } => "channel_insufficient_balance",
             Svm { reason, .. } => reason,
+            Batch { reason, .. } => reason,
+        }
+    }
+
+    /// Fields a refusal adds to the `extra` of the fresh requirements answered with it (the
+    /// scheme's corrective 402), if any.
+    pub fn requirements_extra(&self) -> Option<&serde_json::Value> {
+        match self {
+            VerifyError::Batch {
+                corrective: Some(c),
+                ..
+            } => Some(c),
+            _ => None,
         }
     }
 }

@@ -154,6 +154,10 @@ pub struct Settlement {
     pub payouts: Vec<Payout>,
     /// Gas or fee paid by the settling party, in the chain's native atomic units (wei).
     pub fee_native: u128,
+    /// Scheme-specific fields of the x402 `PAYMENT-RESPONSE`'s `extra` (on `batch-settlement`:
+    /// `chargedAmount` and `channelState`, from which the stock client keeps its running total).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<serde_json::Value>,
 }
 
 /// What [`Rail::finalize`] releases.
@@ -198,6 +202,28 @@ impl Release {
             }),
         }
     }
+}
+
+/// What a channel rail holds that is not yet on chain, for `/metrics` and `ops-status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelBook {
+    pub channels: usize,
+    /// Accepted vouchers' value not yet claimed on chain.
+    pub unclaimed: Atomic,
+    /// Channels whose payer started a withdrawal while something is unclaimed: each must be
+    /// claimed before its clock runs out.
+    pub withdrawals: Vec<WithdrawalClock>,
+}
+
+/// A payer's timed withdrawal running on a channel that still owes a claim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WithdrawalClock {
+    pub channel: String,
+    pub ends_unix: u64,
+    pub seconds_left: u64,
+    pub unclaimed: Atomic,
 }
 
 /// What a restart's reconciliation found.

@@ -164,4 +164,30 @@ pub trait Rail: Send + Sync {
 
     /// Reconciles this rail's in-flight outbox entries against the chain. Call on start.
     async fn reconcile(&self) -> Result<ReconcileReport, RailError>;
+
+    /// Periodic upkeep the gateway runs on its sweep: a channel rail claims the vouchers that
+    /// are due and sweeps them to its wallet. Nothing by default.
+    async fn maintain(&self) -> Result<(), RailError> {
+        Ok(())
+    }
+
+    /// A payment payload that buys nothing but acts on the buyer's channel (x402
+    /// `batch-settlement`'s cooperative refund): the rail carries it out and answers with the
+    /// settlement for the `PAYMENT-RESPONSE`. Refused by rails without channels.
+    async fn channel_operation(
+        &self,
+        payload: &PaymentPayload,
+        requirements: &PaymentRequirements,
+    ) -> Result<Settlement, RailError> {
+        let _ = (payload, requirements);
+        Err(RailError::Unsupported {
+            rail: self.name(),
+            operation: "channel operations",
+        })
+    }
+
+    /// A channel rail's unclaimed value and running withdrawal clocks (`None`: not a channel).
+    fn channel_book(&self) -> Result<Option<ChannelBook>, RailError> {
+        Ok(None)
+    }
 }

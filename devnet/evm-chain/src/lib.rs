@@ -167,6 +167,27 @@ impl Anvil {
         })
     }
 
+    /// Places the x402 `batch-settlement` contracts (settlement and ERC-3009 deposit collector)
+    /// at their canonical addresses, where the stock client expects them: their runtime code is
+    /// written there with `anvil_setCode` (neither keeps constructor state). Idempotent.
+    pub async fn install_batch_settlement(&self) -> Result<(), ChainError> {
+        use d402_rails::evm::batch::{ERC3009_COLLECTOR_ADDRESS, SETTLEMENT_ADDRESS};
+        use d402_rails::evm::contracts::{BatchSettlement, Erc3009DepositCollector};
+        let p = ProviderBuilder::new().connect_http(self.url.clone());
+        for (at, code) in [
+            (SETTLEMENT_ADDRESS, &BatchSettlement::DEPLOYED_BYTECODE),
+            (
+                ERC3009_COLLECTOR_ADDRESS,
+                &Erc3009DepositCollector::DEPLOYED_BYTECODE,
+            ),
+        ] {
+            p.raw_request::<_, serde_json::Value>("anvil_setCode".into(), (at, code.clone()))
+                .await
+                .map_err(rpc)?;
+        }
+        Ok(())
+    }
+
     /// Mints `amount` atomic units of `token` to `to` (the deployer is the minter).
     pub async fn mint(
         &self,

@@ -101,7 +101,7 @@ impl Authorization {
     }
 }
 
-fn extra_str<'a>(req: &'a PaymentRequirements, key: &str) -> Result<&'a str, RailError> {
+pub(crate) fn extra_str<'a>(req: &'a PaymentRequirements, key: &str) -> Result<&'a str, RailError> {
     req.extra
         .as_ref()
         .and_then(|e| e.get(key))
@@ -109,7 +109,7 @@ fn extra_str<'a>(req: &'a PaymentRequirements, key: &str) -> Result<&'a str, Rai
         .ok_or_else(|| VerifyError::Requirements(format!("`extra.{key}` is missing")).into())
 }
 
-fn sign(signer: &PrivateKeySigner, digest: &B256) -> Result<Vec<u8>, RailError> {
+pub(crate) fn sign(signer: &PrivateKeySigner, digest: &B256) -> Result<Vec<u8>, RailError> {
     signer
         .sign_hash_sync(digest)
         .map(|s| s.as_bytes().to_vec())

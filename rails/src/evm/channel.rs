@@ -273,6 +273,7 @@ impl BaseChannel {
                 amount,
             }],
             fee_native: fee,
+            extra: None,
         })
     }
 
@@ -637,6 +638,7 @@ impl Rail for BaseChannel {
             payer: Some(verified.payer.clone()),
             payouts: vec![],
             fee_native: 0,
+            extra: None,
         })
     }
 
@@ -657,6 +659,7 @@ impl Rail for BaseChannel {
             payer: None,
             payouts: vec![],
             fee_native: 0,
+            extra: None,
         };
         for (channel, vouchers) in self.pending() {
             let id = self.claim_id(&channel, &vouchers);

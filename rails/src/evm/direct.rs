@@ -149,6 +149,7 @@ impl BaseDirect {
                 amount: to_atomic(auth.value)?,
             }],
             fee_native: receipt.map(super::receipt_fee).unwrap_or(0),
+            extra: None,
         })
     }
 
@@ -484,6 +485,7 @@ impl BaseDirect {
                 })
                 .collect(),
             fee_native,
+            extra: None,
         })
     }
 }

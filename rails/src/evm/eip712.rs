@@ -100,3 +100,61 @@ pub fn recover(digest: &B256, signature: &[u8]) -> Option<Address> {
     }
     sig.recover_address_from_prehash(digest).ok()
 }
+
+/// The x402 `batch-settlement` scheme's messages, under the settlement contract's domain
+/// ([`batch_domain`]). Apart from the channel contract's `Voucher` above, whose name they share.
+pub mod batch {
+    alloy::sol! {
+        /// A channel's immutable configuration; its EIP-712 digest is the channel id.
+        #[derive(Debug, PartialEq, Eq)]
+        struct ChannelConfig {
+            address payer;
+            address payerAuthorizer;
+            address receiver;
+            address receiverAuthorizer;
+            address token;
+            uint40 withdrawDelay;
+            bytes32 salt;
+        }
+
+        /// The payer's cumulative ceiling for one channel.
+        #[derive(Debug, PartialEq, Eq)]
+        struct Voucher {
+            bytes32 channelId;
+            uint128 maxClaimableAmount;
+        }
+
+        /// The receiver authorizer's consent to a cooperative refund.
+        #[derive(Debug)]
+        struct Refund {
+            bytes32 channelId;
+            uint256 nonce;
+            uint128 amount;
+        }
+
+        /// One row of a relayed claim.
+        #[derive(Debug)]
+        struct ClaimEntry {
+            bytes32 channelId;
+            uint128 maxClaimableAmount;
+            uint128 totalClaimed;
+        }
+
+        /// The receiver authorizer's consent to a relayed claim of many channels.
+        #[derive(Debug)]
+        struct ClaimBatch {
+            ClaimEntry[] claims;
+        }
+    }
+}
+
+/// The `batch-settlement` contract's domain: the scheme fixes its name and version, and the
+/// contract's canonical address.
+pub fn batch_domain(chain_id: u64, settlement: Address) -> Eip712Domain {
+    domain(
+        "x402 Batch Settlement".into(),
+        "1".into(),
+        chain_id,
+        settlement,
+    )
+}

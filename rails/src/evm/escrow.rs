@@ -475,6 +475,7 @@ impl BaseTaskEscrow {
             payer,
             payouts,
             fee_native: fee,
+            extra: None,
         }
     }
 

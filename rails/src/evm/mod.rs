@@ -12,6 +12,7 @@
 //! `rails/contracts/artifacts/*.json` (checked in, so building needs no node); [`contracts`] binds
 //! them with `sol!`. [`buyer`] has what a paying client signs.
 
+pub mod batch;
 pub mod buyer;
 pub mod channel;
 pub mod direct;
@@ -51,8 +52,21 @@ pub mod contracts {
         "contracts/artifacts/PaymentChannel.json"
     );
 
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug)]
+        BatchSettlement,
+        "contracts/artifacts/BatchSettlement.json"
+    );
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug)]
+        Erc3009DepositCollector,
+        "contracts/artifacts/Erc3009DepositCollector.json"
+    );
+
     /// The artifacts as checked in, for hashing and for the test that recompiles them.
-    pub const ARTIFACTS: [(&str, &str); 3] = [
+    pub const ARTIFACTS: [(&str, &str); 5] = [
         (
             "TestUsd",
             include_str!("../../contracts/artifacts/TestUsd.json"),
@@ -64,6 +78,14 @@ pub mod contracts {
         (
             "PaymentChannel",
             include_str!("../../contracts/artifacts/PaymentChannel.json"),
+        ),
+        (
+            "BatchSettlement",
+            include_str!("../../contracts/artifacts/BatchSettlement.json"),
+        ),
+        (
+            "Erc3009DepositCollector",
+            include_str!("../../contracts/artifacts/Erc3009DepositCollector.json"),
         ),
     ];
 }

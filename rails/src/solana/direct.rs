@@ -526,6 +526,7 @@ impl SolanaDirect {
             payer: Some(signer.to_string()),
             payouts: payouts.to_vec(),
             fee_native,
+            extra: None,
         })
     }
 
@@ -984,6 +985,7 @@ impl Rail for SolanaDirect {
                 amount: verified.amount,
             }],
             fee_native: u128::from(wire::transaction_fee(&tx)),
+            extra: None,
         })
     }
 
