@@ -3,6 +3,7 @@
 
 use anyhow::{Context, anyhow};
 use clap::{Args, Subcommand};
+use d402_gateway::channel_wallet::ChannelWallet;
 use d402_gateway::client::{Buyer, SolanaPayer, discover};
 use d402_rails::Atomic;
 
@@ -49,7 +50,40 @@ enum ClientCommand {
         /// Decimals of the asset the gateway prices in [default: 6].
         #[arg(long, default_value_t = 6)]
         decimals: u8,
+        /// How to pay an EVM gateway that offers both: `exact` (one transfer per task) or
+        /// `batch-settlement` (a channel: one deposit, then a voucher per task; needs --state).
+        #[arg(long, value_enum, default_value_t = Scheme::Exact)]
+        scheme: Scheme,
+        /// Where the client keeps its channels (batch-settlement).
+        #[arg(long, value_name = "DIR")]
+        state: Option<std::path::PathBuf>,
+        /// The most one channel deposit may be, e.g. '$5' [default: 100 × --max-spend, else $10].
+        #[arg(long, value_name = "PRICE")]
+        max_deposit: Option<String>,
     },
+    /// Ask a batch-settlement gateway for the unspent balance of this buyer's channel back.
+    Refund {
+        #[arg(long, value_name = "URL")]
+        gateway: String,
+        /// The buyer's EVM key: a file holding hex, or hex.
+        #[arg(long, value_name = "FILE|HEX")]
+        wallet: String,
+        /// Where the client keeps its channels.
+        #[arg(long, value_name = "DIR")]
+        state: std::path::PathBuf,
+        /// Only this much, e.g. '$1' [default: everything unspent].
+        #[arg(long, value_name = "PRICE")]
+        amount: Option<String>,
+        #[arg(long, default_value_t = 6)]
+        decimals: u8,
+    },
+}
+
+/// How the client pays an EVM gateway.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Scheme {
+    Exact,
+    BatchSettlement,
 }
 
 pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -69,6 +103,9 @@ pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
                 solana_rpc_url,
                 max_spend,
                 decimals,
+                scheme,
+                state,
+                max_deposit,
             } => {
                 let input: serde_json::Value =
                     serde_json::from_str(&input).context("--input is not JSON")?;
@@ -86,9 +123,23 @@ pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
                     .map(|m| Atomic::parse_price(&m, decimals))
                     .transpose()
                     .map_err(|e| anyhow!("--max-spend: {e}"))?;
-                let purchase = Buyer::with_wallets(&gateway, signer, solana, cap)
-                    .run(&capability, input)
-                    .await?;
+                let mut buyer = Buyer::with_wallets(&gateway, signer.clone(), solana, cap);
+                if scheme == Scheme::BatchSettlement {
+                    let state = state.ok_or_else(|| {
+                        anyhow!("--scheme batch-settlement keeps its channels under --state DIR")
+                    })?;
+                    let key = signer
+                        .ok_or_else(|| anyhow!("--scheme batch-settlement needs --wallet"))?;
+                    let max_deposit = match max_deposit {
+                        Some(m) => Atomic::parse_price(&m, decimals)
+                            .map_err(|e| anyhow!("--max-deposit: {e}"))?,
+                        None => cap
+                            .map(|c| Atomic::new(c.get().saturating_mul(100)))
+                            .unwrap_or(Atomic::new(10 * 10u128.pow(u32::from(decimals)))),
+                    };
+                    buyer.channels = Some(ChannelWallet::new(&state, key, max_deposit));
+                }
+                let purchase = buyer.run(&capability, input).await?;
                 let t = &purchase.task;
                 println!(
                     "{}",
@@ -102,6 +153,23 @@ pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
                         "paid": purchase.paid.to_string(),
                     }))?
                 );
+            }
+            ClientCommand::Refund {
+                gateway,
+                wallet,
+                state,
+                amount,
+                decimals,
+            } => {
+                let key = crate::serve::load_key("--wallet", &wallet)?;
+                let amount = amount
+                    .map(|a| Atomic::parse_price(&a, decimals))
+                    .transpose()
+                    .map_err(|e| anyhow!("--amount: {e}"))?;
+                let mut buyer = Buyer::new(&gateway, key.clone(), None);
+                buyer.channels = Some(ChannelWallet::new(&state, key, Atomic::new(0)));
+                let response = buyer.refund(amount).await?;
+                println!("{}", serde_json::to_string_pretty(&response)?);
             }
         }
         anyhow::Ok(())

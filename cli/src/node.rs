@@ -189,6 +189,14 @@ pub struct NodeArgs {
     /// out, one transfer per worker for the whole batch [default: 1000].
     #[arg(long, value_name = "MS")]
     gateway_payout_window_ms: Option<u64>,
+    /// Gateway, base-batch-settlement: claim accepted vouchers once the oldest unclaimed one is
+    /// this old (many channels per claim transaction), in milliseconds [default: 60000].
+    #[arg(long, value_name = "MS")]
+    gateway_claim_window_ms: Option<u64>,
+    /// Gateway, base-batch-settlement: the payer's withdraw delay its channels carry, in seconds
+    /// (900 to 2592000) [default: 86400].
+    #[arg(long, value_name = "SECS")]
+    gateway_withdraw_delay_secs: Option<u64>,
     /// Gateway: the incident switch. While this file exists the gateway issues no challenge and
     /// takes no new payment; paid tasks, refunds and worker pay still finish
     /// [default: STATE/gateway/INCIDENT].
@@ -287,6 +295,12 @@ impl NodeArgs {
             gateway_payout_window_ms: self
                 .gateway_payout_window_ms
                 .or(file.gateway_payout_window_ms),
+            gateway_claim_window_ms: self
+                .gateway_claim_window_ms
+                .or(file.gateway_claim_window_ms),
+            gateway_withdraw_delay_secs: self
+                .gateway_withdraw_delay_secs
+                .or(file.gateway_withdraw_delay_secs),
             incident_file: self.incident_file.or(file.incident_file),
         })
     }
@@ -499,6 +513,8 @@ fn gateway_settings(
         task_timeout_secs: args.gateway_task_timeout_secs,
         refund_after_secs: args.gateway_refund_after_secs,
         payout_window_ms: args.gateway_payout_window_ms,
+        claim_window_ms: args.gateway_claim_window_ms,
+        withdraw_delay_secs: args.gateway_withdraw_delay_secs,
         incident_file: args.incident_file.clone(),
     }))
 }

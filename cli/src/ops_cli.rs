@@ -51,6 +51,10 @@ pub struct CheckArgs {
     /// Alert on a settlement or payout batch pending longer than this.
     #[arg(long, default_value_t = 300)]
     max_pending_secs: u64,
+    /// Critical when a payer's channel withdrawal ends within this while vouchers of the
+    /// channel are unclaimed (a warning before).
+    #[arg(long, default_value_t = 600)]
+    withdrawal_warning_secs: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -90,6 +94,7 @@ impl CheckArgs {
             max_snapshot_age: Duration::from_secs(self.max_snapshot_age_secs),
             stuck_grace: Duration::from_secs(self.stuck_grace_secs),
             max_pending: Duration::from_secs(self.max_pending_secs),
+            withdrawal_warning: Duration::from_secs(self.withdrawal_warning_secs),
         }
     }
 

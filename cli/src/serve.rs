@@ -12,6 +12,8 @@ use d402_gateway::gateway::{Gateway, GatewayConfig, OpsReporting, SalePolicy, Ta
 use d402_gateway::ops::{Chain, FeePayer};
 use d402_gateway::published;
 use d402_node::{Node, Offer};
+use d402_rails::evm::batch::ledger::Ledger;
+use d402_rails::evm::batch::rail::{BaseBatch, BatchPolicy, check_withdraw_delay};
 use d402_rails::evm::direct::BaseDirect;
 use d402_rails::evm::escrow::BaseTaskEscrow;
 use d402_rails::evm::{Asset, EvmChain};
@@ -26,6 +28,9 @@ pub enum PaymentRail {
     BaseX402Direct,
     BaseTaskEscrow,
     SolanaDirect,
+    /// x402 `batch-settlement`: the buyer deposits once into a channel and pays each task with a
+    /// cumulative voucher; the gateway claims many channels in one transaction.
+    BaseBatchSettlement,
     /// A per-task SPL multisig vault that the buyer co-signs; it is driven from the Rust API
     /// (`d402_rails::solana::escrow`), not sold over HTTP yet.
     SolanaTaskEscrow,
@@ -64,6 +69,9 @@ pub struct GatewaySettings {
     pub task_timeout_secs: Option<u64>,
     pub refund_after_secs: Option<u64>,
     pub payout_window_ms: Option<u64>,
+    /// base-batch-settlement; `None`: the [`BatchPolicy`] default.
+    pub claim_window_ms: Option<u64>,
+    pub withdraw_delay_secs: Option<u64>,
     /// The incident switch file; `None`: `STATE/gateway/INCIDENT`.
     pub incident_file: Option<PathBuf>,
 }
@@ -127,7 +135,7 @@ pub async fn start(
 ) -> anyhow::Result<(Arc<Gateway>, tokio::net::TcpListener)> {
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
     let outbox = Outbox::open(&state.join("outbox.redb")).map_err(|e| anyhow!("{e}"))?;
-    let built = build_rail(&s, outbox).await?;
+    let built = build_rail(&s, state, outbox).await?;
     // A capability is sold only if it names a wallet this rail's chain can pay.
     let mut acceptance = s.acceptance;
     acceptance.required_rails =
@@ -229,9 +237,16 @@ pub async fn serve(
 
 /// The one place that knows the rails by name: builds the rail `--payment` names from the
 /// flags. Everything after it asks the rail.
-async fn build_rail(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRail> {
+async fn build_rail(
+    s: &GatewaySettings,
+    state: &Path,
+    outbox: Outbox,
+) -> anyhow::Result<BuiltRail> {
     match s.rail {
         PaymentRail::BaseX402Direct => base_direct(evm_chain(s).await?, outbox),
+        PaymentRail::BaseBatchSettlement => {
+            base_batch_settlement(s, state, evm_chain(s).await?, outbox).await
+        }
         PaymentRail::BaseTaskEscrow => base_task_escrow(s, evm_chain(s).await?, outbox),
         PaymentRail::SolanaDirect => solana_direct(s, outbox).await,
         PaymentRail::SolanaTaskEscrow => bail!(
@@ -326,6 +341,53 @@ fn base_direct(evm: EvmSetup, outbox: Outbox) -> anyhow::Result<BuiltRail> {
         &evm.facilitator,
         outbox,
         evm.caps.clone(),
+    );
+    Ok(evm.built(Arc::new(rail)))
+}
+
+/// `base-batch-settlement`: the settlement contracts at their canonical addresses; the
+/// facilitator key is the receiver authorizer and must be the wallet paid (it pays workers).
+async fn base_batch_settlement(
+    s: &GatewaySettings,
+    state: &Path,
+    evm: EvmSetup,
+    outbox: Outbox,
+) -> anyhow::Result<BuiltRail> {
+    if evm.wallet != evm.facilitator.address() {
+        bail!(
+            "--gateway-wallet {} is not the facilitator key's address {}: on base-batch-settlement that key claims the channels and pays workers out of the wallet",
+            evm.wallet,
+            evm.facilitator.address()
+        );
+    }
+    let code = ProviderBuilder::new()
+        .connect_http(evm.chain.rpc_url.clone())
+        .get_code_at(d402_rails::evm::batch::SETTLEMENT_ADDRESS)
+        .await
+        .context("reading the settlement contract's code")?;
+    if code.is_empty() {
+        bail!(
+            "no batch-settlement contract at {} on {}: deploy it there (on anvil, `d402 devnet` places it)",
+            d402_rails::evm::batch::SETTLEMENT_ADDRESS,
+            evm.chain.rpc_url
+        );
+    }
+    let mut policy = BatchPolicy::default();
+    if let Some(ms) = s.claim_window_ms {
+        policy.claim_window = std::time::Duration::from_millis(ms);
+    }
+    if let Some(secs) = s.withdraw_delay_secs {
+        check_withdraw_delay(secs).map_err(|e| anyhow!("--gateway-withdraw-delay-secs: {e}"))?;
+        policy.withdraw_delay = secs;
+    }
+    let ledger = Ledger::open(&state.join("batch-channels.redb")).map_err(|e| anyhow!("{e}"))?;
+    let rail = BaseBatch::new(
+        evm.chain.clone(),
+        &evm.facilitator,
+        outbox,
+        ledger,
+        evm.caps.clone(),
+        policy,
     );
     Ok(evm.built(Arc::new(rail)))
 }

@@ -27,6 +27,9 @@ pub struct Evm {
     /// The `base-x402-direct` gateway's facilitator: it is paid into, pays gas, and pays workers
     /// and refunds out of its wallet.
     pub direct_facilitator: PrivateKeySigner,
+    /// The `base-batch-settlement` gateway's receiver authorizer and wallet: it claims the
+    /// channels, is swept into, and pays workers out of its wallet.
+    pub batch_facilitator: PrivateKeySigner,
     /// The validator role's release key: signs split releases of the escrow.
     pub release: PrivateKeySigner,
     /// Funded test buyers.
@@ -39,7 +42,7 @@ pub struct Evm {
 
 /// Starts anvil, deploys the test token and the escrow, funds `buyers` buyers.
 pub async fn evm(buyers: usize, workers: usize) -> anyhow::Result<Evm> {
-    let anvil = Anvil::start(5 + buyers + workers)
+    let anvil = Anvil::start(6 + buyers + workers)
         .await
         .map_err(|e| anyhow!("{e} (scripts/setup.sh installs anvil)"))?;
     let mut keys = anvil.keys.clone().into_iter();
@@ -52,6 +55,7 @@ pub async fn evm(buyers: usize, workers: usize) -> anyhow::Result<Evm> {
     let release = next()?;
     let creator = next()?;
     let direct_facilitator = next()?;
+    let batch_facilitator = next()?;
     let buyers: Vec<_> = (0..buyers).map(|_| next()).collect::<Result<_, _>>()?;
     let workers: Vec<_> = (0..workers).map(|_| next()).collect::<Result<_, _>>()?;
     let chain = anvil
@@ -69,6 +73,10 @@ pub async fn evm(buyers: usize, workers: usize) -> anyhow::Result<Evm> {
             .await
             .context("funding a test buyer")?;
     }
+    anvil
+        .install_batch_settlement()
+        .await
+        .context("placing the batch-settlement contracts")?;
     let escrow = BaseTaskEscrow::deploy(
         &anvil.provider(&deployer),
         chain.asset.address,
@@ -82,6 +90,7 @@ pub async fn evm(buyers: usize, workers: usize) -> anyhow::Result<Evm> {
         escrow,
         facilitator,
         direct_facilitator,
+        batch_facilitator,
         release,
         buyers,
         creator,

@@ -333,6 +333,7 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
     let gateway_url =
         http_of("gateway").ok_or_else(|| anyhow!("the gateway printed no HTTP address"))?;
     let solana_gateway_url = http_of("gateway-solana");
+    let batch_gateway_url = http_of("gateway-batch");
     let probe = steps
         .run(
             "waiting for the workers and the validator to be discoverable",
@@ -393,6 +394,14 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
             demo(&gateway_url, &pages_url, &evm),
         )
         .await?;
+    if let Some(url) = &batch_gateway_url {
+        steps
+            .run_printing(
+                "buying 20 tasks through a batch-settlement channel",
+                demo_batch(url, &evm, &state),
+            )
+            .await?;
+    }
     if let (Some(sol), Some(url)) = (&solana, &solana_gateway_url) {
         steps
             .run_printing(
@@ -489,7 +498,7 @@ async fn start_nodes(
     common.extend([s("--evm-token-name"), evm.chain.asset.name.clone()]);
     common.extend([s("--evm-token-version"), evm.chain.asset.version.clone()]);
     common.extend([s("--allow-private-targets"), s("true")]);
-    // Gateway ports follow the first: escrow, Solana direct, Base exact.
+    // Gateway ports follow the first: escrow, Solana direct, Base exact, Base batch settlement.
     let port = |offset: u16| {
         if args.http_port == 0 {
             0
@@ -540,11 +549,25 @@ async fn start_nodes(
         &keys.join("direct-facilitator.key"),
         evm.direct_facilitator.to_bytes().as_slice(),
     )?;
-    let mut g = common;
+    let mut g = common.clone();
     g.extend([s("--facilitator-key"), direct_facilitator]);
     g.extend([s("--http-port"), port(2).to_string()]);
     g.extend([s("--payment"), s("base-x402-direct")]);
     nodes.push(spawn_node(supervisor, state, "gateway-exact", &g).await?);
+
+    // x402 `batch-settlement` on Base: a buyer deposits once and pays each task with a voucher;
+    // the gateway claims every few seconds. A direct rail too (one payee), with its own key.
+    let batch_facilitator = write_key(
+        &keys.join("batch-facilitator.key"),
+        evm.batch_facilitator.to_bytes().as_slice(),
+    )?;
+    let mut g = common;
+    g.extend([s("--facilitator-key"), batch_facilitator]);
+    g.extend([s("--http-port"), port(3).to_string()]);
+    g.extend([s("--payment"), s("base-batch-settlement")]);
+    g.extend([s("--gateway-claim-window-ms"), s("5000")]);
+    g.extend([s("--gateway-withdraw-delay-secs"), s("900")]);
+    nodes.push(spawn_node(supervisor, state, "gateway-batch", &g).await?);
     Ok(nodes)
 }
 
@@ -638,6 +661,9 @@ fn describe(
                 "decimals": evm.chain.asset.decimals,
             },
             "taskEscrow": evm.escrow.to_checksum(None),
+            // x402 batch-settlement's contracts, at the canonical addresses the stock client uses.
+            "batchSettlement": d402_rails::evm::batch::SETTLEMENT_ADDRESS.to_checksum(None),
+            "erc3009DepositCollector": d402_rails::evm::batch::ERC3009_COLLECTOR_ADDRESS.to_checksum(None),
             "gatewayWallet": evm.facilitator.address().to_checksum(None),
             "creatorWallet": evm.creator.address().to_checksum(None),
             "workerWallets": evm.workers.iter().map(|w| w.address().to_checksum(None)).collect::<Vec<_>>(),
@@ -722,6 +748,75 @@ async fn demo(gateway: &str, pages: &str, evm: &chains::Evm) -> anyhow::Result<(
         let delta = *a as i128 - *b as i128;
         println!("  {who:<10} {a:>14}  ({delta:+})");
     }
+    Ok(())
+}
+
+/// Buys 20 proof checks from the base-batch-settlement gateway through one channel (one deposit,
+/// then vouchers), waits for the gateway's claim, and counts the on-chain transactions they took.
+async fn demo_batch(gateway: &str, evm: &chains::Evm, state: &Path) -> anyhow::Result<()> {
+    const TASKS: usize = 20;
+    let key = evm
+        .buyers
+        .get(1)
+        .or(evm.buyers.first())
+        .ok_or_else(|| anyhow!("no test buyer"))?
+        .clone();
+    let gateway_key = evm.batch_facilitator.address();
+    let txs = |who: Address| evm.anvil.tx_count(who);
+    let (buyer_before, gateway_before) = (txs(key.address()).await?, txs(gateway_key).await?);
+    let mut buyer = Buyer::new(gateway, key.clone(), Some(Atomic::new(1_000_000)));
+    buyer.channels = Some(d402_gateway::channel_wallet::ChannelWallet::new(
+        &state.join("demo-buyer"),
+        key.clone(),
+        Atomic::new(1_000_000),
+    ));
+    println!(
+        "\n→ {TASKS} × {} through {gateway} (base-batch-settlement)",
+        catalog::MERKLE_VERIFY
+    );
+    let mut paid = 0u128;
+    for i in 0..TASKS {
+        let leaf = format!("d402 devnet channel {i}");
+        let root = d402_cap_merkle_verify::leaf_hash(leaf.as_bytes());
+        let input = json!({"leaf": alloy::hex::encode(&leaf), "proof": [], "root": alloy::hex::encode(root)});
+        let bought = buyer
+            .run(catalog::MERKLE_VERIFY, input)
+            .await
+            .with_context(|| format!("buying task {} of {TASKS} by channel", i + 1))?;
+        paid += bought.paid.get();
+    }
+    // The gateway claims on its window (a few seconds here) and sweeps to its wallet.
+    let channels = buyer
+        .channels
+        .as_ref()
+        .map(|w| w.channels())
+        .transpose()?
+        .unwrap_or_default();
+    let id: alloy::primitives::B256 = channels
+        .keys()
+        .next()
+        .and_then(|k| k.parse().ok())
+        .ok_or_else(|| anyhow!("the demo buyer has no channel"))?;
+    let settlement = d402_rails::evm::contracts::BatchSettlement::new(
+        d402_rails::evm::batch::SETTLEMENT_ADDRESS,
+        evm.anvil.provider(&key),
+    );
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while settlement.channels(id).call().await?.totalClaimed < paid {
+        if std::time::Instant::now() > until {
+            bail!("the gateway did not claim the channel within 60 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let buyer_txs = txs(key.address()).await? - buyer_before;
+    let gateway_txs = txs(gateway_key).await? - gateway_before;
+    println!(
+        "  {TASKS} tasks paid {paid} atomic units by channel: {} on-chain transactions \
+         ({buyer_txs} from the buyer; {gateway_txs} from the gateway: the deposit, the claim, \
+         the sweep and the worker payouts sent so far); paying per task takes {TASKS} transfers \
+         before any payout",
+        buyer_txs + gateway_txs
+    );
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_signer::Signer;
 
 use crate::gateway::api::encode_header;
-use crate::gateway::api::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
+use crate::gateway::api::{PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 
 /// Why a purchase did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +92,8 @@ pub struct Buyer {
     pub solana: Option<SolanaPayer>,
     /// The most one task may cost, in atomic units; `None` pays any price.
     pub max_spend: Option<Atomic>,
+    /// Pays `batch-settlement` options from channels kept on disk (with the EVM key).
+    pub channels: Option<crate::channel_wallet::ChannelWallet>,
     pub http: reqwest::Client,
     pub patience: Duration,
 }
@@ -142,6 +144,7 @@ impl Buyer {
             signer,
             solana,
             max_spend,
+            channels: None,
             http: reqwest::Client::new(),
             patience: Duration::from_secs(300),
         }
@@ -178,6 +181,7 @@ impl Buyer {
                 ("exact", false) | (d402_rails::evm::escrow::SCHEME, false) => {
                     self.signer.is_some()
                 }
+                (d402_rails::evm::batch::SCHEME, false) => self.channels.is_some(),
                 _ => false,
             };
             if payable {
@@ -205,38 +209,127 @@ impl Buyer {
         {
             return Err(ClientError::OverCap { price, cap });
         }
-        let payload = match (&self.solana, &self.signer) {
-            (Some(payer), _) if requirements.network.to_string().starts_with("solana:") => {
-                payer.pay(&requirements).await?
+        // At most twice: a channel out of step with the gateway is corrected once (the
+        // scheme's corrective 402) and paid again.
+        let mut attempts = 0;
+        let task = loop {
+            attempts += 1;
+            let (payload, pending) = match (&self.solana, &self.signer, &self.channels) {
+                (Some(payer), _, _) if requirements.network.to_string().starts_with("solana:") => {
+                    (payer.pay(&requirements).await?, None)
+                }
+                (_, _, Some(wallet)) if requirements.scheme == d402_rails::evm::batch::SCHEME => {
+                    let (p, pending) = wallet.pay(&requirements, price, now)?;
+                    (p, Some(pending))
+                }
+                (_, Some(signer), _) if requirements.scheme == d402_rails::evm::escrow::SCHEME => (
+                    buyer::pay_escrow(signer, &requirements, now)
+                        .map_err(|e| ClientError::Sign(e.to_string()))?,
+                    None,
+                ),
+                (_, Some(signer), _) => (
+                    buyer::pay_exact(signer, &requirements, now)
+                        .map_err(|e| ClientError::Sign(e.to_string()))?,
+                    None,
+                ),
+                (_, None, _) => return Err(ClientError::NoOption("no EVM key".into())),
+            };
+            let res = self
+                .http
+                .post(&url)
+                .header(PAYMENT_SIGNATURE, encode_header(&payload))
+                .json(&body)
+                .send()
+                .await?;
+            let status = res.status().as_u16();
+            let header = |name: &str| {
+                res.headers()
+                    .get(name)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| base64::engine::general_purpose::STANDARD.decode(h).ok())
+                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            };
+            let response = header(PAYMENT_RESPONSE);
+            let corrective = header(PAYMENT_REQUIRED)
+                .and_then(|v| serde_json::from_value::<PaymentRequired>(v).ok());
+            let text = res.text().await.unwrap_or_default();
+            if let (Some(wallet), Some(pending), Some(response)) =
+                (&self.channels, &pending, &response)
+            {
+                wallet.settled(pending, response)?;
             }
-            (_, Some(signer)) if requirements.scheme == d402_rails::evm::escrow::SCHEME => {
-                buyer::pay_escrow(signer, &requirements, now)
-                    .map_err(|e| ClientError::Sign(e.to_string()))?
+            if status == 402
+                && attempts < 2
+                && let (Some(wallet), Some(c)) = (&self.channels, &corrective)
+                && c.error.as_deref()
+                    == Some("invalid_batch_settlement_evm_cumulative_amount_mismatch")
+                && let Some(r) = c.accepts.first()
+                && wallet.resync(r)?
+            {
+                continue;
             }
-            (_, Some(signer)) => buyer::pay_exact(signer, &requirements, now)
-                .map_err(|e| ClientError::Sign(e.to_string()))?,
-            (_, None) => return Err(ClientError::NoOption("no EVM key".into())),
+            let task: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            break match status {
+                200 => task,
+                202 => self.wait(&task).await?,
+                _ => return Err(ClientError::Refused { status, body: text }),
+            };
         };
-        let res = self
-            .http
-            .post(&url)
-            .header(PAYMENT_SIGNATURE, encode_header(&payload))
-            .json(&body)
-            .send()
-            .await?;
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap_or_default();
-        let mut task: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        match status {
-            200 => {}
-            202 => task = self.wait(&task).await?,
-            _ => return Err(ClientError::Refused { status, body: text }),
-        }
         Ok(Purchase {
             task,
             paid: price,
             requirements,
         })
+    }
+
+    /// Asks the gateway for the unspent balance of this buyer's channel back (all of it, or
+    /// `amount`): probes `/channel/refund` for the requirements naming the channel, then sends
+    /// the refund. Returns the decoded `PAYMENT-RESPONSE` (`amount` is what came back).
+    pub async fn refund(&self, amount: Option<Atomic>) -> Result<Value, ClientError> {
+        let wallet = self
+            .channels
+            .as_ref()
+            .ok_or_else(|| ClientError::NoOption("no channel wallet (--state)".into()))?;
+        let url = format!("{}/channel/refund", self.gateway);
+        let probe = self.http.get(&url).send().await?;
+        let required: PaymentRequired = probe
+            .headers()
+            .get(PAYMENT_REQUIRED)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| base64::engine::general_purpose::STANDARD.decode(h).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| {
+                ClientError::Challenge("the refund probe carried no requirements".into())
+            })?;
+        let r = required
+            .accepts
+            .iter()
+            .find(|r| r.scheme == d402_rails::evm::batch::SCHEME)
+            .ok_or_else(|| {
+                ClientError::NoOption("the gateway has no batch-settlement channels".into())
+            })?;
+        let (payload, channel) = wallet.refund(r, amount)?;
+        let res = self
+            .http
+            .get(&url)
+            .header(PAYMENT_SIGNATURE, encode_header(&payload))
+            .send()
+            .await?;
+        let status = res.status().as_u16();
+        let response = res
+            .headers()
+            .get(PAYMENT_RESPONSE)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| base64::engine::general_purpose::STANDARD.decode(h).ok())
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        let text = res.text().await.unwrap_or_default();
+        match (status, response) {
+            (200, Some(response)) => {
+                wallet.refunded(&channel, &response)?;
+                Ok(response)
+            }
+            _ => Err(ClientError::Refused { status, body: text }),
+        }
     }
 
     async fn wait(&self, task: &Value) -> Result<Value, ClientError> {

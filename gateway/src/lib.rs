@@ -9,6 +9,7 @@
 //! - [`release`]: the `base-task-escrow` release key as a validator node holds it.
 #![deny(unsafe_code)]
 
+pub mod channel_wallet;
 pub mod client;
 pub mod gateway;
 pub mod ops;

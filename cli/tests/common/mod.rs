@@ -135,19 +135,19 @@ pub fn interop_modules() -> std::path::PathBuf {
     modules
 }
 
-/// The repository's stock-client script (`tests/x402-interop/pay.mjs`), copied under `dir` next to
+/// The repository's stock-client scripts (`tests/x402-interop/*.mjs`), copied under `dir` next to
 /// a link to the installed packages (node resolves an ES module's imports from the script's own
-/// folder up).
+/// folder up); returns the `exact` one, `pay.mjs` (`pay-batch.mjs` is beside it).
 pub fn client_script(dir: &Path) -> std::path::PathBuf {
-    let source =
-        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/x402-interop/pay.mjs");
+    let source = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/x402-interop");
     let folder = dir.join("x402-client");
     std::fs::create_dir_all(&folder).unwrap();
     std::os::unix::fs::symlink(interop_modules(), folder.join("node_modules")).unwrap();
     std::fs::write(folder.join("package.json"), r#"{"type": "module"}"#).unwrap();
-    let script = folder.join("pay.mjs");
-    std::fs::copy(source, &script).unwrap();
-    script
+    for script in ["pay.mjs", "pay-batch.mjs"] {
+        std::fs::copy(source.join(script), folder.join(script)).unwrap();
+    }
+    folder.join("pay.mjs")
 }
 
 /// Makes this test process the reaper of every orphan among its descendants

@@ -23,6 +23,7 @@
 //! [`api`] is the thin axum layer over it all.
 
 pub mod api;
+mod channel;
 mod delivery;
 mod dispatch;
 mod error;

@@ -86,6 +86,7 @@ impl Gateway {
             worker_pay_owed_atomic: owed_total.to_string(),
             unpaid_batches,
             pending_settlements,
+            channels: self.rail.channel_book()?,
             counters: self.metrics.values(),
         })
     }
@@ -95,7 +96,7 @@ impl Gateway {
     pub fn gauges(&self) -> Result<Vec<(&'static str, &'static str, u128)>, GatewayError> {
         let unpaid = self.store.unpaid_batches()?;
         let owed_total = self.owed_total(&unpaid)?;
-        Ok(vec![
+        let mut gauges = vec![
             (
                 "d402_tasks_in_flight",
                 "paid tasks not yet delivered, refunded or failed",
@@ -111,6 +112,36 @@ impl Gateway {
                 "payout batches opened and not yet confirmed paid",
                 unpaid.len() as u128,
             ),
-        ])
+        ];
+        if let Some(book) = self.rail.channel_book()? {
+            let now = super::now_unix();
+            gauges.extend([
+                (
+                    "d402_channels",
+                    "payment channels this gateway holds vouchers of",
+                    book.channels as u128,
+                ),
+                (
+                    "d402_channel_unclaimed_atomic",
+                    "accepted voucher value not yet claimed on chain, in the asset's atomic units",
+                    book.unclaimed.get(),
+                ),
+                (
+                    "d402_channel_withdrawals_running",
+                    "channels whose payer started a withdrawal while vouchers are unclaimed",
+                    book.withdrawals.len() as u128,
+                ),
+                (
+                    "d402_channel_withdrawal_seconds_left",
+                    "seconds until the first running withdrawal ends (0 when none)",
+                    book.withdrawals
+                        .iter()
+                        .map(|w| u128::from(w.ends_unix.saturating_sub(now)))
+                        .min()
+                        .unwrap_or(0),
+                ),
+            ]);
+        }
+        Ok(gauges)
     }
 }

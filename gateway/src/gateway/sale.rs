@@ -36,6 +36,18 @@ pub fn payment_identifier(payload: &PaymentPayload) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Adds a refusal's fields to every option's `extra`: how a client out of step gets back in step
+/// (a channel's corrective 402 carries the channel's state and the last voucher).
+pub(super) fn add_extra(required: &mut PaymentRequired, extra: Option<&serde_json::Value>) {
+    if let Some(serde_json::Value::Object(more)) = extra {
+        for accepted in &mut required.accepts {
+            if let Some(serde_json::Value::Object(e)) = &mut accepted.extra {
+                e.extend(more.clone());
+            }
+        }
+    }
+}
+
 impl Gateway {
     /// The terms of a new task of `listing`: server-owned price, split and deadlines.
     fn terms(&self, listing: &Listing, task_id: &str) -> Terms {
@@ -89,11 +101,13 @@ impl Gateway {
         capability: &str,
         input: &str,
         refusal: Option<(&'static str, String)>,
+        extra: Option<&serde_json::Value>,
     ) -> GatewayError {
         let mut required = match self.challenge(capability, input) {
             Ok(r) => r,
             Err(e) => return e,
         };
+        add_extra(&mut required, extra);
         let (reason, message) = match refusal {
             Some((r, m)) => (Some(r), m),
             None => (None, "payment required".to_string()),
@@ -196,13 +210,15 @@ impl Gateway {
         let input = self.policy.check_input(input)?;
         let Some(payment) = payment else {
             self.check_incident()?;
-            return Err(self.payment_required(capability, &input, None));
+            return Err(self.payment_required(capability, &input, None, None));
         };
         let offered = input.clone();
-        let refuse = |reason: &'static str, message: String| {
-            self.metrics.inc(&self.metrics.payments_refused);
-            Err(self.payment_required(capability, &offered, Some((reason, message))))
-        };
+        let refuse_with =
+            |reason: &'static str, message: String, extra: Option<&serde_json::Value>| {
+                self.metrics.inc(&self.metrics.payments_refused);
+                Err(self.payment_required(capability, &offered, Some((reason, message)), extra))
+            };
+        let refuse = |reason: &'static str, message: String| refuse_with(reason, message, None);
 
         let digest = digest_json(&payment.payload);
         let payment_id = payment_identifier(&payment);
@@ -227,6 +243,15 @@ impl Gateway {
         self.check_incident()?;
         if self.store.by_payment_digest(&digest)?.is_some() {
             self.metrics.inc(&self.metrics.replays_refused);
+            // A client that sends a payment again whose answer it never got (a cumulative
+            // voucher is the same bytes when re-signed) is told how to get back in step when the
+            // rail can say (a channel's corrective 402); any other replay is refused as such.
+            if let Some((requirements, _)) = self.answered(capability, &input, &payment)?
+                && let Err(RailError::Verify(v)) = self.rail.verify(&payment, &requirements).await
+                && v.requirements_extra().is_some()
+            {
+                return refuse_with(v.reason(), v.to_string(), v.requirements_extra());
+            }
             return refuse(
                 "authorization_already_used",
                 "this payment was already used for a task".into(),
@@ -251,7 +276,9 @@ impl Gateway {
 
         let verified = match self.rail.verify(&payment, &requirements).await {
             Ok(v) => v,
-            Err(RailError::Verify(v)) => return refuse(v.reason(), v.to_string()),
+            Err(RailError::Verify(v)) => {
+                return refuse_with(v.reason(), v.to_string(), v.requirements_extra());
+            }
             Err(e) => return Err(GatewayError::Rail(e)),
         };
         let task_id = challenge.task_id.clone().unwrap_or_else(random_id);
@@ -301,11 +328,19 @@ impl Gateway {
             );
         }
         self.metrics.inc(&self.metrics.payments_verified);
-        let Some(record) = self.settle_new(record).await? else {
-            return refuse(
-                "authorization_already_used",
-                "this payment was already used".into(),
-            );
+        let record = match self.settle_new(record).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return refuse(
+                    "authorization_already_used",
+                    "this payment was already used".into(),
+                );
+            }
+            // Refused at settlement after all (a channel's cumulative amount moved meanwhile).
+            Err(GatewayError::Rail(RailError::Verify(v))) => {
+                return refuse_with(v.reason(), v.to_string(), v.requirements_extra());
+            }
+            Err(e) => return Err(e),
         };
         self.spawn_run(record.clone(), claim);
         Ok(Submitted {

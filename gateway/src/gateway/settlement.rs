@@ -31,6 +31,13 @@ impl Gateway {
                 self.transition(&mut record, TaskState::Failed)?;
                 return Ok(None);
             }
+            Err(RailError::Verify(v)) => {
+                record.error = Some(format!(
+                    "payment refused at settlement, nothing was charged: {v}"
+                ));
+                self.transition(&mut record, TaskState::Failed)?;
+                return Err(GatewayError::Rail(RailError::Verify(v)));
+            }
             Err(e) => {
                 // What the rail recorded decides: nothing sent (or refused on chain) fails the
                 // task with nothing charged; an intent still in flight leaves it `Verified` for
@@ -107,6 +114,10 @@ impl Gateway {
                 tokio::time::sleep(gw.policy.sweep_every).await;
                 if let Err(e) = gw.sweep(false).await {
                     eprintln!("{}: sweeping tasks: {e}", gw.label);
+                }
+                // The rail's upkeep (a channel's claims) goes on under the incident switch too.
+                if let Err(e) = gw.rail.maintain().await {
+                    eprintln!("{}: rail upkeep: {e}", gw.label);
                 }
                 gw.publish_ops();
             }

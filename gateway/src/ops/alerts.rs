@@ -32,6 +32,9 @@ pub struct Thresholds {
     pub stuck_grace: Duration,
     /// A settlement or payout batch pending longer than this is stuck.
     pub max_pending: Duration,
+    /// A payer's withdrawal that ends within this while its channel still owes a claim is
+    /// critical: once it ends the unclaimed vouchers are lost.
+    pub withdrawal_warning: Duration,
 }
 
 impl Default for Thresholds {
@@ -40,6 +43,7 @@ impl Default for Thresholds {
             max_snapshot_age: Duration::from_secs(60),
             stuck_grace: Duration::from_secs(120),
             max_pending: Duration::from_secs(300),
+            withdrawal_warning: Duration::from_secs(600),
         }
     }
 }
@@ -185,6 +189,23 @@ pub fn evaluate(
                 ),
             ));
         }
+    }
+    for w in s.channels.iter().flat_map(|c| &c.withdrawals) {
+        let left = w.ends_unix.saturating_sub(now_unix);
+        let severity = if left < t.withdrawal_warning.as_secs() {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        alerts.push(Alert::condition(
+            "channel-withdrawal",
+            severity,
+            Some(w.channel.clone()),
+            format!(
+                "the payer of channel {} is withdrawing in {left}s while {} atomic units of its vouchers are unclaimed (the gateway claims them on its next upkeep)",
+                w.channel, w.unclaimed
+            ),
+        ));
     }
     for p in &s.pending_settlements {
         let pending = now_unix.saturating_sub(p.created_unix);

@@ -143,6 +143,9 @@ pub struct OpsSnapshot {
     pub worker_pay_owed_atomic: String,
     pub unpaid_batches: Vec<UnpaidBatch>,
     pub pending_settlements: Vec<PendingSettlement>,
+    /// A channel rail's unclaimed voucher value and running withdrawal clocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<d402_rails::ChannelBook>,
     /// The `/metrics` counters, by their Prometheus names.
     pub counters: BTreeMap<String, u64>,
 }

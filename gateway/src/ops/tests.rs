@@ -17,6 +17,7 @@ fn snapshot(now_ms: u64) -> OpsSnapshot {
         worker_pay_owed_atomic: "0".into(),
         unpaid_batches: Vec::new(),
         pending_settlements: Vec::new(),
+        channels: None,
         counters: BTreeMap::new(),
     }
 }
@@ -254,4 +255,30 @@ fn coins_print_whole_units() {
     assert_eq!(coins(5_000_000, Chain::Solana), "0.005");
     assert_eq!(coins(2_000_000_000, Chain::Solana), "2");
     assert_eq!(coins(1, Chain::Evm), "0.000000000000000001");
+}
+
+#[test]
+fn a_withdrawal_over_unclaimed_vouchers_is_an_alert_critical_near_its_end() {
+    let t = Thresholds::default();
+    let mut s = snapshot(NOW);
+    let clock = |channel: &str, left: u64| d402_rails::WithdrawalClock {
+        channel: channel.into(),
+        ends_unix: NOW / 1000 + left,
+        seconds_left: left,
+        unclaimed: d402_rails::Atomic::new(5),
+    };
+    s.channels = Some(d402_rails::ChannelBook {
+        channels: 2,
+        unclaimed: d402_rails::Atomic::new(10),
+        withdrawals: vec![clock("0xaa", 3_600), clock("0xbb", 60)],
+    });
+    let alerts = evaluate(&s, NOW, &t, &BTreeMap::new(), &[]);
+    let severity = |subject: &str| {
+        alerts
+            .iter()
+            .find(|a| a.code == "channel-withdrawal" && a.subject.as_deref() == Some(subject))
+            .map(|a| a.severity)
+    };
+    assert_eq!(severity("0xaa"), Some(Severity::Warning));
+    assert_eq!(severity("0xbb"), Some(Severity::Critical));
 }

@@ -4,6 +4,7 @@
 //! - [`tasks`]: `POST /tasks` and the task routes.
 //! - [`describe`]: health, the well-known document, the capabilities, `/openapi.json`, metrics.
 //! - [`facilitator`]: `/x402/supported`, `/x402/verify`, `/x402/settle` for other x402 servers.
+//! - [`channel`]: `GET /channel/refund`, a channel rail's cooperative refund.
 //! - [`payment_header`]: the x402 headers.
 //! - [`error`]: the error type and every status code.
 //!
@@ -20,12 +21,14 @@ use utoipa::OpenApi;
 
 use super::{Gateway, TaskState};
 
+pub mod channel;
 pub mod describe;
 pub mod error;
 pub mod facilitator;
 pub mod payment_header;
 pub mod tasks;
 
+use channel::*;
 use describe::*;
 pub use error::{ApiError, ErrorBody};
 use error::{no_route, wrong_method};
@@ -62,6 +65,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/x402/supported", get(supported))
         .route("/x402/verify", post(verify))
         .route("/x402/settle", post(settle))
+        .route("/channel/refund", get(channel_refund))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(limit))
@@ -86,7 +90,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         task_receipt,
         supported,
         verify,
-        settle
+        settle,
+        channel_refund
     ),
     components(schemas(
         ErrorBody,

@@ -226,14 +226,25 @@ pub enum TaskFailure {
     Error(ErrorBody),
 }
 
-/// The x402 `PAYMENT-RESPONSE` of a settled task.
+/// The x402 `PAYMENT-RESPONSE` of a settled task. A rail's own fields (`extra`: on a channel,
+/// what this request charged and the channel's state) come from the refund when the task's
+/// charge was given back, else from the settlement.
 pub(super) fn payment_response(r: &TaskRecord) -> Value {
-    json!({
+    let mut response = json!({
         "success": r.settlement.is_some(),
         "transaction": r.settlement.as_ref().and_then(|s| s.tx_hashes.first().cloned()).unwrap_or_default(),
         "network": r.verified.network,
         "payer": r.verified.payer,
-    })
+    });
+    let extra = r
+        .refund
+        .as_ref()
+        .and_then(|s| s.extra.clone())
+        .or_else(|| r.settlement.as_ref().and_then(|s| s.extra.clone()));
+    if let Some(extra) = extra {
+        response["extra"] = extra;
+    }
+    response
 }
 
 /// Submits a task. Without a payment header: 402 with `PAYMENT-REQUIRED`. With
