@@ -16,6 +16,10 @@
 // A request counts as done when the paid answer is HTTP 200 and, where the body has a `status`
 // (the d402 gateway's task state), that status is "delivered". Anything else is an error.
 //
+// `--scheme batch-settlement` pays with `@x402/evm`'s batch-settlement client instead: each buyer
+// deposits into its own channel once (up to 5 × `--max-amount`, the client's own rule) and pays
+// every request after with a voucher.
+//
 // Prints one JSON line: {requests, seconds, rps, p50_ms, p99_ms, errors, client_cpu_ms,
 // first_error} (`client_cpu_ms`: the CPU time this client used over the timed requests).
 // `seconds` runs from the first timed request to the last answer; latencies are per paid request,
@@ -25,7 +29,10 @@ import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 
 import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
+import { toClientEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
+import { createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 
 const { values: args } = parseArgs({
@@ -40,6 +47,8 @@ const { values: args } = parseArgs({
     "chain-id": { type: "string", default: "31337" },
     asset: { type: "string" },
     "max-amount": { type: "string" },
+    scheme: { type: "string", default: "exact" },
+    rpc: { type: "string" },
   },
   strict: true,
 });
@@ -57,8 +66,16 @@ const target = new URL(args.path, args.url);
 
 // One stock client per buyer. By default the client pays only in assets it knows (USDC on known
 // chains); its spend controls allow the test token, up to the price.
+const publicClient = args.rpc ? createPublicClient({ transport: http(args.rpc) }) : null;
 const buyers = keys.map((key) => {
-  const client = new x402Client().register(network, new ExactEvmScheme(privateKeyToAccount(key)));
+  const account = privateKeyToAccount(key);
+  const scheme =
+    args.scheme === "batch-settlement"
+      ? new BatchSettlementEvmScheme(
+          publicClient ? toClientEvmSigner(account, publicClient) : account,
+        )
+      : new ExactEvmScheme(account);
+  const client = new x402Client().register(network, scheme);
   const allowed = { network, asset: args.asset };
   if (args["max-amount"]) allowed.maxAmountPerPayment = args["max-amount"];
   client.setSpendControls({ allowedAssets: [allowed] });

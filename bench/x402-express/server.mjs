@@ -17,6 +17,13 @@
 // The facilitator runs in process (no HTTP hop to it): the cheapest stock arrangement, so the
 // baseline is not slowed by a transport the d402 gateway does not pay either.
 //
+// `--scheme batch-settlement` sells the same routes on x402's `batch-settlement` scheme instead:
+// `@x402/evm`'s batch-settlement server scheme and facilitator (in process, the facilitator key
+// being the receiver authorizer too), on the settlement contract at the scheme's canonical address
+// (and Multicall3's `tryAggregate` at its usual one, which the facilitator reads through).
+// `POST /admin/claim` (not sold) claims every voucher and sweeps the claim to `--pay-to`, and
+// answers {claims, settle}: the transactions it took.
+//
 // Prints one JSON line on stdout once it listens: {"url": "http://127.0.0.1:PORT"}.
 
 import { createHash } from "node:crypto";
@@ -33,6 +40,11 @@ import { paymentMiddleware, x402ResourceServer } from "@x402/express";
 import { toFacilitatorEvmSigner } from "@x402/evm";
 import { ExactEvmScheme as ExactEvmFacilitatorScheme } from "@x402/evm/exact/facilitator";
 import { ExactEvmScheme as ExactEvmServerScheme } from "@x402/evm/exact/server";
+import { BatchSettlementEvmScheme as BatchFacilitatorScheme } from "@x402/evm/batch-settlement/facilitator";
+import {
+  BatchSettlementChannelManager,
+  BatchSettlementEvmScheme as BatchServerScheme,
+} from "@x402/evm/batch-settlement/server";
 
 const { values: args } = parseArgs({
   options: {
@@ -47,6 +59,9 @@ const { values: args } = parseArgs({
     pages: { type: "string" },
     port: { type: "string", default: "0" },
     "polling-ms": { type: "string", default: "100" },
+    scheme: { type: "string", default: "exact" },
+    "withdraw-delay": { type: "string", default: "900" },
+    "min-deposit": { type: "string" },
   },
   strict: true,
 });
@@ -92,7 +107,16 @@ const signer = toFacilitatorEvmSigner({
   sendTransaction: (a) => wallet.sendTransaction(a),
   waitForTransactionReceipt: (a) => wallet.waitForTransactionReceipt(a),
 });
-const facilitator = new x402Facilitator().register(network, new ExactEvmFacilitatorScheme(signer));
+const batch = args.scheme === "batch-settlement";
+// On batch-settlement the facilitator key also signs claims and refunds as receiver authorizer.
+const authorizer = {
+  address: account.address,
+  signTypedData: (m) => account.signTypedData(m),
+};
+const facilitator = new x402Facilitator().register(
+  network,
+  batch ? new BatchFacilitatorScheme(signer, authorizer) : new ExactEvmFacilitatorScheme(signer),
+);
 // `x402Facilitator` has the verify/settle of a `FacilitatorClient`; only `getSupported` differs
 // (synchronous there).
 const facilitatorClient = {
@@ -101,16 +125,27 @@ const facilitatorClient = {
   getSupported: async () => facilitator.getSupported(),
 };
 
+const batchServer = batch
+  ? new BatchServerScheme(args["pay-to"], { withdrawDelay: Number(args["withdraw-delay"]) })
+  : null;
 const resourceServer = new x402ResourceServer(facilitatorClient).register(
   network,
-  new ExactEvmServerScheme(),
+  batch ? batchServer : new ExactEvmServerScheme(),
 );
 const price = {
   amount: args.price,
   asset: args.asset,
   extra: { name: args["asset-name"], version: args["asset-version"] },
 };
-const accepts = { scheme: "exact", price, network, payTo: args["pay-to"], maxTimeoutSeconds: 300 };
+// The deposit a batch-settlement client is asked for (the scheme's default is 10 requests' worth).
+if (batch && args["min-deposit"]) price.extra.minDeposit = args["min-deposit"];
+const accepts = {
+  scheme: batch ? "batch-settlement" : "exact",
+  price,
+  network,
+  payTo: args["pay-to"],
+  maxTimeoutSeconds: 300,
+};
 
 const pages = new Map();
 if (args.pages) {
@@ -131,6 +166,23 @@ const hex = (s) => (/^([0-9a-f]{2})*$/i.test(s) ? Buffer.from(s, "hex") : null);
 
 const app = express();
 app.use(express.json({ limit: "64kb" }));
+if (batch) {
+  const manager = new BatchSettlementChannelManager({
+    scheme: batchServer,
+    facilitator: facilitatorClient,
+    receiver: args["pay-to"],
+    token: args.asset,
+    network,
+  });
+  app.post("/admin/claim", async (_req, res) => {
+    try {
+      const { claims, settle } = await manager.claimAndSettle();
+      res.json({ claims, settle: settle ?? null });
+    } catch (e) {
+      res.status(500).json({ error: String(e?.stack ?? e) });
+    }
+  });
+}
 app.use(
   paymentMiddleware(
     {

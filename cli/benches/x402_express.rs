@@ -19,7 +19,14 @@
 //! Settings (environment): `D402_BENCH_REQUESTS` paid requests per side for merkle (default 1000),
 //! `D402_BENCH_PAGE_REQUESTS` for pages (default 240), `D402_BENCH_CONCURRENCY` concurrent
 //! buyers (default 8), `D402_BENCH_WARMUP` untimed paid requests per side first (default 16),
-//! `D402_BENCH_ONLY` `merkle` or `page` to run one workload.
+//! `D402_BENCH_ONLY` `merkle`, `page` or `batch` to run one workload (`merkle` includes the
+//! batch-settlement sides).
+//!
+//! Two more sides for `merkle.verify_proof@1`, both paid by the stock batch-settlement client:
+//! our gateway on `base-batch-settlement`, and the stock server on `batch-settlement` (its
+//! scheme and facilitator in process, on our settlement contract at the canonical address, with
+//! `rails/contracts/TryAggregate.sol` standing in for Multicall3, which the stock facilitator reads
+//! through and anvil lacks).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -36,6 +43,8 @@ use d402_gateway::gateway::api;
 use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore};
 use d402_network_support::*;
 use d402_node::Node;
+use d402_rails::evm::batch::ledger::Ledger;
+use d402_rails::evm::batch::rail::{BaseBatch, BatchPolicy};
 use d402_rails::evm::direct::BaseDirect;
 use d402_rails::{Atomic, Outbox, SafetyCaps};
 use d402_registry::AcceptancePolicy;
@@ -43,6 +52,9 @@ use serde_json::{Value, json};
 
 /// $0.01 of the 6-decimals test token, on both sides.
 const PRICE: u128 = 10_000;
+/// What a batch-settlement channel is opened with on both sides: 200 requests' worth, so that each
+/// buyer deposits once over a run.
+const MIN_DEPOSIT: u128 = 200 * PRICE;
 /// Pages of the Rust book frozen for the page workload.
 const PAGES: usize = 60;
 
@@ -175,8 +187,18 @@ struct Bench {
     work: PathBuf,
     keys_file: PathBuf,
     asset: String,
+    rpc: String,
     warmup: usize,
     anvil_pid: u32,
+}
+
+/// How the load generator pays: the stock `exact` client, or the stock batch-settlement client
+/// (whose deposit is capped at 5 × its per-payment cap: the cap is set so that one deposit covers
+/// a buyer's whole run).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pay {
+    Exact,
+    Batch,
 }
 
 impl Bench {
@@ -190,7 +212,12 @@ impl Bench {
         path: &str,
         bodies: &[Value],
         requests: usize,
+        pay: Pay,
     ) -> Result<Measured> {
+        let (scheme, max_amount) = match pay {
+            Pay::Exact => ("exact", PRICE),
+            Pay::Batch => ("batch-settlement", MIN_DEPOSIT / 5),
+        };
         let bodies_file = self.work.join(format!("{name}.bodies.json"));
         std::fs::write(&bodies_file, serde_json::to_vec(bodies)?)?;
         let run = |requests: usize, warmup: usize, offset: usize| -> Result<Load> {
@@ -205,7 +232,13 @@ impl Bench {
                 .args(["--warmup", &warmup.to_string()])
                 .args(["--offset", &offset.to_string()])
                 .args(["--chain-id", &CHAIN_ID.to_string()])
-                .args(["--asset", &self.asset, "--max-amount", &PRICE.to_string()])
+                .args([
+                    "--asset",
+                    &self.asset,
+                    "--max-amount",
+                    &max_amount.to_string(),
+                ])
+                .args(["--scheme", scheme, "--rpc", &self.rpc])
                 .stderr(Stdio::inherit())
                 .output()?;
             let text = String::from_utf8_lossy(&out.stdout);
@@ -232,6 +265,48 @@ impl Bench {
         }
         Ok(measured)
     }
+}
+
+/// Starts `bench/x402-express/server.mjs` selling on `scheme` with `key` as its facilitator,
+/// paid into `pay_to`; returns the process (killed when dropped), its URL and its pid.
+fn start_server(
+    js: &Path,
+    (rpc, asset): (&str, &str),
+    (key, pay_to): (&PrivateKeySigner, Address),
+    pages_file: &Path,
+    scheme: &str,
+) -> Result<(Killed, String, u32)> {
+    let mut child = Command::new("node")
+        .arg(js.join("server.mjs"))
+        .args(["--rpc", rpc])
+        .args(["--chain-id", &CHAIN_ID.to_string()])
+        .args(["--asset", asset])
+        .args(["--asset-name", TOKEN_NAME, "--asset-version", TOKEN_VERSION])
+        .args(["--price", &PRICE.to_string()])
+        .args(["--facilitator-key", &hex_key(key)])
+        .args(["--pay-to", &pay_to.to_checksum(None)])
+        .args([
+            "--scheme",
+            scheme,
+            "--min-deposit",
+            &MIN_DEPOSIT.to_string(),
+        ])
+        .arg("--pages")
+        .arg(pages_file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("node (run scripts/setup.sh)")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("server.mjs stdout")?).read_line(&mut line)?;
+    let pid = child.id();
+    let killed = Killed(child);
+    let url = serde_json::from_str::<Value>(&line)
+        .with_context(|| format!("server.mjs said {line:?}"))?["url"]
+        .as_str()
+        .context("server.mjs printed no url")?
+        .to_string();
+    Ok((killed, url, pid))
 }
 
 /// A local d402 network: bootstrap, two workers selling both capabilities (pages served from
@@ -273,7 +348,7 @@ async fn main() -> Result<()> {
     let t0 = Instant::now();
 
     // The chain: one token, a facilitator key and a payee per side, and the buyers.
-    let anvil = Anvil::start_with(5 + concurrency, &["--prune-history", "256"])
+    let anvil = Anvil::start_with(7 + concurrency, &["--prune-history", "256"])
         .await
         .context("anvil (run scripts/setup.sh)")?;
     let keys = anvil.keys.clone();
@@ -282,10 +357,13 @@ async fn main() -> Result<()> {
     // on our side the two are one wallet; keys[3] is the workers' payout wallet.
     let (our_pay_to, their_pay_to) = (our_facilitator.address(), keys[4].address());
     let worker_wallet = keys[3].address();
-    let buyers = &keys[5..];
+    // keys[5] and keys[6]: the batch-settlement sides' facilitators (ours is its wallet too).
+    let (our_batch_key, their_batch_key) = (&keys[5], &keys[6]);
+    let buyers = &keys[7..];
     let chain = anvil.deploy_test_usd(deployer).await?;
     let token = chain.asset.address;
-    let per_buyer = PRICE * (2 * (requests + page_requests + 2 * warmup) as u128 + 10);
+    let per_buyer =
+        PRICE * (2 * (requests + page_requests + 2 * warmup) as u128 + 10) + 4 * MIN_DEPOSIT;
     for b in buyers {
         anvil.mint(deployer, token, b.address(), per_buyer).await?;
     }
@@ -323,6 +401,7 @@ async fn main() -> Result<()> {
         .trust("merkle", &publisher)
         .trust("web", &publisher);
     acceptance.required_rails = vec![d402_registry::wallet::Rail::Evm];
+    let acceptance_for_batch = acceptance.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let ours = format!("http://{}", listener.local_addr()?);
     let gateway = Arc::new(Gateway::new(
@@ -348,33 +427,68 @@ async fn main() -> Result<()> {
     gateway.resume().await?;
     tokio::spawn(api::serve(gateway, listener, std::future::pending::<()>()));
 
-    // Theirs.
-    let mut child = Command::new("node")
-        .arg(js.join("server.mjs"))
-        .args(["--rpc", anvil.url.as_str()])
-        .args(["--chain-id", &CHAIN_ID.to_string()])
-        .args(["--asset", &token.to_checksum(None)])
-        .args(["--asset-name", TOKEN_NAME, "--asset-version", TOKEN_VERSION])
-        .args(["--price", &PRICE.to_string()])
-        .args(["--facilitator-key", &hex_key(their_facilitator)])
-        .args(["--pay-to", &their_pay_to.to_checksum(None)])
-        .arg("--pages")
-        .arg(&pages_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("node (run scripts/setup.sh)")?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("server.mjs stdout")?).read_line(&mut line)?;
-    let server_pid = child.id();
-    let _server = Killed(child);
-    let theirs = serde_json::from_str::<Value>(&line)
-        .with_context(|| format!("server.mjs said {line:?}"))?["url"]
-        .as_str()
-        .context("server.mjs printed no url")?
-        .to_string();
+    // Ours on base-batch-settlement: a second gateway on the same node, its own key and wallet.
+    anvil.install_batch_settlement().await?;
+    anvil.install_multicall3().await?;
+    let batch_rail = Arc::new(BaseBatch::new(
+        chain.clone(),
+        our_batch_key,
+        Outbox::open(&work.join("batch-outbox.redb"))?,
+        Ledger::open(&work.join("batch-channels.redb"))?,
+        SafetyCaps::default(),
+        BatchPolicy {
+            withdraw_delay: 900,
+            min_deposit: Atomic::new(MIN_DEPOSIT),
+            claim_window: std::time::Duration::from_secs(5),
+            ..BatchPolicy::default()
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let ours_batch = format!("http://{}", listener.local_addr()?);
+    let batch_gateway = Arc::new(Gateway::new(
+        GatewayConfig {
+            policy: SalePolicy {
+                price: Atomic::new(PRICE),
+                worker_budget: Atomic::new(PRICE),
+                pay_to: our_batch_key.address().to_checksum(None),
+                asset: token.to_checksum(None),
+                ..SalePolicy::default()
+            },
+            acceptance: acceptance_for_batch,
+            rail: batch_rail.clone(),
+            public_url: ours_batch.clone(),
+            label: "gateway-batch".into(),
+            ops: None,
+        },
+        gateway_node.coordinator().clone(),
+        vec![merkle_offer(&gateway_node)],
+        TaskStore::open(&work.join("gateway-batch-tasks.redb"))?,
+    ));
+    batch_gateway.resume().await?;
+    tokio::spawn(api::serve(
+        batch_gateway,
+        listener,
+        std::future::pending::<()>(),
+    ));
+
+    // Theirs: the stock express server with `exact`, and again with `batch-settlement`.
+    let server = |key: &PrivateKeySigner, pay_to: Address, scheme: &str| {
+        start_server(
+            &js,
+            (anvil.url.as_str(), &token.to_checksum(None)),
+            (key, pay_to),
+            &pages_file,
+            scheme,
+        )
+    };
+    let (_server, theirs, server_pid) = server(their_facilitator, their_pay_to, "exact")?;
+    let (_batch_server, theirs_batch, batch_server_pid) = server(
+        their_batch_key,
+        their_batch_key.address(),
+        "batch-settlement",
+    )?;
     eprintln!(
-        "set up in {:.1?}: gateway {ours}, express {theirs}; {concurrency} buyers, {warmup} warm-up requests per side",
+        "set up in {:.1?}: gateway {ours} (batch {ours_batch}), express {theirs} (batch {theirs_batch}); {concurrency} buyers, {warmup} warm-up requests per side",
         t0.elapsed()
     );
 
@@ -383,6 +497,7 @@ async fn main() -> Result<()> {
         work: work.clone(),
         keys_file,
         asset: token.to_checksum(None),
+        rpc: anvil.url.to_string(),
         warmup,
         anvil_pid: child_named("anvil").context("anvil's pid")?,
     };
@@ -410,27 +525,95 @@ async fn main() -> Result<()> {
     if only.is_empty() || only == "merkle" {
         rows.push((
             MERKLE,
-            bench.load("ours-merkle", ours, "/tasks", &ours_merkle, requests)?,
+            bench.load(
+                "ours-merkle",
+                ours,
+                "/tasks",
+                &ours_merkle,
+                requests,
+                Pay::Exact,
+            )?,
             bench.load(
                 "express-merkle",
                 theirs,
                 "/merkle",
                 &merkle_inputs,
                 requests,
+                Pay::Exact,
             )?,
         ));
     }
     if only.is_empty() || only == "page" {
         rows.push((
             PAGE,
-            bench.load("ours-page", ours, "/tasks", &ours_page, page_requests)?,
+            bench.load(
+                "ours-page",
+                ours,
+                "/tasks",
+                &ours_page,
+                page_requests,
+                Pay::Exact,
+            )?,
             bench.load(
                 "express-page",
                 theirs,
                 "/markdown",
                 &theirs_page,
                 page_requests,
+                Pay::Exact,
             )?,
+        ));
+    }
+
+    // batch-settlement, both sides paid by the stock batch-settlement client: one deposit per
+    // buyer, then vouchers; claims and sweeps counted with everything else each side sent.
+    let mut batch = None;
+    if only.is_empty() || only == "merkle" || only == "batch" {
+        let txs = |who: Address| anvil.tx_count(who);
+        let buyer_txs = || async {
+            let mut n = 0;
+            for b in buyers {
+                n += anvil.tx_count(b.address()).await?;
+            }
+            anyhow::Ok(n)
+        };
+        let (our0, their0, buyers0) = (
+            txs(our_batch_key.address()).await?,
+            txs(their_batch_key.address()).await?,
+            buyer_txs().await?,
+        );
+        let ours_b = bench.load(
+            "ours-batch",
+            (ours_batch.as_str(), std::process::id()),
+            "/tasks",
+            &ours_merkle,
+            requests,
+            Pay::Batch,
+        )?;
+        let theirs_b = bench.load(
+            "express-batch",
+            (theirs_batch.as_str(), batch_server_pid),
+            "/merkle",
+            &merkle_inputs,
+            requests,
+            Pay::Batch,
+        )?;
+        // What is still unclaimed is claimed now on both sides, and our workers' pay goes out.
+        batch_rail.claim_all().await?;
+        let claimed: Value = reqwest::Client::new()
+            .post(format!("{theirs_batch}/admin/claim"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        eprintln!("express-batch claim: {claimed}");
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        batch = Some((
+            ours_b,
+            theirs_b,
+            txs(our_batch_key.address()).await? - our0,
+            txs(their_batch_key.address()).await? - their0,
+            buyer_txs().await? - buyers0,
         ));
     }
 
@@ -475,6 +658,64 @@ async fn main() -> Result<()> {
             ratio(Some(ours.load.rps), Some(theirs.load.rps)),
             ratio(ours.load.p50_ms, theirs.load.p50_ms),
             ratio(ours.load.p99_ms, theirs.load.p99_ms)
+        );
+    }
+    if let Some((ours_b, theirs_b, our_txs, their_txs, buyer_txs)) = &batch {
+        let exact_theirs = rows.iter().find(|r| r.0 == MERKLE).map(|r| &r.2);
+        println!();
+        println!(
+            "{MERKLE}, batch-settlement (stock @x402/evm batch-settlement client on both sides)"
+        );
+        println!(
+            "| server | paid requests | seconds | req/s | p50 ms | p99 ms | errors | CPU ms/request: server, anvil, client |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---|");
+        for (server, m) in [
+            ("d402 gateway, base-batch-settlement", ours_b),
+            ("@x402/express, batch-settlement", theirs_b),
+        ] {
+            let l = &m.load;
+            println!(
+                "| {server} | {} | {:.1} | {:.1} | {} | {} | {} | {}, {}, {} |",
+                l.requests,
+                l.seconds,
+                l.rps,
+                ms(l.p50_ms),
+                ms(l.p99_ms),
+                l.errors,
+                m.per_request(m.server_cpu_ms),
+                m.per_request(m.anvil_cpu_ms),
+                m.per_request(l.client_cpu_ms.unwrap_or(0.0)),
+            );
+        }
+        println!();
+        println!("| ratio | figure | goal |");
+        println!("|---|---:|---|");
+        if let Some(t) = exact_theirs {
+            println!(
+                "| req/s ours (batch) / stock exact server | {} | ≥ 5 |",
+                ratio(Some(ours_b.load.rps), Some(t.load.rps))
+            );
+            println!(
+                "| p50 ours (batch) / stock exact server | {} | ≤ 0.2 |",
+                ratio(ours_b.load.p50_ms, t.load.p50_ms)
+            );
+        }
+        println!(
+            "| req/s ours (batch) / stock batch-settlement server | {} | ≥ 1.5 |",
+            ratio(Some(ours_b.load.rps), Some(theirs_b.load.rps))
+        );
+        let paid = (requests + warmup) as f64;
+        let per_1000 = |n: u64| n as f64 * 1000.0 / paid;
+        println!();
+        println!(
+            "base-batch-settlement: {:.1} on-chain transactions per 1,000 paid requests ({our_txs} from the gateway: deposits, claims, sweeps, worker payouts; {buyer_txs} from the {concurrency} buyers; {} paid requests)",
+            per_1000(*our_txs + *buyer_txs),
+            requests + warmup
+        );
+        println!(
+            "stock batch-settlement server: {:.1} on-chain transactions per 1,000 paid requests ({their_txs} from its facilitator: deposits, claims, the sweep)",
+            per_1000(*their_txs)
         );
     }
     let their_income = anvil.balance(token, their_pay_to).await?;

@@ -314,6 +314,131 @@ async fn a_stock_batch_settlement_client_buys_50_tasks() {
             .count(),
         50
     );
+
+    // The stock client's cooperative refund (a fresh client process: it recovers the channel
+    // from the chain) returns what was not spent.
+    let script = dir.join("x402-client").join("pay-batch.mjs");
+    let args = [
+        "--url".to_string(),
+        w.url.clone(),
+        "--key".into(),
+        alloy::hex::encode_prefixed(w.buyer.to_bytes()),
+        "--rpc".into(),
+        w.anvil.url.to_string(),
+        "--asset".into(),
+        w.chain.asset.address.to_checksum(None),
+        "--count".into(),
+        "0".into(),
+        "--refund".into(),
+    ];
+    let out =
+        tokio::task::spawn_blocking(move || Command::new("node").arg(&script).args(&args).output())
+            .await
+            .unwrap()
+            .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "stdout: {stdout}\nstderr: {stderr}");
+    let reply: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(
+        reply["refund"]["amount"],
+        (MIN_DEPOSIT - 50 * PRICE).to_string(),
+        "{reply}"
+    );
+    assert_eq!(
+        w.balance(w.buyer.address()).await,
+        buyer_before - 50 * PRICE
+    );
+    assert_eq!(w.balance(SETTLEMENT_ADDRESS).await, 0);
+}
+
+/// The same through `d402 client --scheme batch-settlement` (the binary, its channel under
+/// `--state`), and `d402 client refund`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn d402_client_buys_by_channel_and_refunds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let w = world(dir, SafetyCaps::default()).await;
+    let d402 = env!("CARGO_BIN_EXE_d402");
+    let key = alloy::hex::encode(w.buyer.to_bytes());
+    let state = dir.join("client");
+    let before = w.balance(w.buyer.address()).await;
+    for i in 0..50 {
+        let input = merkle_input(&format!("client-{i}"));
+        let (d402, url, key, state) = (d402.to_string(), w.url.clone(), key.clone(), state.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(d402)
+                .args([
+                    "client",
+                    "run",
+                    "--gateway",
+                    &url,
+                    "--capability",
+                    MERKLE,
+                    "--input",
+                    &input,
+                ])
+                .args(["--wallet", &key, "--scheme", "batch-settlement", "--state"])
+                .arg(&state)
+                .args(["--max-spend", "$0.01", "--max-deposit", "$1"])
+                .output()
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "task {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(w.anvil.tx_count(w.buyer.address()).await.unwrap(), 0);
+    assert_eq!(w.balance(w.buyer.address()).await, before - MIN_DEPOSIT);
+    let ch = &w.rail.channels().unwrap()[0];
+    assert_eq!(ch.charged.get(), 50 * PRICE);
+
+    let (d402, url) = (d402.to_string(), w.url.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(d402)
+            .args([
+                "client",
+                "refund",
+                "--gateway",
+                &url,
+                "--wallet",
+                &key,
+                "--state",
+            ])
+            .arg(&state)
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let refund: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        refund["amount"],
+        (MIN_DEPOSIT - 50 * PRICE).to_string(),
+        "{refund}"
+    );
+    // The refund claimed first: what was charged is the gateway's, the rest is back.
+    assert_eq!(w.balance(w.buyer.address()).await, before - 50 * PRICE);
+    let settlement = BatchSettlement::new(SETTLEMENT_ADDRESS, w.anvil.provider(&w.gateway_key));
+    let on_chain = settlement.channels(ch.id).call().await.unwrap();
+    assert_eq!(
+        (on_chain.balance, on_chain.totalClaimed),
+        (50 * PRICE, 50 * PRICE)
+    );
+    let fee = PRICE * u128::from(FEE_BPS) / 10_000;
+    eventually(Duration::from_secs(30), "the worker's pay", || async {
+        w.balance(w.worker).await == 50 * (PRICE - fee)
+    })
+    .await;
 }
 
 /// Every refusal, each with the scheme's reason (or the corrective 402), and nothing charged.

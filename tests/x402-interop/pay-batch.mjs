@@ -11,8 +11,12 @@
 //
 // `--bodies` is a JSON file holding an array of request bodies, bought one after another;
 // `--body` with `--count N` buys the same body N times instead.
-// Prints one JSON object: {ok, statuses, charged, paymentResponses, ms}. Exits 1 unless every
-// request ended in a 2xx.
+// `--refund` then asks for the channel's unspent balance back with the client's own `refund`
+// (at `--refund-path`, default `/channel/refund`); `--count 0 --refund` only refunds (the client
+// recovers its channel from the chain).
+//
+// Prints one JSON object: {ok, statuses, charged, paymentResponses, refund, ms}. Exits 1 unless
+// every request ended in a 2xx.
 
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -35,6 +39,7 @@ const { values: args } = parseArgs({
     count: { type: "string", default: "1" },
     path: { type: "string", default: "/tasks" },
     refund: { type: "boolean", default: false },
+    "refund-path": { type: "string", default: "/channel/refund" },
   },
   strict: true,
 });
@@ -46,13 +51,15 @@ for (const required of ["url", "key", "rpc"]) {
   }
 }
 
-if (!args.body && !args.bodies) {
+if (!args.body && !args.bodies && !args.refund) {
   console.error("missing --body or --bodies");
   process.exit(2);
 }
 const bodies = args.bodies
   ? JSON.parse(readFileSync(args.bodies, "utf8")).map((b) => JSON.stringify(b))
-  : Array.from({ length: Number(args.count) }, () => args.body);
+  : args.body
+    ? Array.from({ length: Number(args.count) }, () => args.body)
+    : [];
 
 const network = `eip155:${args["chain-id"]}`;
 const account = privateKeyToAccount(args.key);
@@ -88,7 +95,7 @@ for (const body of bodies) {
 }
 let refund = null;
 if (args.refund) {
-  refund = await scheme.refund(new URL(args.path, args.url).toString());
+  refund = await scheme.refund(new URL(args["refund-path"], args.url).toString());
 }
 const ms = Math.round(performance.now() - started);
 console.log(JSON.stringify({ ok, statuses, charged: charged.toString(), paymentResponses, refund, ms }));

@@ -188,6 +188,21 @@ impl Anvil {
         Ok(())
     }
 
+    /// Places a stand-in for Multicall3 (`tryAggregate` only, `rails/contracts/TryAggregate.sol`)
+    /// at Multicall3's usual address, where the stock x402 facilitator reads through it.
+    pub async fn install_multicall3(&self) -> Result<(), ChainError> {
+        use d402_rails::evm::contracts::TryAggregate;
+        let at = alloy::primitives::address!("cA11bde05977b3631167028862bE2a173976CA11");
+        let p = ProviderBuilder::new().connect_http(self.url.clone());
+        p.raw_request::<_, serde_json::Value>(
+            "anvil_setCode".into(),
+            (at, TryAggregate::DEPLOYED_BYTECODE.clone()),
+        )
+        .await
+        .map_err(rpc)?;
+        Ok(())
+    }
+
     /// Mints `amount` atomic units of `token` to `to` (the deployer is the minter).
     pub async fn mint(
         &self,

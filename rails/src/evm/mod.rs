@@ -64,9 +64,15 @@ pub mod contracts {
         Erc3009DepositCollector,
         "contracts/artifacts/Erc3009DepositCollector.json"
     );
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug)]
+        TryAggregate,
+        "contracts/artifacts/TryAggregate.json"
+    );
 
     /// The artifacts as checked in, for hashing and for the test that recompiles them.
-    pub const ARTIFACTS: [(&str, &str); 5] = [
+    pub const ARTIFACTS: [(&str, &str); 6] = [
         (
             "TestUsd",
             include_str!("../../contracts/artifacts/TestUsd.json"),
@@ -86,6 +92,10 @@ pub mod contracts {
         (
             "Erc3009DepositCollector",
             include_str!("../../contracts/artifacts/Erc3009DepositCollector.json"),
+        ),
+        (
+            "TryAggregate",
+            include_str!("../../contracts/artifacts/TryAggregate.json"),
         ),
     ];
 }
