@@ -143,6 +143,56 @@ impl BaseBatch {
         self.chain.chain_id
     }
 
+    /// Hands a transaction of the settlement key to the chain (one at a time: the provider reads
+    /// the pending nonce per transaction).
+    async fn send<C: alloy::sol_types::SolCall + Send + Sync>(
+        &self,
+        call: alloy::contract::SolCallBuilder<&DynProvider, C>,
+    ) -> Result<alloy::primitives::TxHash, RailError> {
+        let _one = self.sending.lock().await;
+        Ok(*call.send().await.map_err(chain_err)?.tx_hash())
+    }
+
+    /// [`Self::send`], then waits for the receipt; returns the transaction and its fee. A revert,
+    /// or no receipt in time, is an error naming `what`.
+    async fn transact<C: alloy::sol_types::SolCall + Send + Sync>(
+        &self,
+        what: &str,
+        call: alloy::contract::SolCallBuilder<&DynProvider, C>,
+    ) -> Result<(alloy::primitives::TxHash, u128), RailError> {
+        let tx = self.send(call).await?;
+        match crate::evm::wait_receipt(&self.provider, tx).await? {
+            Some(r) if r.status() => Ok((tx, crate::evm::receipt_fee(&r))),
+            Some(_) => Err(RailError::Reverted {
+                tx: tx.to_string(),
+                reason: format!("{what} reverted"),
+            }),
+            None => Err(RailError::Chain(format!("no receipt for {what} {tx} yet"))),
+        }
+    }
+
+    /// The channels that owe a claim.
+    fn owing(&self) -> Result<Vec<Channel>, RailError> {
+        Ok(self
+            .ledger
+            .channels()
+            .map_err(ledger_err)?
+            .into_iter()
+            .filter(|c| c.unclaimed() > 0)
+            .collect())
+    }
+
+    /// Claims `owing` in transactions of at most the policy's batch size.
+    async fn claim_in_batches(&self, owing: Vec<Channel>) -> Result<Vec<String>, RailError> {
+        let mut sent = Vec::new();
+        for chunk in owing.chunks(self.policy.claim_batch.max(1)) {
+            if let Some(tx) = self.claim(chunk.to_vec()).await? {
+                sent.push(tx);
+            }
+        }
+        Ok(sent)
+    }
+
     /// The settlement id of a charge: one per (channel, cumulative ceiling), so a replayed
     /// voucher has the id of the charge it already paid.
     fn settlement_id(voucher: &super::SignedVoucher) -> String {
@@ -421,21 +471,14 @@ impl BaseBatch {
         let cfg = config
             .to_contract()
             .ok_or_else(|| RailError::Refused("withdraw delay out of range".into()))?;
-        let tx = {
-            let _one = self.sending.lock().await;
-            *self
-                .settlement
-                .deposit(
-                    cfg,
-                    deposit.amount.get(),
-                    ERC3009_COLLECTOR_ADDRESS,
-                    deposit.authorization.erc3009_authorization.collector_data(),
-                )
-                .send()
-                .await
-                .map_err(chain_err)?
-                .tx_hash()
-        };
+        let tx = self
+            .send(self.settlement.deposit(
+                cfg,
+                deposit.amount.get(),
+                ERC3009_COLLECTOR_ADDRESS,
+                deposit.authorization.erc3009_authorization.collector_data(),
+            ))
+            .await?;
         let fee = crate::evm::conclude(&self.outbox, &self.provider, id, tx).await?;
         Ok((tx.to_string(), fee))
     }
@@ -554,26 +597,7 @@ impl BaseBatch {
         if rows.is_empty() {
             return Ok(None);
         }
-        let tx = {
-            let _one = self.sending.lock().await;
-            *self
-                .settlement
-                .claim(rows)
-                .send()
-                .await
-                .map_err(chain_err)?
-                .tx_hash()
-        };
-        match crate::evm::wait_receipt(&self.provider, tx).await? {
-            Some(r) if r.status() => {}
-            Some(_) => {
-                return Err(RailError::Reverted {
-                    tx: tx.to_string(),
-                    reason: "claim reverted".into(),
-                });
-            }
-            None => return Err(RailError::Chain(format!("no receipt for claim {tx} yet"))),
-        }
+        let (tx, _) = self.transact("claim", self.settlement.claim(rows)).await?;
         for (id, total) in claimed {
             self.ledger
                 .update(&id, |c| mirror_claim(c, total))
@@ -596,20 +620,9 @@ impl BaseBatch {
         if r.totalClaimed <= r.totalSettled {
             return Ok(());
         }
-        let tx = {
-            let _one = self.sending.lock().await;
-            *self
-                .settlement
-                .settle(receiver, token)
-                .send()
-                .await
-                .map_err(chain_err)?
-                .tx_hash()
-        };
-        match crate::evm::wait_receipt(&self.provider, tx).await? {
-            Some(r) if r.status() => Ok(()),
-            _ => Err(RailError::Chain(format!("sweep {tx} did not land"))),
-        }
+        self.transact("sweep", self.settlement.settle(receiver, token))
+            .await
+            .map(|_| ())
     }
 
     /// Reads the payers' withdrawal clocks of the channels that still owe a claim.
@@ -634,24 +647,12 @@ impl BaseBatch {
     /// The claim loop's one step: claims what is due (see [`BatchPolicy`]). Returns the claim
     /// transactions sent.
     pub async fn claim_due(&self) -> Result<Vec<String>, RailError> {
-        let owing: Vec<Channel> = self
-            .ledger
-            .channels()
-            .map_err(ledger_err)?
-            .into_iter()
-            .filter(|c| c.unclaimed() > 0)
-            .collect();
+        let owing = self.owing()?;
         if owing.is_empty() {
             return Ok(Vec::new());
         }
         self.watch_withdrawals(&owing).await?;
-        let owing: Vec<Channel> = self
-            .ledger
-            .channels()
-            .map_err(ledger_err)?
-            .into_iter()
-            .filter(|c| c.unclaimed() > 0)
-            .collect();
+        let owing = self.owing()?;
         let now_ms = d402_core::clock::now_ms();
         let total: u128 = owing.iter().map(|c| c.unclaimed()).sum();
         let oldest = owing
@@ -670,31 +671,12 @@ impl BaseBatch {
         if !due {
             return Ok(Vec::new());
         }
-        let mut sent = Vec::new();
-        for chunk in owing.chunks(self.policy.claim_batch.max(1)) {
-            if let Some(tx) = self.claim(chunk.to_vec()).await? {
-                sent.push(tx);
-            }
-        }
-        Ok(sent)
+        self.claim_in_batches(owing).await
     }
 
     /// Claims every unclaimed charge now, whatever the policy (a drain, and tests).
     pub async fn claim_all(&self) -> Result<Vec<String>, RailError> {
-        let owing: Vec<Channel> = self
-            .ledger
-            .channels()
-            .map_err(ledger_err)?
-            .into_iter()
-            .filter(|c| c.unclaimed() > 0)
-            .collect();
-        let mut sent = Vec::new();
-        for chunk in owing.chunks(self.policy.claim_batch.max(1)) {
-            if let Some(tx) = self.claim(chunk.to_vec()).await? {
-                sent.push(tx);
-            }
-        }
-        Ok(sent)
+        self.claim_in_batches(self.owing()?).await
     }
 
     /// The channels as the ledger has them.
@@ -1018,22 +1000,16 @@ impl Rail for BaseBatch {
             .config
             .to_contract()
             .ok_or_else(|| RailError::Refused("withdraw delay out of range".into()))?;
-        let tx = {
-            let _one = self.sending.lock().await;
-            *self
-                .settlement
-                .refund(cfg, refunded)
-                .send()
-                .await
-                .map_err(chain_err)?
-                .tx_hash()
-        };
-        let fee = match crate::evm::wait_receipt(&self.provider, tx).await? {
-            Some(r) if r.status() => crate::evm::receipt_fee(&r),
-            _ => {
+        let (tx, fee) = match self
+            .transact("refund", self.settlement.refund(cfg, refunded))
+            .await
+        {
+            Ok(done) => done,
+            Err(e @ RailError::Chain(_)) => return Err(e),
+            Err(e) => {
                 return Err(refuse(
                     "invalid_batch_settlement_evm_refund_transaction_failed",
-                    format!("refund {tx} did not land"),
+                    e.to_string(),
                 ));
             }
         };
