@@ -29,11 +29,17 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     common::assert_nothing_left(Duration::from_secs(15), "a full devnet demo");
 
     // Every step reported, in order, and none failed.
-    for step in 1..=9 {
-        assert!(stderr.contains(&format!("[{step}/9] ")), "{stderr}");
+    for step in 1..=10 {
+        assert!(stderr.contains(&format!("[{step}/10] ")), "{stderr}");
     }
     assert!(!stderr.contains("failed ("), "{stderr}");
-    assert_eq!(stderr.matches("ok (").count(), 9, "{stderr}");
+    assert_eq!(stderr.matches("ok (").count(), 10, "{stderr}");
+    // 20 tasks bought through one batch-settlement channel, and what they cost on chain.
+    let batch = stdout
+        .lines()
+        .find(|l| l.contains("20 tasks paid") && l.contains("by channel"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(batch.contains("(0 from the buyer;"), "{batch}");
 
     // The page built by JavaScript was frozen by Chromium and converted by a quorum of two.
     assert!(
@@ -72,7 +78,11 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
             .unwrap()
             .starts_with("http://127.0.0.1:")
     );
-    assert_eq!(d["nodes"].as_array().unwrap().len(), 8, "{d}");
+    assert_eq!(d["nodes"].as_array().unwrap().len(), 9, "{d}");
+    assert_eq!(
+        d["evm"]["batchSettlement"],
+        "0x4020074e9dF2ce1deE5A9C1b5c3f541D02a10003"
+    );
     // Every gateway, with what it accepts and sells. A stock `exact` client has a Base gateway.
     let gateways = d["gateways"].as_array().unwrap();
     let listed: Vec<(&str, &str)> = gateways
@@ -84,7 +94,11 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
             )
         })
         .collect();
-    assert_eq!(listed.len(), 3, "{d}");
+    assert_eq!(listed.len(), 4, "{d}");
+    assert!(
+        listed.contains(&("base-batch-settlement", "eip155:31337")),
+        "{d}"
+    );
     assert!(
         listed.contains(&("base-task-escrow", "eip155:31337")),
         "{d}"

@@ -234,7 +234,8 @@ pub fn run(
 async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result<()> {
     let state = args.state.clone();
     let sol = usize::from(args.solana);
-    let total = 6 + sol + if args.keep_running { 0 } else { 1 + sol };
+    // The demo steps: the Base buyer, the batch-settlement buyer, the Solana buyer.
+    let total = 6 + sol + if args.keep_running { 0 } else { 2 + sol };
     let mut steps = Steps::new(total);
     let started = Instant::now();
 

@@ -34,13 +34,7 @@ library Signatures {
 
     /// @notice The signer of `hash`; reverts on a malformed, malleable or unrecoverable signature.
     function recover(bytes32 hash, bytes calldata signature) internal pure returns (address) {
-        if (signature.length != 65) revert InvalidSignature();
-        bytes32 r = bytes32(signature[0:32]);
-        bytes32 s = bytes32(signature[32:64]);
-        uint8 v = uint8(signature[64]);
-        if (v < 27) v += 27;
-        if (uint256(s) > HALF_N || (v != 27 && v != 28)) revert InvalidSignature();
-        address signer = ecrecover(hash, v, r, s);
+        address signer = tryRecover(hash, signature);
         if (signer == address(0)) revert InvalidSignature();
         return signer;
     }

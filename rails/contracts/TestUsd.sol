@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity 0.8.26;
 
+import {Signatures} from "./Signatures.sol";
+
 /// @title TestUsd: a USDC-like token for d402's tests and local chains.
 /// @notice 6 decimals, an EIP-712 domain with a name and a version, and EIP-3009
 /// transferWithAuthorization / receiveWithAuthorization, as USDC has: the shapes the x402 `exact`
@@ -26,8 +28,6 @@ contract TestUsd {
     );
     bytes32 private constant EIP712_DOMAIN_TYPEHASH =
         keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
-    /// secp256k1n / 2: signatures with a higher s are malleable copies and are refused.
-    uint256 private constant HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
 
     event Transfer(address indexed from, address indexed to, uint256 value);
     event Approval(address indexed owner, address indexed spender, uint256 value);
@@ -154,14 +154,6 @@ contract TestUsd {
     }
 
     function _recover(bytes32 digest, bytes calldata signature) private pure returns (address) {
-        if (signature.length != 65) revert InvalidSignature();
-        bytes32 r = bytes32(signature[0:32]);
-        bytes32 s = bytes32(signature[32:64]);
-        uint8 v = uint8(signature[64]);
-        if (v < 27) v += 27;
-        if (uint256(s) > HALF_N || (v != 27 && v != 28)) revert InvalidSignature();
-        address signer = ecrecover(digest, v, r, s);
-        if (signer == address(0)) revert InvalidSignature();
-        return signer;
+        return Signatures.recover(digest, signature);
     }
 }
