@@ -4,7 +4,6 @@
 use std::time::{Duration, Instant};
 
 use alloy::signers::local::PrivateKeySigner;
-use base64::Engine;
 use d402_rails::evm::buyer;
 use d402_rails::solana::direct;
 use d402_rails::{Atomic, PaymentPayload, PaymentRequired, PaymentRequirements};
@@ -15,8 +14,8 @@ use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_signer::Signer;
 
-use crate::gateway::api::encode_header;
 use crate::gateway::api::{PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
+use crate::gateway::api::{decode_header, encode_header};
 
 /// Why a purchase did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -162,15 +161,10 @@ impl Buyer {
                 body: res.text().await.unwrap_or_default(),
             });
         }
-        let header = res
-            .headers()
-            .get(PAYMENT_REQUIRED)
-            .and_then(|h| h.to_str().ok())
-            .ok_or_else(|| ClientError::Challenge("missing".into()))?;
-        let required: PaymentRequired = base64::engine::general_purpose::STANDARD
-            .decode(header)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
+        if !res.headers().contains_key(PAYMENT_REQUIRED) {
+            return Err(ClientError::Challenge("missing".into()));
+        }
+        let required: PaymentRequired = decode_header(res.headers(), PAYMENT_REQUIRED)
             .ok_or_else(|| ClientError::Challenge("not base64 JSON of x402 v2".into()))?;
         let now = d402_core::clock::now_unix();
         let mut chosen = None;
@@ -242,16 +236,9 @@ impl Buyer {
                 .send()
                 .await?;
             let status = res.status().as_u16();
-            let header = |name: &str| {
-                res.headers()
-                    .get(name)
-                    .and_then(|h| h.to_str().ok())
-                    .and_then(|h| base64::engine::general_purpose::STANDARD.decode(h).ok())
-                    .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-            };
-            let response = header(PAYMENT_RESPONSE);
-            let corrective = header(PAYMENT_REQUIRED)
-                .and_then(|v| serde_json::from_value::<PaymentRequired>(v).ok());
+            let response: Option<Value> = decode_header(res.headers(), PAYMENT_RESPONSE);
+            let corrective: Option<PaymentRequired> =
+                decode_header(res.headers(), PAYMENT_REQUIRED);
             let text = res.text().await.unwrap_or_default();
             if let (Some(wallet), Some(pending), Some(response)) =
                 (&self.channels, &pending, &response)
@@ -292,12 +279,7 @@ impl Buyer {
             .ok_or_else(|| ClientError::NoOption("no channel wallet (--state)".into()))?;
         let url = format!("{}/channel/refund", self.gateway);
         let probe = self.http.get(&url).send().await?;
-        let required: PaymentRequired = probe
-            .headers()
-            .get(PAYMENT_REQUIRED)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| base64::engine::general_purpose::STANDARD.decode(h).ok())
-            .and_then(|b| serde_json::from_slice(&b).ok())
+        let required: PaymentRequired = decode_header(probe.headers(), PAYMENT_REQUIRED)
             .ok_or_else(|| {
                 ClientError::Challenge("the refund probe carried no requirements".into())
             })?;
@@ -316,12 +298,7 @@ impl Buyer {
             .send()
             .await?;
         let status = res.status().as_u16();
-        let response = res
-            .headers()
-            .get(PAYMENT_RESPONSE)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| base64::engine::general_purpose::STANDARD.decode(h).ok())
-            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        let response: Option<Value> = decode_header(res.headers(), PAYMENT_RESPONSE);
         let text = res.text().await.unwrap_or_default();
         match (status, response) {
             (200, Some(response)) => {

@@ -221,8 +221,8 @@ pub struct ChannelBook {
 #[serde(rename_all = "camelCase")]
 pub struct WithdrawalClock {
     pub channel: String,
+    /// When the payer may take the unclaimed balance (what is left is derived from it when read).
     pub ends_unix: u64,
-    pub seconds_left: u64,
     pub unclaimed: Atomic,
 }
 

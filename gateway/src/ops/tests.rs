@@ -264,7 +264,6 @@ fn a_withdrawal_over_unclaimed_vouchers_is_an_alert_critical_near_its_end() {
     let clock = |channel: &str, left: u64| d402_rails::WithdrawalClock {
         channel: channel.into(),
         ends_unix: NOW / 1000 + left,
-        seconds_left: left,
         unclaimed: d402_rails::Atomic::new(5),
     };
     s.channels = Some(d402_rails::ChannelBook {

@@ -91,6 +91,12 @@ impl BaseDirect {
         }
     }
 
+    /// The lock every transaction of the facilitator key is sent under; a rail that sends from
+    /// the same key (a channel paying workers through this engine) takes it too.
+    pub(crate) fn sending(&self) -> &tokio::sync::Mutex<()> {
+        &self.sending
+    }
+
     /// Test hook: the next settlement or payout stops right after its transaction is sent,
     /// before the outbox records it, as a crash there would.
     #[doc(hidden)]

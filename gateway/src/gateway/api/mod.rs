@@ -33,7 +33,7 @@ use describe::*;
 pub use error::{ApiError, ErrorBody};
 use error::{no_route, wrong_method};
 use facilitator::*;
-pub use payment_header::{decode_payment, encode_header};
+pub use payment_header::{decode_header, decode_payment, encode_header};
 use tasks::*;
 
 /// The x402 v2 request header carrying the payment.

@@ -13,6 +13,16 @@ pub fn encode_header(v: &impl Serialize) -> String {
     base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).unwrap_or_default())
 }
 
+/// Reads a base64-JSON x402 header (`PAYMENT-REQUIRED`, `PAYMENT-RESPONSE`) from `headers`, as a
+/// client does: `None` when it is absent or not base64 JSON of a `T`.
+pub fn decode_header<T: serde::de::DeserializeOwned>(headers: &HeaderMap, name: &str) -> Option<T> {
+    let value = headers.get(name)?.to_str().ok()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// Decodes a `PAYMENT-SIGNATURE` (v2) or `X-PAYMENT` (v1) header into a v2 payload. A v1
 /// payload (`{x402Version: 1, scheme, network, payload}`) is answered against `issued`, the
 /// requirements a direct rail issues for every task alike.

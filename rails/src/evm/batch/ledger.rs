@@ -72,6 +72,12 @@ impl Channel {
         }
     }
 
+    /// When the payer's running withdrawal ends (unix seconds), if one is running.
+    pub fn withdrawal_ends(&self) -> Option<u64> {
+        (self.withdraw_requested_at != 0)
+            .then(|| self.withdraw_requested_at + self.config.withdraw_delay)
+    }
+
     /// Charged and not yet claimed.
     pub fn unclaimed(&self) -> u128 {
         self.charged.get().saturating_sub(self.total_claimed.get())
@@ -169,14 +175,13 @@ impl Ledger {
 
     /// Commits a charge of `price` against `voucher`, atomically: the voucher's ceiling must be
     /// exactly `charged + price` and within the balance, and `settlement_id` not charged before.
-    /// `seen` is the channel as first seen (from the chain, or a deposit), used when the ledger
-    /// has none; `deposited` is added to the balance first (a confirmed deposit).
+    /// The channel must be in the ledger (verification adopts it, [`Ledger::adopt`]);
+    /// `deposited` is added to its balance first (a confirmed deposit).
     pub fn charge(
         &self,
         settlement_id: &str,
         voucher: &SignedVoucher,
         price: Atomic,
-        seen: Option<Channel>,
         deposited: Atomic,
     ) -> ChargeResult {
         let key = voucher.channel_id.to_string();
@@ -187,11 +192,7 @@ impl Ledger {
             if charges.get(settlement_id)?.is_some() {
                 return Ok(Err(ChargeRefusal::Replay));
             }
-            let stored = channels
-                .get(key.as_str())?
-                .map(|v| decode::<Channel>(&key, v.value()))
-                .transpose()?;
-            let Some(mut ch) = stored.or(seen) else {
+            let Some(mut ch) = load(&channels, &key)? else {
                 return Ok(Err(ChargeRefusal::Unknown));
             };
             ch.balance = Atomic::new(ch.balance.get().saturating_add(deposited.get()));
@@ -242,11 +243,7 @@ impl Ledger {
                 return Ok(None);
             };
             let key = charge.channel.to_string();
-            let Some(mut ch) = channels
-                .get(key.as_str())?
-                .map(|v| decode::<Channel>(&key, v.value()))
-                .transpose()?
-            else {
+            let Some(mut ch) = load(&channels, &key)? else {
                 return Ok(None);
             };
             let mut owed = charge.owed_back;
@@ -282,11 +279,7 @@ impl Ledger {
         let tx = self.db.begin_write()?;
         let out = {
             let mut channels = tx.open_table(CHANNELS)?;
-            let Some(mut ch) = channels
-                .get(key.as_str())?
-                .map(|v| decode::<Channel>(&key, v.value()))
-                .transpose()?
-            else {
+            let Some(mut ch) = load(&channels, &key)? else {
                 return Ok(None);
             };
             f(&mut ch);
@@ -319,6 +312,17 @@ impl Ledger {
         tx.commit()?;
         Ok(())
     }
+}
+
+/// Channel `key` from the channel table of a transaction.
+fn load(
+    channels: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<Channel>, LedgerError> {
+    channels
+        .get(key)?
+        .map(|v| decode::<Channel>(key, v.value()))
+        .transpose()
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -367,27 +371,27 @@ mod tests {
             Atomic::new(0),
         );
         let l = Ledger::open(&path).unwrap();
+        l.adopt(&seen).unwrap();
         let p = Atomic::new(100);
         let ch = l
-            .charge("a", &voucher(100), p, Some(seen.clone()), Atomic::new(1000))
+            .charge("a", &voucher(100), p, Atomic::new(1000))
             .unwrap()
             .unwrap();
         assert_eq!((ch.charged.get(), ch.balance.get()), (100, 1000));
         assert_eq!(
-            l.charge("a", &voucher(200), p, None, Atomic::new(0))
-                .unwrap(),
+            l.charge("a", &voucher(200), p, Atomic::new(0)).unwrap(),
             Err(ChargeRefusal::Replay)
         );
         assert!(
-            matches!(l.charge("b", &voucher(150), p, None, Atomic::new(0)).unwrap(), Err(ChargeRefusal::Mismatch(c)) if c.charged.get() == 100)
+            matches!(l.charge("b", &voucher(150), p, Atomic::new(0)).unwrap(), Err(ChargeRefusal::Mismatch(c)) if c.charged.get() == 100)
         );
         drop(l);
         let l = Ledger::open(&path).unwrap();
-        l.charge("b", &voucher(200), p, None, Atomic::new(0))
+        l.charge("b", &voucher(200), p, Atomic::new(0))
             .unwrap()
             .unwrap();
         assert!(matches!(
-            l.charge("c", &voucher(1100), Atomic::new(900), None, Atomic::new(0))
+            l.charge("c", &voucher(1100), Atomic::new(900), Atomic::new(0))
                 .unwrap(),
             Err(ChargeRefusal::AboveBalance { .. })
         ));
@@ -397,7 +401,7 @@ mod tests {
         assert_eq!((ch.charged.get(), owed.get()), (100, 0), "once");
         // After the reversal the next voucher is 100 + 100 again; a second 200 is a new charge.
         assert_eq!(
-            l.charge("e", &voucher(200), p, None, Atomic::new(0))
+            l.charge("e", &voucher(200), p, Atomic::new(0))
                 .unwrap()
                 .unwrap()
                 .charged
@@ -418,7 +422,7 @@ mod tests {
             ..voucher(100)
         };
         assert_eq!(
-            l.charge("d", &other, p, None, Atomic::new(0)).unwrap(),
+            l.charge("d", &other, p, Atomic::new(0)).unwrap(),
             Err(ChargeRefusal::Unknown)
         );
     }

@@ -12,6 +12,7 @@
 //! chain they are CREATE2 deployments; on anvil the runtime code is placed there
 //! (`anvil_setCode`), which works because neither contract keeps constructor state.
 
+mod claims;
 pub mod config;
 pub mod ledger;
 pub mod payer;

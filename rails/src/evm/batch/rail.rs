@@ -81,22 +81,20 @@ impl Default for BatchPolicy {
 
 /// The `base-batch-settlement` rail.
 pub struct BaseBatch {
-    chain: EvmChain,
+    pub(super) chain: EvmChain,
     /// The receiver authorizer: submits deposits, claims and refunds, and (being the `payTo`
     /// wallet too) pays workers out of what was swept.
-    key: PrivateKeySigner,
-    provider: DynProvider,
-    settlement: BatchSettlement::BatchSettlementInstance<DynProvider>,
-    token: TestUsd::TestUsdInstance<DynProvider>,
-    outbox: Outbox,
-    ledger: Ledger,
-    caps: SafetyCaps,
-    policy: BatchPolicy,
-    /// The payout engine (worker nets, refunds owed in money).
-    payouts: BaseDirect,
-    /// One claim or deposit of this key at a time: the provider reads the pending nonce per
-    /// transaction.
-    sending: tokio::sync::Mutex<()>,
+    pub(super) key: PrivateKeySigner,
+    pub(super) provider: DynProvider,
+    pub(super) settlement: BatchSettlement::BatchSettlementInstance<DynProvider>,
+    pub(super) token: TestUsd::TestUsdInstance<DynProvider>,
+    pub(super) outbox: Outbox,
+    pub(super) ledger: Ledger,
+    pub(super) caps: SafetyCaps,
+    pub(super) policy: BatchPolicy,
+    /// The payout engine (worker nets, refunds owed in money). It sends from the same key, so
+    /// every transaction of this rail goes through its send lock ([`BaseDirect::sending`]).
+    pub(super) payouts: BaseDirect,
 }
 
 fn refuse(reason: &'static str, detail: impl Into<String>) -> RailError {
@@ -108,7 +106,7 @@ fn refuse(reason: &'static str, detail: impl Into<String>) -> RailError {
     .into()
 }
 
-fn ledger_err(e: LedgerError) -> RailError {
+pub(super) fn ledger_err(e: LedgerError) -> RailError {
     RailError::Chain(e.to_string())
 }
 
@@ -135,7 +133,6 @@ impl BaseBatch {
             ledger,
             caps,
             policy,
-            sending: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -143,19 +140,19 @@ impl BaseBatch {
         self.chain.chain_id
     }
 
-    /// Hands a transaction of the settlement key to the chain (one at a time: the provider reads
-    /// the pending nonce per transaction).
-    async fn send<C: alloy::sol_types::SolCall + Send + Sync>(
+    /// Hands a transaction of the settlement key to the chain, one at a time with the payouts
+    /// sent from the same key (the provider reads the pending nonce per transaction).
+    pub(super) async fn send<C: alloy::sol_types::SolCall + Send + Sync>(
         &self,
         call: alloy::contract::SolCallBuilder<&DynProvider, C>,
     ) -> Result<alloy::primitives::TxHash, RailError> {
-        let _one = self.sending.lock().await;
+        let _one = self.payouts.sending().lock().await;
         Ok(*call.send().await.map_err(chain_err)?.tx_hash())
     }
 
     /// [`Self::send`], then waits for the receipt; returns the transaction and its fee. A revert,
     /// or no receipt in time, is an error naming `what`.
-    async fn transact<C: alloy::sol_types::SolCall + Send + Sync>(
+    pub(super) async fn transact<C: alloy::sol_types::SolCall + Send + Sync>(
         &self,
         what: &str,
         call: alloy::contract::SolCallBuilder<&DynProvider, C>,
@@ -171,26 +168,15 @@ impl BaseBatch {
         }
     }
 
-    /// The channels that owe a claim.
-    fn owing(&self) -> Result<Vec<Channel>, RailError> {
-        Ok(self
-            .ledger
-            .channels()
-            .map_err(ledger_err)?
-            .into_iter()
-            .filter(|c| c.unclaimed() > 0)
-            .collect())
-    }
-
-    /// Claims `owing` in transactions of at most the policy's batch size.
-    async fn claim_in_batches(&self, owing: Vec<Channel>) -> Result<Vec<String>, RailError> {
-        let mut sent = Vec::new();
-        for chunk in owing.chunks(self.policy.claim_batch.max(1)) {
-            if let Some(tx) = self.claim(chunk.to_vec()).await? {
-                sent.push(tx);
-            }
-        }
-        Ok(sent)
+    /// A channel's `(balance, totalClaimed)` as the settlement contract has them.
+    pub(super) async fn on_chain(&self, id: B256) -> Result<(u128, u128), RailError> {
+        let c = self
+            .settlement
+            .channels(id)
+            .call()
+            .await
+            .map_err(chain_err)?;
+        Ok((c.balance, c.totalClaimed))
     }
 
     /// The settlement id of a charge: one per (channel, cumulative ceiling), so a replayed
@@ -208,19 +194,13 @@ impl BaseBatch {
         if let Some(ch) = self.ledger.channel(&id).map_err(ledger_err)? {
             return Ok(ch);
         }
-        let on_chain = self
-            .settlement
-            .channels(id)
-            .call()
-            .await
-            .map_err(chain_err)?;
-        let ch = Channel::new(
+        let (balance, claimed) = self.on_chain(id).await?;
+        Ok(Channel::new(
             id,
             *config,
-            Atomic::new(on_chain.balance),
-            Atomic::new(on_chain.totalClaimed),
-        );
-        Ok(ch)
+            Atomic::new(balance),
+            Atomic::new(claimed),
+        ))
     }
 
     /// The checks every payload type shares: it answers our requirements, its config is ours
@@ -493,10 +473,9 @@ impl BaseBatch {
         let v = p.voucher();
         let id = Self::settlement_id(v);
         let price = verified.amount;
-        let seen = Channel::new(v.channel_id, *p.config(), Atomic::new(0), Atomic::new(0));
         match self
             .ledger
-            .charge(&id, v, price, Some(seen), deposited)
+            .charge(&id, v, price, deposited)
             .map_err(ledger_err)?
         {
             Ok(ch) => Ok(ch),
@@ -559,144 +538,6 @@ impl BaseBatch {
         }
         Ok(())
     }
-
-    /// Claims what `channels` have charged beyond what is claimed on chain, in one
-    /// transaction, then sweeps. Returns the claim's transaction, if one was sent.
-    async fn claim(&self, channels: Vec<Channel>) -> Result<Option<String>, RailError> {
-        let mut rows = Vec::new();
-        let mut claimed = Vec::new();
-        for ch in channels {
-            let on_chain = self
-                .settlement
-                .channels(ch.id)
-                .call()
-                .await
-                .map_err(chain_err)?;
-            if on_chain.totalClaimed >= ch.charged.get() {
-                // Claimed already (a claim whose outcome was not recorded).
-                self.ledger
-                    .update(&ch.id, |c| {
-                        mirror_claim(c, Atomic::new(on_chain.totalClaimed))
-                    })
-                    .map_err(ledger_err)?;
-                continue;
-            }
-            let (Some(v), Some(cfg)) = (&ch.voucher, ch.config.to_contract()) else {
-                continue;
-            };
-            rows.push(BatchSettlement::VoucherClaim {
-                voucher: BatchSettlement::Voucher {
-                    channel: cfg,
-                    maxClaimableAmount: v.max_claimable_amount.get(),
-                },
-                signature: v.signature.clone(),
-                totalClaimed: ch.charged.get(),
-            });
-            claimed.push((ch.id, ch.charged));
-        }
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let (tx, _) = self.transact("claim", self.settlement.claim(rows)).await?;
-        for (id, total) in claimed {
-            self.ledger
-                .update(&id, |c| mirror_claim(c, total))
-                .map_err(ledger_err)?;
-        }
-        self.sweep().await?;
-        Ok(Some(tx.to_string()))
-    }
-
-    /// Transfers everything claimed and not yet settled to the wallet.
-    async fn sweep(&self) -> Result<(), RailError> {
-        let receiver = self.key.address();
-        let token = self.chain.asset.address;
-        let r = self
-            .settlement
-            .receivers(receiver, token)
-            .call()
-            .await
-            .map_err(chain_err)?;
-        if r.totalClaimed <= r.totalSettled {
-            return Ok(());
-        }
-        self.transact("sweep", self.settlement.settle(receiver, token))
-            .await
-            .map(|_| ())
-    }
-
-    /// Reads the payers' withdrawal clocks of the channels that still owe a claim.
-    async fn watch_withdrawals(&self, channels: &[Channel]) -> Result<(), RailError> {
-        for ch in channels {
-            let w = self
-                .settlement
-                .pendingWithdrawals(ch.id)
-                .call()
-                .await
-                .map_err(chain_err)?;
-            let at = u64::try_from(w.initiatedAt).unwrap_or(0);
-            if at != ch.withdraw_requested_at {
-                self.ledger
-                    .update(&ch.id, |c| c.withdraw_requested_at = at)
-                    .map_err(ledger_err)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The claim loop's one step: claims what is due (see [`BatchPolicy`]). Returns the claim
-    /// transactions sent.
-    pub async fn claim_due(&self) -> Result<Vec<String>, RailError> {
-        let owing = self.owing()?;
-        if owing.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.watch_withdrawals(&owing).await?;
-        let owing = self.owing()?;
-        let now_ms = d402_core::clock::now_ms();
-        let total: u128 = owing.iter().map(|c| c.unclaimed()).sum();
-        let oldest = owing
-            .iter()
-            .map(|c| c.unclaimed_since_ms)
-            .min()
-            .unwrap_or(now_ms);
-        let withdrawing = owing.iter().any(|c| {
-            c.withdraw_requested_at != 0
-                && (c.withdraw_requested_at + c.config.withdraw_delay).saturating_sub(now_unix())
-                    <= self.policy.withdrawal_margin.as_secs()
-        });
-        let due = withdrawing
-            || total >= self.policy.claim_threshold.get()
-            || now_ms.saturating_sub(oldest) >= self.policy.claim_window.as_millis() as u64;
-        if !due {
-            return Ok(Vec::new());
-        }
-        self.claim_in_batches(owing).await
-    }
-
-    /// Claims every unclaimed charge now, whatever the policy (a drain, and tests).
-    pub async fn claim_all(&self) -> Result<Vec<String>, RailError> {
-        self.claim_in_batches(self.owing()?).await
-    }
-
-    /// The channels as the ledger has them.
-    pub fn channels(&self) -> Result<Vec<Channel>, RailError> {
-        self.ledger.channels().map_err(ledger_err)
-    }
-}
-
-fn mirror_claim(c: &mut Channel, total: Atomic) {
-    if total > c.total_claimed {
-        c.total_claimed = total;
-    }
-    if c.charged < c.total_claimed {
-        c.charged = c.total_claimed;
-    }
-    c.unclaimed_since_ms = if c.unclaimed() > 0 {
-        d402_core::clock::now_ms()
-    } else {
-        0
-    };
 }
 
 #[async_trait]
@@ -975,13 +816,8 @@ impl Rail for BaseBatch {
         }
         self.claim(vec![ch.clone()]).await?;
         let ch = self.ledger.channel(&id).map_err(ledger_err)?.unwrap_or(ch);
-        let on_chain = self
-            .settlement
-            .channels(id)
-            .call()
-            .await
-            .map_err(chain_err)?;
-        let unspent = on_chain.balance.saturating_sub(on_chain.totalClaimed);
+        let (balance, claimed) = self.on_chain(id).await?;
+        let unspent = balance.saturating_sub(claimed);
         let asked = amount.map(|a| a.get()).unwrap_or(unspent);
         if amount.is_some_and(|a| a.get() == 0) {
             return Err(refuse(
@@ -1013,12 +849,7 @@ impl Rail for BaseBatch {
                 ));
             }
         };
-        let on_chain = self
-            .settlement
-            .channels(id)
-            .call()
-            .await
-            .map_err(chain_err)?;
+        let (balance, claimed) = self.on_chain(id).await?;
         let nonce = self
             .settlement
             .refundNonce(id)
@@ -1028,8 +859,8 @@ impl Rail for BaseBatch {
         let ch = self
             .ledger
             .update(&id, |c| {
-                c.balance = Atomic::new(on_chain.balance);
-                c.total_claimed = Atomic::new(on_chain.totalClaimed);
+                c.balance = Atomic::new(balance);
+                c.total_claimed = Atomic::new(claimed);
                 c.refund_nonce = u64::try_from(nonce).unwrap_or(u64::MAX);
             })
             .map_err(ledger_err)?
@@ -1051,19 +882,18 @@ impl Rail for BaseBatch {
 
     fn channel_book(&self) -> Result<Option<ChannelBook>, RailError> {
         let channels = self.channels()?;
-        let now = now_unix();
         Ok(Some(ChannelBook {
             channels: channels.len(),
             unclaimed: Atomic::new(channels.iter().map(|c| c.unclaimed()).sum()),
             withdrawals: channels
                 .iter()
-                .filter(|c| c.withdraw_requested_at != 0 && c.unclaimed() > 0)
-                .map(|c| crate::payment::WithdrawalClock {
-                    channel: c.id.to_string(),
-                    ends_unix: c.withdraw_requested_at + c.config.withdraw_delay,
-                    seconds_left: (c.withdraw_requested_at + c.config.withdraw_delay)
-                        .saturating_sub(now),
-                    unclaimed: Atomic::new(c.unclaimed()),
+                .filter(|c| c.unclaimed() > 0)
+                .filter_map(|c| {
+                    Some(crate::payment::WithdrawalClock {
+                        channel: c.id.to_string(),
+                        ends_unix: c.withdrawal_ends()?,
+                        unclaimed: Atomic::new(c.unclaimed()),
+                    })
                 })
                 .collect(),
         }))
