@@ -191,6 +191,12 @@ pub enum RailError {
         recorded: Atomic,
         requested: Atomic,
     },
+    /// A payout batch asked of a wallet that has not yet received what pays it (a channel rail
+    /// pays workers out of claimed vouchers): nothing was sent; retry after the next claim.
+    #[error(
+        "the wallet holds {held} atomic units, the payout batch needs {needed}: waiting for the next claim"
+    )]
+    AwaitingFunds { held: Atomic, needed: Atomic },
     /// Only from a test hook that stops a settlement after the transaction is sent and before
     /// it is recorded, to exercise crash recovery.
     #[error("stopped after sending {tx} (crash simulation)")]

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use d402_rails::{Release, TaskId};
+use d402_rails::{RailError, Release, TaskId};
 
 use super::store::PayoutBatch;
 use super::{Gateway, GatewayError, now_ms, random_id};
@@ -32,7 +32,10 @@ impl Gateway {
 
     /// Pays what delivered tasks owe their workers: first every batch left unpaid, then
     /// everything owed since, taken into a new batch (one payout per worker for the whole
-    /// batch). Returns how many batches were paid; the first error after trying them all.
+    /// batch). Returns how many batches were paid; the first error after trying them all. A
+    /// wallet still waiting for its rail's next claim ([`RailError::AwaitingFunds`]) is not an
+    /// error: the batches wait for the next sweep, and no new batch is opened meanwhile (the pay
+    /// owed since is added to the batch that finally goes, not spread over many).
     pub async fn pay_owed(&self) -> Result<usize, GatewayError> {
         let _one = self.paying.lock().await;
         let mut paid = 0;
@@ -40,6 +43,7 @@ impl Gateway {
         for batch in self.store.unpaid_batches()? {
             match self.pay_batch(&batch).await {
                 Ok(()) => paid += 1,
+                Err(e) if awaits_funds(&e) => return Ok(paid),
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -51,6 +55,7 @@ impl Gateway {
         {
             match self.pay_batch(&batch).await {
                 Ok(()) => paid += 1,
+                Err(e) if awaits_funds(&e) => return Ok(paid),
                 Err(e) => {
                     first_error.get_or_insert(e);
                     break;
@@ -70,7 +75,9 @@ impl Gateway {
             payouts: batch.payouts.clone(),
         };
         let settlement = self.rail.finalize(&release).await.map_err(|source| {
-            self.metrics.inc(&self.metrics.payout_errors);
+            if !matches!(source, RailError::AwaitingFunds { .. }) {
+                self.metrics.inc(&self.metrics.payout_errors);
+            }
             GatewayError::Payout {
                 batch: batch.id.clone(),
                 source,
@@ -96,4 +103,14 @@ impl Gateway {
             )
             .fold(0u128, u128::saturating_add))
     }
+}
+
+fn awaits_funds(e: &GatewayError) -> bool {
+    matches!(
+        e,
+        GatewayError::Payout {
+            source: RailError::AwaitingFunds { .. },
+            ..
+        }
+    )
 }

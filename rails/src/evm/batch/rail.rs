@@ -169,6 +169,32 @@ impl BaseBatch {
     }
 
     /// A channel's `(balance, totalClaimed)` as the settlement contract has them.
+    /// Workers are paid out of swept vouchers: a payout batch waits (a typed
+    /// [`RailError::AwaitingFunds`], which the payer retries quietly) until the claim loop has
+    /// swept enough, rather than claiming for every batch (which would undo the batching of
+    /// claims) or sending a transfer that reverts. A batch partly paid already needs less than its
+    /// total, so the check can only wait longer, never pay twice.
+    async fn fund_payouts(&self, release: &Release) -> Result<(), RailError> {
+        let (_, _, payouts) = release.payouts(NAME)?;
+        let needed = payouts
+            .iter()
+            .try_fold(0u128, |sum, p| sum.checked_add(p.amount.get()))
+            .ok_or_else(|| RailError::Refused("payout batch total overflows".into()))?;
+        let held = self
+            .token
+            .balanceOf(self.key.address())
+            .call()
+            .await
+            .map_err(chain_err)?;
+        if held >= U256::from(needed) {
+            return Ok(());
+        }
+        Err(RailError::AwaitingFunds {
+            held: Atomic::new(u128::try_from(held).unwrap_or(u128::MAX)),
+            needed: Atomic::new(needed),
+        })
+    }
+
     pub(super) async fn on_chain(&self, id: B256) -> Result<(u128, u128), RailError> {
         let c = self
             .settlement
@@ -712,6 +738,7 @@ impl Rail for BaseBatch {
     }
 
     async fn finalize(&self, release: &Release) -> Result<Settlement, RailError> {
+        self.fund_payouts(release).await?;
         self.payouts.finalize(release).await
     }
 
