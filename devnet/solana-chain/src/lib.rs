@@ -49,7 +49,7 @@ use solana_signer::Signer;
 #[cfg(feature = "validator")]
 use solana_streamer::socket::SocketAddrSpace;
 #[cfg(feature = "validator")]
-use solana_test_validator::{TestValidator, TestValidatorGenesis};
+use solana_test_validator::{TestValidator, TestValidatorGenesis, UpgradeableProgramInfo};
 use solana_transaction::Transaction;
 use spl_associated_token_account_interface::address::get_associated_token_address;
 use spl_associated_token_account_interface::instruction::create_associated_token_account_idempotent;
@@ -156,7 +156,9 @@ impl SolanaChain {
     /// Starts the `d402-solana-validator` binary and reads where it listens.
     pub fn start_child() -> Result<Self, ChainError> {
         let bin = validator_bin()?;
+        let program = write_program()?;
         let mut child = Command::new(&bin)
+            .env(PROGRAM_ENV, &program)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -224,6 +226,13 @@ impl SolanaChain {
     #[cfg(feature = "validator")]
     fn start_here() -> Result<Self, ChainError> {
         let mut last_error = String::from("no free port block found");
+        // d402's own program, at genesis (the test validator loads programs from files). A
+        // parent that starts this as a child passes its own build of the program, so a child
+        // binary built before a program change never runs the old one.
+        let program_path = match std::env::var_os(PROGRAM_ENV) {
+            Some(path) => PathBuf::from(path),
+            None => write_program()?,
+        };
         for attempt in 0..START_ATTEMPTS {
             let Some(base) = free_port_block(attempt) else {
                 continue;
@@ -240,7 +249,13 @@ impl SolanaChain {
                 .ticks_per_slot(8)
                 .gossip_port(base)
                 .port_range((base, base + PORT_BLOCK))
-                .rpc_port(base + PORT_BLOCK - 2);
+                .rpc_port(base + PORT_BLOCK - 2)
+                .add_upgradeable_programs_with_path(&[UpgradeableProgramInfo {
+                    program_id: d402_program::ID,
+                    loader: Pubkey::from_str_const("BPFLoaderUpgradeab1e11111111111111111111111"),
+                    upgrade_authority: Pubkey::default(),
+                    program_path: program_path.clone(),
+                }]);
             match genesis.start_with_mint_address(payer.pubkey(), SocketAddrSpace::Unspecified) {
                 Ok(validator) => {
                     let rpc_url = validator.rpc_url();
@@ -438,6 +453,22 @@ impl Drop for SolanaChain {
             }
         }
     }
+}
+
+/// The environment variable through which a parent hands the child validator the program file.
+const PROGRAM_ENV: &str = "D402_SOLANA_PROGRAM";
+
+/// Writes `d402_program::ELF` to a file of its own for the validator to load.
+fn write_program() -> Result<PathBuf, ChainError> {
+    static WRITES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "d402-program-{}-{}.so",
+        std::process::id(),
+        WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&path, d402_program::ELF)
+        .map_err(|e| ChainError::Start(format!("{}: {e}", path.display())))?;
+    Ok(path)
 }
 
 /// Where the validator binary is: `$D402_SOLANA_VALIDATOR`, else `debug/d402-solana-validator` in
