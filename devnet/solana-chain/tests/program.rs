@@ -202,6 +202,24 @@ impl Fixture {
         self.chain.send(&[w], &[]).await.map(drop)
     }
 
+    /// Sends `instructions` after simulating them; returns the compute units they used.
+    async fn measured(&self, instructions: &[Instruction], signers: &[&Keypair]) -> u64 {
+        let rpc = self.chain.rpc();
+        let blockhash = rpc.get_latest_blockhash().await.expect("blockhash");
+        let mut all: Vec<&Keypair> = vec![self.chain.payer()];
+        all.extend_from_slice(signers);
+        let tx = solana_transaction::Transaction::new_signed_with_payer(
+            instructions,
+            Some(&self.chain.payer().pubkey()),
+            &all,
+            blockhash,
+        );
+        let sim = rpc.simulate_transaction(&tx).await.expect("simulate").value;
+        assert!(sim.err.is_none(), "simulation failed: {sim:?}");
+        self.chain.send(instructions, signers).await.expect("send");
+        sim.units_consumed.expect("units")
+    }
+
     async fn state(&self, ch: &Channel) -> ChannelState {
         let data = self
             .chain
@@ -543,6 +561,83 @@ async fn a_vault_still_holding_funds_is_not_reclaimed() {
         )
         .await;
     assert_eq!(refused(r), ProgramError::HoldsFunds);
+    // Someone funds w1's claim address first (a system account CreateAccount would refuse):
+    // the program adopts it and w1 still withdraws.
+    f.chain
+        .fund_sol(&claim_address(&ch.key, &w1), 1_000_000)
+        .await
+        .expect("pre-fund");
     f.withdraw(&ch, &tree, &w1).await.expect("w1");
+    let claim = f
+        .chain
+        .rpc()
+        .get_account(&claim_address(&ch.key, &w1))
+        .await
+        .expect("claim");
+    assert_eq!(claim.owner, ID);
+    assert_eq!(
+        ClaimState::parse(&claim.data).map(|c| c.withdrawn),
+        Some(200)
+    );
     assert_eq!(f.balance(&w1).await, 200);
+}
+
+/// Compute units of each instruction in its own transaction (with the token program's and the
+/// system program's CPIs it makes), for BENCHMARKS.md:
+/// `cargo test -p d402-solana-chain --test program compute_units -- --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compute_units_per_instruction() {
+    let f = Fixture::new().await;
+    let channel = Keypair::new();
+    let (vault_owner, _) = vault_authority(&channel.pubkey());
+    let vault = get_associated_token_address(&vault_owner, &f.mint);
+    let mut rows = Vec::new();
+    let opening = f.open_instructions(&channel, &vault, &f.mint, 1_000, 0);
+    let whole = f.measured(&opening, &[&f.payer, &channel]).await;
+    rows.push(("Open (with create account, vault ATA, deposit)", whole));
+    let ch = Channel {
+        key: channel.pubkey(),
+        vault,
+    };
+    let claimants: Vec<Pubkey> = (0..16).map(|_| Pubkey::new_unique()).collect();
+    let tree = Tree::new(claimants.iter().map(|w| (*w, 10)));
+    let root = f.root(&ch, &f.payer, &ch.key, 160, &f.authority, 1, &tree);
+    rows.push((
+        "PublishRoot (two Ed25519 signatures)",
+        f.measured(&root, &[]).await,
+    ));
+    let who = claimants[3];
+    let dest = f.chain.create_ata(&who, &f.mint).await.expect("ata");
+    let (amount, proof) = tree.proof(&who).expect("leaf");
+    let fee_payer = f.chain.payer().pubkey();
+    let w = ix::withdraw(
+        &ch.key, &ch.vault, &who, &dest, &fee_payer, amount, CLAIM_RENT, &proof,
+    );
+    rows.push((
+        "Withdraw, first (creates the claim; 16 claimants, 4 proof nodes)",
+        f.measured(&[w], &[]).await,
+    ));
+    let tree2 = Tree::new(claimants.iter().map(|w| (*w, 20)));
+    let root2 = f.root(&ch, &f.payer, &ch.key, 320, &f.authority, 2, &tree2);
+    f.measured(&root2, &[]).await;
+    let (amount, proof) = tree2.proof(&who).expect("leaf");
+    let w = ix::withdraw(
+        &ch.key, &ch.vault, &who, &dest, &fee_payer, amount, CLAIM_RENT, &proof,
+    );
+    rows.push(("Withdraw, later", f.measured(&[w], &[]).await));
+    let ask = ix::request_close(&ch.key, &f.payer.pubkey());
+    rows.push(("RequestClose", f.measured(&[ask], &[&f.payer]).await));
+    let payer_token = get_associated_token_address(&f.payer.pubkey(), &f.mint);
+    rows.push((
+        "Close (returns the remainder)",
+        f.measured(&[ix::close(&ch.key, &ch.vault, &payer_token)], &[])
+            .await,
+    ));
+    let reclaim = ix::reclaim_claim(&ch.key, &who, &fee_payer, amount, &proof);
+    rows.push(("ReclaimClaim", f.measured(&[reclaim], &[]).await));
+    println!("| instruction | compute units |\n|---|---:|");
+    for (name, units) in rows {
+        assert!(units > 0 && units < 200_000, "{name}: {units}");
+        println!("| {name} | {units} |");
+    }
 }

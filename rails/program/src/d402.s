@@ -415,8 +415,10 @@ ix_withdraw:
   call key_eq
   jeq r0, 0, e_pda
   ldxdw r1, [r9+16]
-  ldxdw r2, [r1+A_LAMPORTS]
-  jne r2, 0, withdraw_claim_exists
+  add64 r1, A_OWNER
+  ldxdw r2, [r9+H_PROG]
+  call key_eq
+  jne r0, 0, withdraw_claim_exists
   call create_claim
   jne r0, 0, fail
 withdraw_claim_exists:
@@ -1198,9 +1200,12 @@ invoke_token_signed_by_vault:
   call sol_invoke_signed_c
   exit
 
-# create_claim(): creates the claim account (account 2) at H_PDA with the seeds left in H_SEEDS by
-# claim_pda, funded rent-exempt by the fee payer (account 4) through the system program (account
-# 7), and records channel, claimant (account 3's owner) and rent payer.
+# create_claim(): creates the claim account (account 2) at H_PDA, signed with the seeds claim_pda
+# left in H_SEEDS, funded by the fee payer (account 4, with the lamports the data offers) through
+# the system program (account 7), and records channel, claimant (account 3's owner) and rent
+# payer. An address someone funded beforehand (a system account with lamports, which CreateAccount
+# refuses) is adopted instead: topped up, allocated and assigned, so pre-funding a claimant's
+# address cannot block its withdrawals.
 create_claim:
   lddw r9, HEAP
   ldxdw r1, [r9+32]
@@ -1211,11 +1216,19 @@ create_claim:
   lddw r2, system_id
   call key_eq
   jeq r0, 0, h_account
-  # the rent is what the fee payer offers ([16..24] of the data); the runtime refuses an account
-  # created below rent exemption, so offering too little only fails the withdrawal
+  ldxdw r1, [r9+16]
+  add64 r1, A_OWNER
+  lddw r2, system_id
+  call key_eq
+  jeq r0, 0, h_owner
+  ldxdw r1, [r9+16]
+  ldxdw r2, [r1+A_DLEN]
+  jne r2, 0, h_account
+  ldxdw r2, [r1+A_LAMPORTS]
+  jne r2, 0, claim_adopt
+  # CreateAccount { lamports, space, owner }: fee payer and claim sign
   ldxdw r2, [r9+H_IX]
   ldxdw r2, [r2+16]
-  # CreateAccount { lamports, space, owner }
   mov64 r3, 0
   stxw [r9+H_CPI_DATA], r3
   stxdw [r9+900], r2
@@ -1225,54 +1238,49 @@ create_claim:
   add64 r1, 916
   ldxdw r2, [r9+H_PROG]
   call copy32
-  ldxdw r1, [r9+32]
-  mov64 r2, r9
-  add64 r2, H_CPI_METAS
   mov64 r3, 1
-  mov64 r4, 1
-  call fill_meta
-  ldxdw r1, [r9+16]
-  mov64 r2, r9
-  add64 r2, 976
-  mov64 r3, 1
-  mov64 r4, 1
-  call fill_meta
-  ldxdw r1, [r9+32]
-  mov64 r2, r9
-  add64 r2, H_CPI_INFOS
-  call fill_info
-  ldxdw r1, [r9+16]
-  mov64 r2, r9
-  add64 r2, 1080
-  call fill_info
-  lddw r2, system_id
-  stxdw [r9+H_CPI_IX], r2
-  mov64 r2, r9
-  add64 r2, H_CPI_METAS
-  stxdw [r9+864], r2
+  call claim_payer_metas
+  mov64 r1, 52
   mov64 r2, 2
-  stxdw [r9+872], r2
-  mov64 r2, r9
-  add64 r2, H_CPI_DATA
-  stxdw [r9+880], r2
-  mov64 r2, 52
-  stxdw [r9+888], r2
-  mov64 r2, r9
-  add64 r2, H_SEEDS
-  stxdw [r9+H_SIGNERS], r2
-  mov64 r2, 4
-  stxdw [r9+712], r2
-  mov64 r1, r9
-  add64 r1, H_CPI_IX
-  mov64 r2, r9
-  add64 r2, H_CPI_INFOS
-  mov64 r3, 2
-  mov64 r4, r9
-  add64 r4, H_SIGNERS
-  mov64 r5, 1
-  call sol_invoke_signed_c
+  call system_invoke
   jne r0, 0, h_account
-  # record it
+  ja claim_record
+claim_adopt:
+  # Transfer { lamports } from the fee payer
+  ldxdw r2, [r9+H_IX]
+  ldxdw r2, [r2+16]
+  mov64 r3, 2
+  stxw [r9+H_CPI_DATA], r3
+  stxdw [r9+900], r2
+  mov64 r3, 0
+  call claim_payer_metas
+  mov64 r1, 12
+  mov64 r2, 2
+  call system_invoke
+  jne r0, 0, h_account
+  # Allocate { space }, signed by the claim PDA
+  mov64 r3, 8
+  stxw [r9+H_CPI_DATA], r3
+  mov64 r3, CLAIM_LEN
+  stxdw [r9+900], r3
+  call claim_only_meta
+  mov64 r1, 12
+  mov64 r2, 1
+  call system_invoke
+  jne r0, 0, h_account
+  # Assign { owner = this program }, signed by the claim PDA
+  mov64 r3, 1
+  stxw [r9+H_CPI_DATA], r3
+  mov64 r1, r9
+  add64 r1, 900
+  ldxdw r2, [r9+H_PROG]
+  call copy32
+  call claim_only_meta
+  mov64 r1, 36
+  mov64 r2, 1
+  call system_invoke
+  jne r0, 0, h_account
+claim_record:
   ldxdw r6, [r9+16]
   lddw r2, 0x316d6c6332303464
   stxdw [r6+CL_DISC], r2
@@ -1292,6 +1300,77 @@ create_claim:
   add64 r2, A_KEY
   call copy32
   mov64 r0, 0
+  exit
+
+# claim_payer_metas(r3 = whether the claim signs): metas and infos [fee payer (w, s), claim (w)].
+claim_payer_metas:
+  lddw r9, HEAP
+  mov64 r6, r3
+  ldxdw r1, [r9+32]
+  mov64 r2, r9
+  add64 r2, H_CPI_METAS
+  mov64 r3, 1
+  mov64 r4, 1
+  call fill_meta
+  ldxdw r1, [r9+16]
+  mov64 r2, r9
+  add64 r2, 976
+  mov64 r3, 1
+  mov64 r4, r6
+  call fill_meta
+  ldxdw r1, [r9+32]
+  mov64 r2, r9
+  add64 r2, H_CPI_INFOS
+  call fill_info
+  ldxdw r1, [r9+16]
+  mov64 r2, r9
+  add64 r2, 1080
+  call fill_info
+  exit
+
+# claim_only_meta(): metas and infos [claim (w, s)].
+claim_only_meta:
+  lddw r9, HEAP
+  ldxdw r1, [r9+16]
+  mov64 r2, r9
+  add64 r2, H_CPI_METAS
+  mov64 r3, 1
+  mov64 r4, 1
+  call fill_meta
+  ldxdw r1, [r9+16]
+  mov64 r2, r9
+  add64 r2, H_CPI_INFOS
+  call fill_info
+  exit
+
+# system_invoke(r1 = data length, r2 = accounts): invokes the system program with the metas,
+# infos and data at H_CPI_*, signed by the claim PDA (the seeds claim_pda left in H_SEEDS).
+system_invoke:
+  lddw r9, HEAP
+  lddw r3, system_id
+  stxdw [r9+H_CPI_IX], r3
+  mov64 r3, r9
+  add64 r3, H_CPI_METAS
+  stxdw [r9+864], r3
+  stxdw [r9+872], r2
+  mov64 r3, r9
+  add64 r3, H_CPI_DATA
+  stxdw [r9+880], r3
+  stxdw [r9+888], r1
+  mov64 r3, r9
+  add64 r3, H_SEEDS
+  stxdw [r9+H_SIGNERS], r3
+  mov64 r3, 4
+  stxdw [r9+712], r3
+  mov64 r3, r2
+  mov64 r1, r9
+  add64 r1, H_CPI_IX
+  mov64 r2, r9
+  add64 r2, H_CPI_INFOS
+  mov64 r4, r9
+  add64 r4, H_SIGNERS
+  mov64 r5, 1
+  call sol_invoke_signed_c
   exit
 
 # move_lamports(r1 = receiver, r2 = account of this program): all of r2's lamports to r1, and r2's

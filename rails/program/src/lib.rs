@@ -134,6 +134,26 @@ mod tests {
     }
 
     #[test]
+    fn the_elf_matches_the_recorded_hash() {
+        use sha2::{Digest, Sha256};
+        let hash: String = Sha256::digest(ELF)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let table = include_str!("../../contracts/DEPLOYMENTS.md");
+        let row = table
+            .lines()
+            .find(|l| l.starts_with("| `d402-program`"))
+            .expect("a d402-program row in DEPLOYMENTS.md");
+        assert!(
+            row.contains(&format!("`{hash}`")) && row.contains(&format!("| {} |", ELF.len())),
+            "DEPLOYMENTS.md records {row:?}; the build is sha256 {hash}, {} bytes: update the table",
+            ELF.len()
+        );
+        assert!(row.contains(&ID.to_string()));
+    }
+
+    #[test]
     fn error_codes_round_trip() {
         for code in 1..=23 {
             assert_eq!(ProgramError::from_code(code).map(|e| e as u32), Some(code));
