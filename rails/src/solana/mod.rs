@@ -23,6 +23,7 @@
 //! CPIs; the SPL Token multisig gives the "no single key" property today, with the deadline
 //! enforced by the finalizer's co-signing policy. See [`escrow`].
 
+pub mod channel;
 pub mod direct;
 pub mod escrow;
 pub mod submit;

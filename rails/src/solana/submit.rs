@@ -49,6 +49,10 @@ pub enum EntryKind {
     /// Recorded under the payout's own id (task and recipient), not the signature, so that a
     /// payout is one record however many transactions it takes.
     DirectPayout,
+    /// A `solana-channel` root publication (the precompile's signatures and PublishRoot).
+    ChannelRoot,
+    /// A `solana-channel` withdrawal cranked for a claimant.
+    ChannelWithdrawal,
 }
 
 /// The outbox request of a Solana settlement: everything needed to resend it byte for byte.
