@@ -17,11 +17,12 @@
 //! its v1/v2 facilitator and the x402 SVM spec (layout, fee-payer isolation, compute caps), and
 //! the error reasons are the x402 SVM strings ([`direct::VerifyError::reason`]).
 //!
-//! ## Why no escrow program
-//! An sBPF program could enforce the refund deadline on chain. Anza's `cargo-build-sbf` cannot be
-//! installed offline and `sbpf-assembler` (V0 output) would mean hand-written assembly for token
-//! CPIs; the SPL Token multisig gives the "no single key" property today, with the deadline
-//! enforced by the finalizer's co-signing policy. See [`escrow`].
+//! ## Programs
+//! `solana-direct` and `solana-task-escrow` use only the SPL programs: the escrow's "no single key"
+//! property comes from an SPL Token multisig, with the deadline enforced by the finalizer's
+//! co-signing policy. [`channel`] runs on d402's own program (`d402-program`, sBPF assembly in
+//! `rails/program`), which enforces its bounds on chain; moving the task escrow onto it is later
+//! work.
 
 pub mod channel;
 pub mod direct;
