@@ -725,9 +725,23 @@ e_not_closing:
 e_not_closed:
   mov64 r0, E_NOT_CLOSED
   exit
+e_mint:
+  mov64 r0, E_MINT
+  exit
+e_proof:
+  mov64 r0, E_PROOF
+  exit
+e_voucher_sig:
+  mov64 r0, E_VOUCHER_SIG
+  exit
+e_root_sig:
+  mov64 r0, E_ROOT_SIG
+  exit
 
 # =============================================================================================
-# Helpers. Each returns r0 = 0 on success or an error code (or, for key_eq, 1 = equal).
+# Helpers. Each returns r0 = 0 on success or an error code (or, for key_eq, 1 = equal). A helper
+# fails by jumping to the e_* exits above: `exit` returns from the current frame, so the same
+# two instructions end the program from a handler and return the code from a helper.
 
 # key_eq(r1, r2): r0 = 1 when the 32 bytes at r1 and r2 are equal.
 key_eq:
@@ -765,7 +779,7 @@ copy32:
 # check_channel(r1 = account): an open-format channel of this program, writable.
 check_channel:
   ldxb r2, [r1+A_WRITABLE]
-  jeq r2, 0, h_writable
+  jeq r2, 0, e_writable
 # check_channel_ro(r1 = account): the same without the writable check.
 check_channel_ro:
   mov64 r6, r1
@@ -773,12 +787,12 @@ check_channel_ro:
   lddw r2, HEAP
   ldxdw r2, [r2+H_PROG]
   call key_eq
-  jeq r0, 0, h_owner
+  jeq r0, 0, e_owner
   ldxdw r2, [r6+A_DLEN]
-  jne r2, CHANNEL_LEN, h_channel
+  jne r2, CHANNEL_LEN, e_channel
   ldxdw r2, [r6+CH_DISC]
   lddw r3, 0x6e61686332303464
-  jne r2, r3, h_channel
+  jne r2, r3, e_channel
   mov64 r0, 0
   exit
 
@@ -791,24 +805,24 @@ check_claim:
   lddw r2, HEAP
   ldxdw r2, [r2+H_PROG]
   call key_eq
-  jeq r0, 0, h_owner
+  jeq r0, 0, e_owner
   ldxdw r2, [r6+A_DLEN]
-  jne r2, CLAIM_LEN, h_account
+  jne r2, CLAIM_LEN, e_account
   ldxdw r2, [r6+CL_DISC]
   lddw r3, 0x316d6c6332303464
-  jne r2, r3, h_account
+  jne r2, r3, e_account
   mov64 r1, r6
   add64 r1, CL_CHANNEL
   lddw r2, HEAP
   ldxdw r2, [r2+0]
   add64 r2, A_KEY
   call key_eq
-  jeq r0, 0, h_account
+  jeq r0, 0, e_account
   mov64 r1, r6
   add64 r1, CL_CLAIMANT
   mov64 r2, r7
   call key_eq
-  jeq r0, 0, h_account
+  jeq r0, 0, e_account
   mov64 r0, 0
   exit
 
@@ -820,16 +834,16 @@ check_token_account:
   add64 r1, A_OWNER
   lddw r2, token_id
   call key_eq
-  jeq r0, 0, h_owner
+  jeq r0, 0, e_owner
   ldxdw r2, [r6+A_DLEN]
-  jne r2, TOKEN_ACCOUNT_LEN, h_account
+  jne r2, TOKEN_ACCOUNT_LEN, e_account
   ldxb r2, [r6+T_STATE]
-  jne r2, 1, h_account
+  jne r2, 1, e_account
   mov64 r1, r6
   add64 r1, T_MINT
   mov64 r2, r7
   call key_eq
-  jeq r0, 0, h_mint
+  jeq r0, 0, e_mint
   mov64 r0, 0
   exit
 
@@ -896,12 +910,12 @@ verify_proof:
   mov64 r7, r2
   ldxdw r8, [r9+H_IX]
   ldxb r6, [r8+2]
-  jgt r6, 32, h_instruction
+  jgt r6, 32, e_instruction
   mov64 r3, r6
   lsh64 r3, 5
   add64 r3, 24
   ldxdw r4, [r9+H_IXLEN]
-  jgt r3, r4, h_instruction
+  jgt r3, r4, e_instruction
   # leaf
   lddw r3, leaf_prefix
   stxdw [r9+H_SHA], r3
@@ -968,7 +982,7 @@ proof_done:
   add64 r1, H_HASH
   mov64 r2, r7
   call key_eq
-  jeq r0, 0, h_proof
+  jeq r0, 0, e_proof
   mov64 r0, 0
   exit
 
@@ -980,14 +994,14 @@ verify_signatures:
   mov64 r6, r1
   add64 r6, A_DATA
   ldxdw r7, [r1+A_DLEN]
-  jlt r7, 4, h_voucher_sig
+  jlt r7, 4, e_voucher_sig
   mov64 r2, r6
   add64 r2, r7
   ldxh r3, [r2-2]
-  jeq r3, 0, h_voucher_sig
+  jeq r3, 0, e_voucher_sig
   sub64 r3, 1
   ldxh r4, [r6+0]
-  jge r3, r4, h_voucher_sig
+  jge r3, r4, e_voucher_sig
   lsh64 r3, 1
   add64 r3, r6
   ldxh r5, [r3+2]
@@ -1000,26 +1014,26 @@ verify_signatures:
   mov64 r1, r8
   lddw r2, ed25519_id
   call key_eq
-  jeq r0, 0, h_voucher_sig
+  jeq r0, 0, e_voucher_sig
   add64 r8, 32
   ldxh r7, [r8+0]
   add64 r8, 2
   ldxb r2, [r8+0]
-  jne r2, 2, h_voucher_sig
+  jne r2, 2, e_voucher_sig
   mov64 r1, r8
   mov64 r2, r7
   mov64 r3, 0
   mov64 r4, r9
   add64 r4, H_EXP
   call check_signature
-  jne r0, 0, h_voucher_sig
+  jne r0, 0, e_voucher_sig
   mov64 r1, r8
   mov64 r2, r7
   mov64 r3, 1
   mov64 r4, r9
   add64 r4, 472
   call check_signature
-  jne r0, 0, h_root_sig
+  jne r0, 0, e_root_sig
   mov64 r0, 0
   exit
 
@@ -1121,12 +1135,12 @@ pay_from_vault:
   ldxdw r2, [r9+8]
   add64 r2, T_OWNER
   call key_eq
-  jeq r0, 0, h_vault
+  jeq r0, 0, e_vault
   ldxdw r1, [r9+48]
   add64 r1, A_KEY
   lddw r2, token_id
   call key_eq
-  jeq r0, 0, h_account
+  jeq r0, 0, e_account
   mov64 r2, 3
   stxb [r9+H_CPI_DATA], r2
   stxdw [r9+897], r7
@@ -1172,7 +1186,7 @@ invoke_token_signed_by_vault:
   ldxdw r1, [r9+0]
   add64 r1, CH_BUMP
   call vault_pda
-  jne r0, 0, h_pda
+  jne r0, 0, e_pda
   lddw r2, token_id
   stxdw [r9+H_CPI_IX], r2
   mov64 r2, r9
@@ -1210,20 +1224,20 @@ create_claim:
   lddw r9, HEAP
   ldxdw r1, [r9+32]
   ldxb r2, [r1+A_SIGNER]
-  jeq r2, 0, h_signer
+  jeq r2, 0, e_signer
   ldxdw r1, [r9+56]
   add64 r1, A_KEY
   lddw r2, system_id
   call key_eq
-  jeq r0, 0, h_account
+  jeq r0, 0, e_account
   ldxdw r1, [r9+16]
   add64 r1, A_OWNER
   lddw r2, system_id
   call key_eq
-  jeq r0, 0, h_owner
+  jeq r0, 0, e_owner
   ldxdw r1, [r9+16]
   ldxdw r2, [r1+A_DLEN]
-  jne r2, 0, h_account
+  jne r2, 0, e_account
   ldxdw r2, [r1+A_LAMPORTS]
   jne r2, 0, claim_adopt
   # CreateAccount { lamports, space, owner }: fee payer and claim sign
@@ -1243,7 +1257,7 @@ create_claim:
   mov64 r1, 52
   mov64 r2, 2
   call system_invoke
-  jne r0, 0, h_account
+  jne r0, 0, e_account
   ja claim_record
 claim_adopt:
   # Transfer { lamports } from the fee payer
@@ -1257,7 +1271,7 @@ claim_adopt:
   mov64 r1, 12
   mov64 r2, 2
   call system_invoke
-  jne r0, 0, h_account
+  jne r0, 0, e_account
   # Allocate { space }, signed by the claim PDA
   mov64 r3, 8
   stxw [r9+H_CPI_DATA], r3
@@ -1267,7 +1281,7 @@ claim_adopt:
   mov64 r1, 12
   mov64 r2, 1
   call system_invoke
-  jne r0, 0, h_account
+  jne r0, 0, e_account
   # Assign { owner = this program }, signed by the claim PDA
   mov64 r3, 1
   stxw [r9+H_CPI_DATA], r3
@@ -1279,7 +1293,7 @@ claim_adopt:
   mov64 r1, 36
   mov64 r2, 1
   call system_invoke
-  jne r0, 0, h_account
+  jne r0, 0, e_account
 claim_record:
   ldxdw r6, [r9+16]
   lddw r2, 0x316d6c6332303464
@@ -1384,41 +1398,4 @@ move_lamports:
   stxdw [r2+A_LAMPORTS], r3
   stxdw [r2+A_DATA], r3
   mov64 r0, 0
-  exit
-
-h_instruction:
-  mov64 r0, E_INSTRUCTION
-  exit
-h_owner:
-  mov64 r0, E_OWNER
-  exit
-h_signer:
-  mov64 r0, E_SIGNER
-  exit
-h_channel:
-  mov64 r0, E_CHANNEL
-  exit
-h_mint:
-  mov64 r0, E_MINT
-  exit
-h_vault:
-  mov64 r0, E_VAULT
-  exit
-h_pda:
-  mov64 r0, E_PDA
-  exit
-h_voucher_sig:
-  mov64 r0, E_VOUCHER_SIG
-  exit
-h_root_sig:
-  mov64 r0, E_ROOT_SIG
-  exit
-h_proof:
-  mov64 r0, E_PROOF
-  exit
-h_account:
-  mov64 r0, E_ACCOUNT
-  exit
-h_writable:
-  mov64 r0, E_WRITABLE
   exit

@@ -64,19 +64,8 @@ pub fn open_instructions(o: &Opening, fee_payer: &Pubkey) -> Vec<Instruction> {
 /// A token transfer from the payer's associated token account into the channel's vault.
 pub fn top_up(payer: &Pubkey, channel: &Pubkey, mint: &Pubkey, amount: u64) -> Instruction {
     let from = get_associated_token_address(payer, mint);
-    let data = {
-        // SPL Token `Transfer` (3): the payer signs.
-        let mut d = vec![3u8];
-        d.extend_from_slice(&amount.to_le_bytes());
-        d
-    };
-    Instruction {
-        program_id: TOKEN_PROGRAM,
-        accounts: vec![
-            solana_instruction::AccountMeta::new(from, false),
-            solana_instruction::AccountMeta::new(vault_of(channel, mint), false),
-            solana_instruction::AccountMeta::new_readonly(*payer, true),
-        ],
-        data,
-    }
+    let to = vault_of(channel, mint);
+    // The only failure is a program id other than SPL Token's, and this is SPL Token's.
+    spl_token_interface::instruction::transfer(&TOKEN_PROGRAM, &from, &to, payer, &[], amount)
+        .unwrap_or_else(|_| unreachable!("SPL Token's own id"))
 }

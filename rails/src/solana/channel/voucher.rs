@@ -40,14 +40,11 @@ pub fn signature_bytes(voucher: &Voucher) -> Result<[u8; 64], VoucherError> {
         .ok_or(VoucherError::Malformed)
 }
 
-/// Checks that `payer` signed `voucher` for `channel` (strict verification: no malleable
-/// signatures, no small-order keys).
+/// Checks that `payer` signed `voucher` for `channel` (`verify_strict`: no malleable signatures,
+/// no small-order keys).
 pub fn verify(payer: &Pubkey, channel: &Pubkey, voucher: &Voucher) -> Result<(), VoucherError> {
     let sig = Signature::from_bytes(&signature_bytes(voucher)?);
     let key = VerifyingKey::from_bytes(&payer.to_bytes()).map_err(|_| VoucherError::PayerKey)?;
-    if key.is_weak() {
-        return Err(VoucherError::PayerKey);
-    }
     key.verify_strict(&voucher_message(channel, voucher.cumulative), &sig)
         .map_err(|_| VoucherError::Signature)
 }
