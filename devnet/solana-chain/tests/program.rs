@@ -489,6 +489,11 @@ async fn a_closed_channel_returns_the_remainder_and_its_rent() {
         refused(f.publish(&ch, 2, 800, &tree).await),
         ProgramError::Closed
     );
+    // No claim's rent comes back while another claimant's allocation is still in the vault.
+    assert_eq!(
+        refused(f.chain.send(std::slice::from_ref(&reclaim), &[]).await),
+        ProgramError::HoldsFunds
+    );
     // Claimants still withdraw after the close.
     f.withdraw(&ch, &tree, &w2)
         .await
@@ -518,6 +523,11 @@ async fn a_closed_channel_returns_the_remainder_and_its_rent() {
         rpc.get_account(&claim_address(&ch.key, &w1)).await.is_err(),
         "claim closed"
     );
+    // A withdrawal creating w1's claim again finds nothing left to take.
+    assert_eq!(
+        refused(f.withdraw(&ch, &tree, &w1).await),
+        ProgramError::AboveAllocation
+    );
     let lamports_before = f.chain.sol_balance(&f.payer.pubkey()).await.expect("sol");
     f.chain
         .send(
@@ -531,6 +541,39 @@ async fn a_closed_channel_returns_the_remainder_and_its_rent() {
     assert!(
         f.chain.sol_balance(&f.payer.pubkey()).await.expect("sol") > lamports_before + 2_000_000
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn withdrawals_never_exceed_the_roots_total_whatever_its_leaves_say() {
+    let f = Fixture::new().await;
+    let ch = f.open(1_000, 0).await;
+    let (w1, w2) = (Pubkey::new_unique(), Pubkey::new_unique());
+    // The authority signs a total of 100 over leaves adding up to 160.
+    let tree = Tree::new([(w1, 80), (w2, 80)]);
+    let vm = ix::voucher_message(&ch.key, 100);
+    let rm = ix::root_message(&ch.key, 1, 100, &tree.root());
+    let ixs = [
+        ix::ed25519_instruction(&[
+            Signed {
+                signer: f.payer.pubkey(),
+                signature: sign(&f.payer, &vm),
+                message: &vm,
+            },
+            Signed {
+                signer: f.authority.pubkey(),
+                signature: sign(&f.authority, &rm),
+                message: &rm,
+            },
+        ]),
+        ix::publish_root(&ch.key, &ch.vault, 1, 100, 100, &tree.root()),
+    ];
+    f.chain.send(&ixs, &[]).await.expect("root");
+    f.withdraw(&ch, &tree, &w1).await.expect("w1");
+    assert_eq!(
+        refused(f.withdraw(&ch, &tree, &w2).await),
+        ProgramError::AboveAllocation
+    );
+    assert_eq!((f.balance(&w1).await, f.balance(&w2).await), (80, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -633,6 +676,10 @@ async fn compute_units_per_instruction() {
         f.measured(&[ix::close(&ch.key, &ch.vault, &payer_token)], &[])
             .await,
     ));
+    // A claim's rent comes back once everything allocated was withdrawn.
+    for other in claimants.iter().filter(|c| **c != who) {
+        f.withdraw(&ch, &tree2, other).await.expect("withdraw");
+    }
     let reclaim = ix::reclaim_claim(&ch.key, &who, &fee_payer, amount, &proof);
     rows.push(("ReclaimClaim", f.measured(&[reclaim], &[]).await));
     println!("| instruction | compute units |\n|---|---:|");

@@ -106,6 +106,7 @@
 .equ E_WRITABLE, 21
 .equ E_NOT_CLOSING, 22
 .equ E_NOT_CLOSED, 23
+.equ E_ABOVE_ALLOCATION, 24
 
 .rodata
   token_id: .byte 0x06, 0xdd, 0xf6, 0xe1, 0xd7, 0x65, 0xa1, 0x93, 0xd9, 0xcb, 0xe1, 0x46, 0xce, 0xeb, 0x79, 0xac, 0x1c, 0xb4, 0x85, 0xed, 0x5f, 0x5b, 0x37, 0x91, 0x3a, 0x8c, 0xf5, 0x85, 0x7e, 0xff, 0x00, 0xa9
@@ -432,6 +433,12 @@ withdraw_claim_exists:
   ldxdw r3, [r8+8]
   jle r3, r2, e_nothing_due
   sub64 r3, r2
+  # never more than the root allocated in all and not yet withdrawn: the leaves are only the
+  # authority's word, and a claim reclaimed after the close must not pay out a second time
+  ldxdw r4, [r6+CH_ALLOC]
+  ldxdw r5, [r6+CH_WITHDRAWN]
+  sub64 r4, r5
+  jgt r3, r4, e_above_allocation
   # pay r3 from the vault to the destination, signed by the vault PDA
   ldxdw r1, [r9+24]
   call pay_from_vault
@@ -556,6 +563,11 @@ ix_reclaim_claim:
   ldxdw r6, [r9+0]
   ldxb r2, [r6+CH_STATE]
   jne r2, STATE_CLOSED, e_not_closed
+  # only once every allocated unit was withdrawn (a withdrawal re-creating the claim then finds
+  # nothing left to take)
+  ldxdw r2, [r6+CH_ALLOC]
+  ldxdw r3, [r6+CH_WITHDRAWN]
+  jne r2, r3, e_holds_funds
   ldxdw r7, [r9+8]
   mov64 r1, r7
   mov64 r2, r7
@@ -736,6 +748,9 @@ e_voucher_sig:
   exit
 e_root_sig:
   mov64 r0, E_ROOT_SIG
+  exit
+e_above_allocation:
+  mov64 r0, E_ABOVE_ALLOCATION
   exit
 
 # =============================================================================================

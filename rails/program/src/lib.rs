@@ -86,13 +86,15 @@ pub enum ProgramError {
     NotClosing = 22,
     #[error("the channel is not closed")]
     NotClosed = 23,
+    #[error("the withdrawal is above what the root allocated and nobody withdrew yet")]
+    AboveAllocation = 24,
 }
 
 impl ProgramError {
     /// The error a `Custom(code)` from this program stands for.
     pub fn from_code(code: u32) -> Option<Self> {
         use ProgramError::*;
-        const ALL: [ProgramError; 23] = [
+        const ALL: [ProgramError; 24] = [
             Instruction,
             Accounts,
             Owner,
@@ -116,6 +118,7 @@ impl ProgramError {
             Writable,
             NotClosing,
             NotClosed,
+            AboveAllocation,
         ];
         ALL.into_iter().find(|e| *e as u32 == code)
     }
@@ -155,10 +158,10 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip() {
-        for code in 1..=23 {
+        for code in 1..=24 {
             assert_eq!(ProgramError::from_code(code).map(|e| e as u32), Some(code));
         }
         assert_eq!(ProgramError::from_code(0), None);
-        assert_eq!(ProgramError::from_code(24), None);
+        assert_eq!(ProgramError::from_code(25), None);
     }
 }
