@@ -1,10 +1,11 @@
 //! `d402 client`: buy work from a gateway. `discover` prints what it sells; `run` answers the
 //! 402, pays within `--max-spend` and prints the result and receipt as one JSON document.
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use d402_gateway::channel_wallet::ChannelWallet;
 use d402_gateway::client::{Buyer, SolanaPayer, discover};
+use d402_gateway::solana_channel_wallet::SolanaChannelWallet;
 use d402_rails::Atomic;
 
 #[derive(Args)]
@@ -50,11 +51,13 @@ enum ClientCommand {
         /// Decimals of the asset the gateway prices in [default: 6].
         #[arg(long, default_value_t = 6)]
         decimals: u8,
-        /// How to pay an EVM gateway that offers both: `exact` (one transfer per task) or
-        /// `batch-settlement` (a channel: one deposit, then a voucher per task; needs --state).
+        /// How to pay: `exact` (one transfer per task), `batch-settlement` (an EVM channel: one
+        /// deposit, then a voucher per task; needs --state) or `solana-channel` (a channel on
+        /// d402's Solana program: one opening, then a voucher per task; needs --state and
+        /// --solana-wallet).
         #[arg(long, value_enum, default_value_t = Scheme::Exact)]
         scheme: Scheme,
-        /// Where the client keeps its channels (batch-settlement).
+        /// Where the client keeps its channels (batch-settlement, solana-channel).
         #[arg(long, value_name = "DIR")]
         state: Option<std::path::PathBuf>,
         /// The most one channel deposit may be, e.g. '$5' [default: 100 × --max-spend, else $10].
@@ -84,6 +87,7 @@ enum ClientCommand {
 enum Scheme {
     Exact,
     BatchSettlement,
+    SolanaChannel,
 }
 
 pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
@@ -112,32 +116,55 @@ pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
                 let signer = wallet
                     .map(|w| crate::serve::load_key("--wallet", &w))
                     .transpose()?;
-                let solana = match (solana_wallet, solana_rpc_url) {
-                    (Some(w), Some(rpc_url)) => Some(SolanaPayer {
-                        keypair: crate::serve::load_solana_keypair("--solana-wallet", &w)?,
-                        rpc_url,
-                    }),
-                    _ => None,
-                };
+                let solana_key = solana_wallet
+                    .as_deref()
+                    .map(|w| crate::serve::load_solana_keypair("--solana-wallet", w))
+                    .transpose()?;
                 let cap = max_spend
                     .map(|m| Atomic::parse_price(&m, decimals))
                     .transpose()
                     .map_err(|e| anyhow!("--max-spend: {e}"))?;
+                let max_deposit = match max_deposit {
+                    Some(m) => Atomic::parse_price(&m, decimals)
+                        .map_err(|e| anyhow!("--max-deposit: {e}"))?,
+                    None => cap
+                        .map(|c| Atomic::new(c.get().saturating_mul(100)))
+                        .unwrap_or(Atomic::new(10 * 10u128.pow(u32::from(decimals)))),
+                };
+                let solana = match (&solana_key, &solana_rpc_url) {
+                    (Some(k), Some(rpc_url)) if scheme != Scheme::SolanaChannel => {
+                        Some(SolanaPayer {
+                            keypair: k.insecure_clone(),
+                            rpc_url: rpc_url.clone(),
+                        })
+                    }
+                    _ => None,
+                };
                 let mut buyer = Buyer::with_wallets(&gateway, signer.clone(), solana, cap);
-                if scheme == Scheme::BatchSettlement {
-                    let state = state.ok_or_else(|| {
-                        anyhow!("--scheme batch-settlement keeps its channels under --state DIR")
-                    })?;
-                    let key = signer
-                        .ok_or_else(|| anyhow!("--scheme batch-settlement needs --wallet"))?;
-                    let max_deposit = match max_deposit {
-                        Some(m) => Atomic::parse_price(&m, decimals)
-                            .map_err(|e| anyhow!("--max-deposit: {e}"))?,
-                        None => cap
-                            .map(|c| Atomic::new(c.get().saturating_mul(100)))
-                            .unwrap_or(Atomic::new(10 * 10u128.pow(u32::from(decimals)))),
-                    };
-                    buyer.channels = Some(ChannelWallet::new(&state, key, max_deposit));
+                match scheme {
+                    Scheme::Exact => {}
+                    Scheme::BatchSettlement => {
+                        let state = state.ok_or_else(|| {
+                            anyhow!(
+                                "--scheme batch-settlement keeps its channels under --state DIR"
+                            )
+                        })?;
+                        let key = signer
+                            .ok_or_else(|| anyhow!("--scheme batch-settlement needs --wallet"))?;
+                        buyer.channels = Some(ChannelWallet::new(&state, key, max_deposit));
+                    }
+                    Scheme::SolanaChannel => {
+                        let state = state.ok_or_else(|| {
+                            anyhow!("--scheme solana-channel keeps its channels under --state DIR")
+                        })?;
+                        let (Some(key), Some(rpc_url)) = (solana_key, solana_rpc_url) else {
+                            bail!(
+                                "--scheme solana-channel needs --solana-wallet and --solana-rpc-url"
+                            );
+                        };
+                        buyer.solana_channels =
+                            Some(SolanaChannelWallet::new(&state, key, &rpc_url, max_deposit));
+                    }
                 }
                 let purchase = buyer.run(&capability, input).await?;
                 let t = &purchase.task;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod capability;
 mod client_cli;
 mod keys;
+mod maintainer;
 mod namespace;
 mod node;
 mod ops_cli;
@@ -46,6 +47,9 @@ enum Command {
     /// Watch a gateway: report each alert when it starts, recurs or clears, to a JSONL file and
     /// a webhook.
     OpsMonitor(ops_cli::MonitorArgs),
+    /// Keep a gateway's Solana channels moving: publish its signed roots, retry withdrawals for
+    /// the named claimants, reclaim rent. Never closes a channel; holds no funds.
+    SolanaChannelMaintainer(maintainer::MaintainerArgs),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +67,7 @@ fn main() -> ExitCode {
         }),
         Command::OpsStatus(args) => ops_cli::status(args),
         Command::OpsMonitor(args) => ops_cli::monitor(args),
+        Command::SolanaChannelMaintainer(args) => maintainer::run(args),
     };
     match result {
         Ok(code) => code,

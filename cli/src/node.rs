@@ -197,6 +197,18 @@ pub struct NodeArgs {
     /// (900 to 2592000) [default: 86400].
     #[arg(long, value_name = "SECS")]
     gateway_withdraw_delay_secs: Option<u64>,
+    /// Gateway, solana-channel: the channels' maintainer, which may publish roots and crank
+    /// withdrawals but holds no funds [default: the fee payer].
+    #[arg(long, value_name = "PUBKEY")]
+    solana_channel_maintainer: Option<String>,
+    /// Gateway, solana-channel: publish a root once the oldest allocation not in one is this
+    /// old, in milliseconds [default: 30000].
+    #[arg(long, value_name = "MS")]
+    gateway_root_interval_ms: Option<u64>,
+    /// Gateway, solana-channel: the grace between a close request and the close its channels
+    /// carry, in seconds [default: 86400].
+    #[arg(long, value_name = "SECS")]
+    gateway_channel_grace_secs: Option<u64>,
     /// Gateway: the incident switch. While this file exists the gateway issues no challenge and
     /// takes no new payment; paid tasks, refunds and worker pay still finish
     /// [default: STATE/gateway/INCIDENT].
@@ -301,6 +313,15 @@ impl NodeArgs {
             gateway_withdraw_delay_secs: self
                 .gateway_withdraw_delay_secs
                 .or(file.gateway_withdraw_delay_secs),
+            solana_channel_maintainer: self
+                .solana_channel_maintainer
+                .or(file.solana_channel_maintainer),
+            gateway_root_interval_ms: self
+                .gateway_root_interval_ms
+                .or(file.gateway_root_interval_ms),
+            gateway_channel_grace_secs: self
+                .gateway_channel_grace_secs
+                .or(file.gateway_channel_grace_secs),
             incident_file: self.incident_file.or(file.incident_file),
         })
     }
@@ -515,6 +536,9 @@ fn gateway_settings(
         payout_window_ms: args.gateway_payout_window_ms,
         claim_window_ms: args.gateway_claim_window_ms,
         withdraw_delay_secs: args.gateway_withdraw_delay_secs,
+        solana_channel_maintainer: args.solana_channel_maintainer.clone(),
+        root_interval_ms: args.gateway_root_interval_ms,
+        channel_grace_secs: args.gateway_channel_grace_secs,
         incident_file: args.incident_file.clone(),
     }))
 }

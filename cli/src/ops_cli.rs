@@ -83,6 +83,7 @@ pub struct MonitorArgs {
 }
 
 use d402_core::clock::now_ms;
+use d402_rails::solana::channel::maintainer::MaintainerStatus;
 
 impl CheckArgs {
     fn snapshot_path(&self) -> PathBuf {
@@ -183,7 +184,7 @@ impl CheckArgs {
                 error: got.err(),
             });
         }
-        let alerts = match &snapshot {
+        let mut alerts = match &snapshot {
             Ok(s) => ops::evaluate(s, now, &self.thresholds(), &baseline(s), &balances),
             Err(e) => {
                 // The balances still matter while the gateway is down.
@@ -192,6 +193,10 @@ impl CheckArgs {
                 alerts
             }
         };
+        // A channel maintainer running over this state folder reports its rounds beside it.
+        if let Ok(m) = MaintainerStatus::read(&self.state) {
+            alerts.extend(ops::maintainer_alerts(&m, now, &self.thresholds()));
+        }
         Ok(Look {
             now,
             snapshot,

@@ -31,6 +31,10 @@ pub enum PaymentRail {
     /// x402 `batch-settlement`: the buyer deposits once into a channel and pays each task with a
     /// cumulative voucher; the gateway claims many channels in one transaction.
     BaseBatchSettlement,
+    /// A channel on d402's own Solana program: the buyer opens it in its first payment and
+    /// pays each task with a cumulative voucher; each task's split is allocated to its claimants
+    /// and paid by roots and withdrawals.
+    SolanaChannel,
     /// A per-task SPL multisig vault that the buyer co-signs; it is driven from the Rust API
     /// (`d402_rails::solana::escrow`), not sold over HTTP yet.
     SolanaTaskEscrow,
@@ -72,6 +76,10 @@ pub struct GatewaySettings {
     /// base-batch-settlement; `None`: the [`BatchPolicy`] default.
     pub claim_window_ms: Option<u64>,
     pub withdraw_delay_secs: Option<u64>,
+    /// solana-channel: the maintainer's key, the root interval and the close grace.
+    pub solana_channel_maintainer: Option<String>,
+    pub root_interval_ms: Option<u64>,
+    pub channel_grace_secs: Option<u64>,
     /// The incident switch file; `None`: `STATE/gateway/INCIDENT`.
     pub incident_file: Option<PathBuf>,
 }
@@ -249,6 +257,7 @@ async fn build_rail(
         }
         PaymentRail::BaseTaskEscrow => base_task_escrow(s, evm_chain(s).await?, outbox),
         PaymentRail::SolanaDirect => solana_direct(s, outbox).await,
+        PaymentRail::SolanaChannel => solana_channel(s, state, outbox).await,
         PaymentRail::SolanaTaskEscrow => bail!(
             "--payment solana-task-escrow: the buyer co-signs its vault, which the x402 exact \
              flow cannot carry; sell on solana-direct or base-task-escrow"
@@ -435,73 +444,190 @@ fn base_task_escrow(
 /// `solana-direct` on the cluster behind `--solana-rpc-url`: the gateway's fee payer co-signs
 /// the buyer's transfer to its own token account (`--solana-gateway-wallet`, which must be the
 /// fee payer's wallet), and pays workers and refunds out of it.
+/// The Solana cluster behind `--solana-rpc-url` as a Solana rail needs it: the mint, the fee
+/// payer, the CAIP-2 network and the caps.
+struct SolanaSetup {
+    rpc: Arc<solana_rpc_client::nonblocking::rpc_client::RpcClient>,
+    url: String,
+    mint: solana_pubkey::Pubkey,
+    decimals: u8,
+    fee_payer: solana_keypair::Keypair,
+    network: d402_rails::rail::ChainId,
+    caps: SafetyCaps,
+}
+
+impl SolanaSetup {
+    async fn new(s: &GatewaySettings, rail: &str) -> anyhow::Result<Self> {
+        let url = s
+            .solana_rpc_url
+            .clone()
+            .ok_or_else(|| anyhow!("--payment {rail} needs --solana-rpc-url"))?;
+        let mint: solana_pubkey::Pubkey = s
+            .solana_mint
+            .as_deref()
+            .ok_or_else(|| anyhow!("--payment {rail} needs --solana-mint"))?
+            .parse()
+            .map_err(|_| anyhow!("--solana-mint: not a base58 public key"))?;
+        let fee_payer = load_solana_keypair(
+            "--solana-fee-payer-key",
+            s.solana_fee_payer_key.as_deref().ok_or_else(|| {
+                anyhow!("--payment {rail} needs --solana-fee-payer-key (it pays the fees)")
+            })?,
+        )?;
+        let rpc = Arc::new(
+            solana_rpc_client::nonblocking::rpc_client::RpcClient::new_with_commitment(
+                url.clone(),
+                solana_commitment_config::CommitmentConfig::confirmed(),
+            ),
+        );
+        let genesis = rpc
+            .get_genesis_hash()
+            .await
+            .with_context(|| format!("reading the genesis hash from {url}"))?;
+        let network = d402_rails::solana::caip2(&genesis)
+            .parse()
+            .map_err(|e| anyhow!("network id: {e:?}"))?;
+        let decimals = s.solana_mint_decimals;
+        let caps = SafetyCaps::from_env(decimals).map_err(|e| anyhow!("{e}"))?;
+        Ok(SolanaSetup {
+            rpc,
+            url,
+            mint,
+            decimals,
+            fee_payer,
+            network,
+            caps,
+        })
+    }
+
+    fn fee_payer_info(&self) -> FeePayer {
+        use solana_signer::Signer;
+        FeePayer {
+            chain: Chain::Solana,
+            address: self.fee_payer.pubkey().to_string(),
+            rpc_url: self.url.clone(),
+        }
+    }
+}
+
 async fn solana_direct(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRail> {
     use d402_rails::solana::direct::{DirectConfig, SolanaDirect};
     use d402_rails::solana::submit::Submitter;
     use solana_signer::Signer;
 
-    let url = s
-        .solana_rpc_url
-        .clone()
-        .ok_or_else(|| anyhow!("--payment solana-direct needs --solana-rpc-url"))?;
-    let mint: solana_pubkey::Pubkey = s
-        .solana_mint
-        .as_deref()
-        .ok_or_else(|| anyhow!("--payment solana-direct needs --solana-mint"))?
-        .parse()
-        .map_err(|_| anyhow!("--solana-mint: not a base58 public key"))?;
-    let fee_payer = load_solana_keypair(
-        "--solana-fee-payer-key",
-        s.solana_fee_payer_key.as_deref().ok_or_else(|| {
-            anyhow!("--payment solana-direct needs --solana-fee-payer-key (it pays the fees)")
-        })?,
-    )?;
+    let sol = SolanaSetup::new(s, "solana-direct").await?;
     let pay_to = match &s.solana_gateway_wallet {
         Some(w) => w
             .parse::<solana_pubkey::Pubkey>()
             .map_err(|_| anyhow!("--solana-gateway-wallet {w:?}: not a base58 public key"))?,
-        None => fee_payer.pubkey(),
+        None => sol.fee_payer.pubkey(),
     };
     // As on base-x402-direct: workers are paid, and failed tasks refunded, out of `payTo` with
     // the fee payer's key, so they must be one wallet.
-    if pay_to != fee_payer.pubkey() {
+    if pay_to != sol.fee_payer.pubkey() {
         bail!(
             "--solana-gateway-wallet {pay_to} is not the fee payer's public key {}: on solana-direct the gateway pays workers and refunds out of payTo with that key",
-            fee_payer.pubkey()
+            sol.fee_payer.pubkey()
         );
     }
-    let rpc = Arc::new(
-        solana_rpc_client::nonblocking::rpc_client::RpcClient::new_with_commitment(
-            url.clone(),
-            solana_commitment_config::CommitmentConfig::confirmed(),
-        ),
-    );
-    let genesis = rpc
-        .get_genesis_hash()
-        .await
-        .with_context(|| format!("asking {url} for its genesis hash"))?;
-    let network = d402_rails::solana::caip2(&genesis)
-        .parse()
-        .map_err(|_| anyhow!("the cluster's network id is not CAIP-2"))?;
-    let decimals = s.solana_mint_decimals;
-    let caps = SafetyCaps::from_env(decimals).map_err(|e| anyhow!("{e}"))?;
-    let fee_payer_info = FeePayer {
-        chain: Chain::Solana,
-        address: fee_payer.pubkey().to_string(),
-        rpc_url: url.clone(),
-    };
-    let submitter = Submitter::new(rpc, outbox, d402_rails::solana::direct::NAME);
+    let fee_payer_info = sol.fee_payer_info();
+    let submitter = Submitter::new(sol.rpc, outbox, d402_rails::solana::direct::NAME);
     let rail = SolanaDirect::new(
-        DirectConfig::new(network, mint, decimals),
-        Arc::new(fee_payer),
+        DirectConfig::new(sol.network, sol.mint, sol.decimals),
+        Arc::new(sol.fee_payer),
         submitter,
-        caps,
+        sol.caps,
     );
     Ok(BuiltRail {
         rail: Arc::new(rail),
         pay_to: pay_to.to_string(),
-        asset: mint.to_string(),
-        decimals,
+        asset: sol.mint.to_string(),
+        decimals: sol.decimals,
+        fee_payer: fee_payer_info,
+    })
+}
+
+/// `solana-channel` on d402's program: the fee payer is the channels' authority (it signs roots)
+/// and the gateway fee's claimant; the program must be deployed on the cluster.
+async fn solana_channel(
+    s: &GatewaySettings,
+    state: &Path,
+    outbox: Outbox,
+) -> anyhow::Result<BuiltRail> {
+    use d402_rails::solana::channel::ledger::Ledger as ChannelLedger;
+    use d402_rails::solana::channel::rail::{ChannelPolicy, SolanaChannel};
+    use d402_rails::solana::submit::Submitter;
+    use solana_signer::Signer;
+
+    let sol = SolanaSetup::new(s, "solana-channel").await?;
+    if s.solana_gateway_wallet
+        .as_deref()
+        .is_some_and(|w| w != sol.fee_payer.pubkey().to_string())
+    {
+        bail!(
+            "--solana-gateway-wallet: on solana-channel the gateway's fee is claimed by the fee payer's key {}",
+            sol.fee_payer.pubkey()
+        );
+    }
+    let program = sol
+        .rpc
+        .get_account(&d402_rails::solana::channel::program::ID)
+        .await
+        .with_context(|| {
+            format!(
+                "d402-program {} is not deployed on {}",
+                d402_rails::solana::channel::program::ID,
+                sol.url
+            )
+        })?;
+    if !program.executable {
+        bail!(
+            "{} on {} is not an executable program",
+            d402_rails::solana::channel::program::ID,
+            sol.url
+        );
+    }
+    let maintainer = match &s.solana_channel_maintainer {
+        Some(m) => m
+            .parse()
+            .map_err(|_| anyhow!("--solana-channel-maintainer {m:?}: not a base58 public key"))?,
+        None => sol.fee_payer.pubkey(),
+    };
+    let mut policy = ChannelPolicy::new(maintainer);
+    if let Some(ms) = s.root_interval_ms {
+        policy.root_interval = std::time::Duration::from_millis(ms);
+    }
+    if let Some(secs) = s.channel_grace_secs {
+        policy.grace_secs = secs;
+    }
+    let rent = sol
+        .rpc
+        .get_minimum_balance_for_rent_exemption(
+            d402_rails::solana::channel::program::channel::CHANNEL_LEN,
+        )
+        .await
+        .context("reading the rent of a channel account")?;
+    let ledger =
+        ChannelLedger::open(&state.join("solana-channels.redb")).map_err(|e| anyhow!("{e}"))?;
+    let fee_payer_info = sol.fee_payer_info();
+    let pay_to = sol.fee_payer.pubkey().to_string();
+    let submitter = Submitter::new(sol.rpc, outbox, d402_rails::solana::channel::rail::NAME);
+    let rail = SolanaChannel::new(
+        sol.network,
+        sol.mint,
+        Arc::new(sol.fee_payer),
+        submitter,
+        ledger,
+        sol.caps,
+        policy,
+        rent,
+        state.join(d402_rails::solana::channel::rail::ROOTS_DIR),
+    );
+    Ok(BuiltRail {
+        rail: Arc::new(rail),
+        pay_to,
+        asset: sol.mint.to_string(),
+        decimals: sol.decimals,
         fee_payer: fee_payer_info,
     })
 }

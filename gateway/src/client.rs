@@ -93,6 +93,8 @@ pub struct Buyer {
     pub max_spend: Option<Atomic>,
     /// Pays `batch-settlement` options from channels kept on disk (with the EVM key).
     pub channels: Option<crate::channel_wallet::ChannelWallet>,
+    /// Pays `d402-solana-channel` options from channels kept on disk (with the Solana key).
+    pub solana_channels: Option<crate::solana_channel_wallet::SolanaChannelWallet>,
     pub http: reqwest::Client,
     pub patience: Duration,
 }
@@ -144,6 +146,7 @@ impl Buyer {
             solana,
             max_spend,
             channels: None,
+            solana_channels: None,
             http: reqwest::Client::new(),
             patience: Duration::from_secs(300),
         }
@@ -172,6 +175,7 @@ impl Buyer {
             let solana = r.network.to_string().starts_with("solana:");
             let payable = match (r.scheme.as_str(), solana) {
                 ("exact", true) => self.solana.is_some(),
+                (d402_rails::solana::channel::rail::SCHEME, true) => self.solana_channels.is_some(),
                 ("exact", false) | (d402_rails::evm::escrow::SCHEME, false) => {
                     self.signer.is_some()
                 }
@@ -208,6 +212,50 @@ impl Buyer {
         let mut attempts = 0;
         let task = loop {
             attempts += 1;
+            if requirements.scheme == d402_rails::solana::channel::rail::SCHEME
+                && let Some(wallet) = &self.solana_channels
+            {
+                let price = u64::try_from(price.get())
+                    .map_err(|_| ClientError::Challenge(format!("price {price}")))?;
+                let (payload, pending) = wallet.pay(&requirements, price).await?;
+                let res = self
+                    .http
+                    .post(&url)
+                    .header(PAYMENT_SIGNATURE, encode_header(&payload))
+                    .json(&body)
+                    .send()
+                    .await?;
+                let status = res.status().as_u16();
+                let response: Option<Value> = decode_header(res.headers(), PAYMENT_RESPONSE);
+                let corrective: Option<PaymentRequired> =
+                    decode_header(res.headers(), PAYMENT_REQUIRED);
+                let text = res.text().await.unwrap_or_default();
+                if let Some(response) = &response {
+                    wallet.settled(&pending, response)?;
+                }
+                if status == 402
+                    && attempts < 3
+                    && let Some(c) = &corrective
+                    && c.error.as_deref().is_some_and(|e| {
+                        e.starts_with("invalid_solana_channel_")
+                            && c.accepts.first().is_some_and(|r| {
+                                r.extra
+                                    .as_ref()
+                                    .is_some_and(|x| x.get("channelState").is_some())
+                            })
+                    })
+                    && let Some(r) = c.accepts.first()
+                    && wallet.resync(r)?
+                {
+                    continue;
+                }
+                let task: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                break match status {
+                    200 => task,
+                    202 => self.wait(&task).await?,
+                    _ => return Err(ClientError::Refused { status, body: text }),
+                };
+            }
             let (payload, pending) = match (&self.solana, &self.signer, &self.channels) {
                 (Some(payer), _, _) if requirements.network.to_string().starts_with("solana:") => {
                     (payer.pay(&requirements).await?, None)

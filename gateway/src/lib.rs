@@ -6,6 +6,8 @@
 //! - [`client`]: a buyer that answers a 402, pays within a spend cap and waits for the result.
 //! - [`ops`]: the operations snapshot a gateway publishes, and when it is an alert.
 //! - [`published`]: the folder a published capability lives in (manifest, registration, component).
+//! - [`channel_wallet`], [`solana_channel_wallet`]: a buyer's channels on disk (batch-settlement,
+//!   solana-channel).
 //! - [`release`]: the `base-task-escrow` release key as a validator node holds it.
 #![deny(unsafe_code)]
 
@@ -15,3 +17,4 @@ pub mod gateway;
 pub mod ops;
 pub mod published;
 pub mod release;
+pub mod solana_channel_wallet;

@@ -45,7 +45,7 @@ pub use caps::{CapExceeded, Exposure, SafetyCaps};
 pub use delivery::{Accepted, Delivery, ValidatorRelease, shares};
 pub use error::{RailError, VerifyError};
 pub use outbox::{Outbox, SettlementRecord, SettlementState};
-pub use payment::{ChannelBook, WithdrawalClock};
+pub use payment::{ChannelBook, UnpublishedRoot, WithdrawalClock};
 pub use rail::{
     Commission, PaymentPayload, PaymentRequired, PaymentRequirements, Payout, Rail, RailKind,
     ReconcileReport, Release, Settlement, TaskId, Terms, Verified,

@@ -214,6 +214,20 @@ pub struct ChannelBook {
     /// Channels whose payer started a withdrawal while something is unclaimed: each must be
     /// claimed before its clock runs out.
     pub withdrawals: Vec<WithdrawalClock>,
+    /// Channels whose allocations grew past their last published root (`solana-channel`): a
+    /// root that stays unpublished leaves claimants unable to withdraw.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unpublished: Vec<UnpublishedRoot>,
+}
+
+/// Allocations of a channel that no published root carries yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnpublishedRoot {
+    pub channel: String,
+    pub amount: Atomic,
+    /// Since when (unix ms; as far as this gateway process has seen).
+    pub since_ms: u64,
 }
 
 /// A payer's timed withdrawal running on a channel that still owes a claim.

@@ -78,6 +78,7 @@ async fn a_thousand_tasks_three_roots_one_withdrawal_per_claimant() {
             deposit: 1_050_000,
             charged: 0,
             voucher: None,
+            opened_ms: 0,
         })
         .expect("adopt");
 

@@ -52,13 +52,13 @@ impl Gateway {
     /// The terms of a new task of `listing`: server-owned price, split and deadlines.
     fn terms(&self, listing: &Listing, task_id: &str) -> Terms {
         let bps = listing.accepted.creator_commission_bps.min(u16::MAX as u32) as u16;
+        // The creator is paid on the rail's chain, at the wallet it named for that chain.
+        let chain = d402_registry::wallet::Rail::of_namespace(self.rail.network().namespace());
         let commission = (bps > 0).then(|| Commission {
-            wallet: listing
-                .accepted
-                .creator_wallets
-                .evm
-                .clone()
-                .unwrap_or_default(),
+            wallet: chain
+                .and_then(|c| listing.accepted.creator_wallets.get(c))
+                .unwrap_or_default()
+                .to_string(),
             bps,
         });
         Terms {

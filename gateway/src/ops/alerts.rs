@@ -207,6 +207,22 @@ pub fn evaluate(
             ),
         ));
     }
+    for u in s.channels.iter().flat_map(|c| &c.unpublished) {
+        let age = Duration::from_millis(now_ms.saturating_sub(u.since_ms));
+        if age > t.max_pending {
+            alerts.push(Alert::condition(
+                "channel-root-stale",
+                Severity::Critical,
+                Some(u.channel.clone()),
+                format!(
+                    "channel {} has {} atomic units allocated that no published root carries, for {}s: its claimants cannot withdraw them (is the gateway's root publication failing?)",
+                    u.channel,
+                    u.amount,
+                    age.as_secs()
+                ),
+            ));
+        }
+    }
     for p in &s.pending_settlements {
         let pending = now_unix.saturating_sub(p.created_unix);
         if pending > t.max_pending.as_secs() {
@@ -258,6 +274,59 @@ pub fn evaluate(
         }
     }
     alerts.extend(balance_alerts(balances));
+    alerts
+}
+
+/// The alerts a channel maintainer's last round calls for (`STATE/solana-channel-maintainer/
+/// status.json`): a withdrawal it could not crank is critical (a claimant is not being paid), any
+/// other failure a warning, and a maintainer that stopped writing its status is critical.
+pub fn maintainer_alerts(
+    m: &d402_rails::solana::channel::maintainer::MaintainerStatus,
+    now_ms: u64,
+    t: &Thresholds,
+) -> Vec<Alert> {
+    let mut alerts = Vec::new();
+    let limit = t
+        .max_snapshot_age
+        .max(Duration::from_millis(m.interval_ms.saturating_mul(3)));
+    let age = Duration::from_millis(now_ms.saturating_sub(m.written_ms));
+    if age > limit {
+        alerts.push(Alert::condition(
+            "maintainer-not-reporting",
+            Severity::Critical,
+            None,
+            format!(
+                "the channel maintainer last finished a round {}s ago (limit {}s)",
+                age.as_secs(),
+                limit.as_secs()
+            ),
+        ));
+    }
+    for f in &m.failures {
+        let (code, severity) = match f.action.as_str() {
+            "withdraw" => ("channel-withdrawal-failed", Severity::Critical),
+            _ => ("channel-maintenance-failed", Severity::Warning),
+        };
+        let subject = match &f.claimant {
+            Some(c) => format!("{}:{c}", f.channel),
+            None => format!("{}:{}", f.channel, f.action),
+        };
+        alerts.push(Alert::condition(
+            code,
+            severity,
+            Some(subject),
+            format!(
+                "the maintainer's {} on channel {}{} failed: {}",
+                f.action,
+                f.channel,
+                f.claimant
+                    .as_deref()
+                    .map(|c| format!(" for {c}"))
+                    .unwrap_or_default(),
+                f.error
+            ),
+        ));
+    }
     alerts
 }
 

@@ -270,6 +270,7 @@ fn a_withdrawal_over_unclaimed_vouchers_is_an_alert_critical_near_its_end() {
         channels: 2,
         unclaimed: d402_rails::Atomic::new(10),
         withdrawals: vec![clock("0xaa", 3_600), clock("0xbb", 60)],
+        unpublished: Vec::new(),
     });
     let alerts = evaluate(&s, NOW, &t, &BTreeMap::new(), &[]);
     let severity = |subject: &str| {

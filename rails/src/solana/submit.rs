@@ -53,6 +53,10 @@ pub enum EntryKind {
     ChannelRoot,
     /// A `solana-channel` withdrawal cranked for a claimant.
     ChannelWithdrawal,
+    /// A `solana-channel` opening or top-up the buyer signed and the gateway co-signed.
+    ChannelFunding,
+    /// A `solana-channel` rent reclaim (a claim or a closed channel).
+    ChannelReclaim,
 }
 
 /// The outbox request of a Solana settlement: everything needed to resend it byte for byte.
@@ -139,6 +143,11 @@ impl Submitter {
 
     pub fn rpc(&self) -> &RpcClient {
         &self.rpc
+    }
+
+    /// The shared RPC client, for a part of the same rail that reads the chain itself.
+    pub fn rpc_handle(&self) -> Arc<RpcClient> {
+        Arc::clone(&self.rpc)
     }
 
     pub fn rail(&self) -> &'static str {

@@ -923,6 +923,7 @@ impl Rail for BaseBatch {
                     })
                 })
                 .collect(),
+            unpublished: Vec::new(),
         }))
     }
 }

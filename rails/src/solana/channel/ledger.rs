@@ -23,6 +23,9 @@ const CHARGES: TableDefinition<&str, &[u8]> = TableDefinition::new("sol_channel_
 const ALLOCATIONS: TableDefinition<&str, u64> = TableDefinition::new("sol_channel_allocations");
 /// "channel/root hex" → [`SignedRoot`] (JSON)
 const ROOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("sol_channel_roots");
+/// settlement id → [`Funding`] (JSON): an opening or top-up recorded before its transaction is
+/// sent and applied once it landed.
+const FUNDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("sol_channel_fundings");
 
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -61,6 +64,10 @@ pub struct ChannelRecord {
     pub charged: u64,
     /// The payer's latest voucher (its cumulative amount is at least `charged`).
     pub voucher: Option<Voucher>,
+    /// When the gateway recorded the opening (unix ms; 0 when unknown), from which a first root
+    /// is due.
+    #[serde(default)]
+    pub opened_ms: u64,
 }
 
 /// One accepted charge.
@@ -91,6 +98,19 @@ pub struct SignedRoot {
     pub authority_signature: String,
     /// When it was signed (ms).
     pub signed_at_ms: u64,
+}
+
+/// An opening or a top-up on its way to the chain: what the channel gains once it landed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Funding {
+    /// The channel as an opening records it (`deposit` 0, nothing charged); for a top-up, the
+    /// channel it adds to.
+    pub record: ChannelRecord,
+    pub amount: u64,
+    /// The charge that came with it, committed once the funding is applied.
+    pub voucher: Voucher,
+    pub price: u64,
 }
 
 /// Why a charge was not committed.
@@ -132,6 +152,7 @@ impl Ledger {
         tx.open_table(CHARGES)?;
         tx.open_table(ALLOCATIONS)?;
         tx.open_table(ROOTS)?;
+        tx.open_table(FUNDINGS)?;
         tx.commit()?;
         Ok(Ledger { db: Arc::new(db) })
     }
@@ -380,6 +401,73 @@ impl Ledger {
         out.sort_by_key(|r| r.seq);
         Ok(out)
     }
+
+    /// Records a funding before its transaction is sent, so a restart can apply it.
+    pub fn record_funding(
+        &self,
+        settlement_id: &str,
+        funding: &Funding,
+    ) -> Result<(), LedgerError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(FUNDINGS)?;
+            t.insert(settlement_id, encode(funding).as_slice())?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every funding recorded and not yet applied or dropped.
+    pub fn fundings(&self) -> Result<Vec<(String, Funding)>, LedgerError> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(FUNDINGS)?;
+        let mut out = Vec::new();
+        for entry in t.iter()? {
+            let (k, v) = entry?;
+            out.push((k.value().to_string(), decode(k.value(), v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Applies a landed funding, once: the opening records its channel, a top-up adds to the
+    /// deposit, and the pending record goes in the same write. Returns the funding, or `None`
+    /// when there was nothing pending under `settlement_id` (applied before).
+    pub fn apply_funding(&self, settlement_id: &str) -> Result<Option<Funding>, LedgerError> {
+        let tx = self.db.begin_write()?;
+        let out = {
+            let mut fundings = tx.open_table(FUNDINGS)?;
+            let mut channels = tx.open_table(CHANNELS)?;
+            let Some(funding) = fundings
+                .remove(settlement_id)?
+                .map(|v| decode::<Funding>(settlement_id, v.value()))
+                .transpose()?
+            else {
+                return Ok(None);
+            };
+            let name = funding.record.channel.clone();
+            let mut ch = channels
+                .get(name.as_str())?
+                .map(|v| decode::<ChannelRecord>(&name, v.value()))
+                .transpose()?
+                .unwrap_or_else(|| funding.record.clone());
+            ch.deposit = ch.deposit.saturating_add(funding.amount);
+            channels.insert(name.as_str(), encode(&ch).as_slice())?;
+            funding
+        };
+        tx.commit()?;
+        Ok(Some(out))
+    }
+
+    /// Forgets a funding whose transaction failed or expired: the channel gains nothing.
+    pub fn drop_funding(&self, settlement_id: &str) -> Result<(), LedgerError> {
+        let tx = self.db.begin_write()?;
+        {
+            let mut t = tx.open_table(FUNDINGS)?;
+            t.remove(settlement_id)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -408,6 +496,7 @@ mod tests {
             deposit,
             charged: 0,
             voucher: None,
+            opened_ms: 0,
         }
     }
 

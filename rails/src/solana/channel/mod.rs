@@ -10,6 +10,11 @@
 //! the buyer signed for.
 
 pub mod ledger;
+pub mod maintainer;
 pub mod payer;
+pub mod rail;
 pub mod roots;
 pub mod voucher;
+
+/// The on-chain program the channels run on (account layouts, instruction builders).
+pub use d402_program as program;

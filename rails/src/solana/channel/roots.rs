@@ -123,6 +123,11 @@ impl ChannelChain {
         }
     }
 
+    /// The submitter (and through it the outbox) this chain sends through.
+    pub fn submitter(&self) -> &Submitter {
+        &self.submitter
+    }
+
     /// The channel's account as the chain has it.
     pub async fn state(&self, channel: &Pubkey) -> Result<ChannelState, ChannelError> {
         let data = self.rpc.get_account_data(channel).await?;
@@ -214,16 +219,15 @@ impl ChannelChain {
             .map(Some)
     }
 
-    /// Pays `claimant` what the chain's current root allocates it beyond what it withdrew, into
-    /// its associated token account (created if missing). The proof comes from the kept root
-    /// whose hash the chain holds. `None` when nothing is due.
-    pub async fn withdraw(
+    /// The final amount and proof of `claimant` under the root the chain holds for `channel`,
+    /// from the kept root with that hash. `None` when the root does not name the claimant.
+    fn proof_for(
         &self,
         ledger: &Ledger,
         channel: &Pubkey,
+        state: &ChannelState,
         claimant: &Pubkey,
-    ) -> Result<Option<solana_signature::Signature>, ChannelError> {
-        let state = self.state(channel).await?;
+    ) -> Result<Option<(u64, d402_program::merkle::Proof)>, ChannelError> {
         let root = hex::encode(state.root);
         let signed =
             ledger
@@ -239,10 +243,16 @@ impl ChannelChain {
                 .map(|(w, a)| key(w).map(|k| (k, *a)))
                 .collect::<Result<Vec<_>, _>>()?,
         );
-        let Some((amount, proof)) = tree.proof(claimant) else {
-            return Ok(None);
-        };
-        let withdrawn = match self
+        Ok(tree.proof(claimant))
+    }
+
+    /// The claim account of `claimant` in `channel`, if it exists.
+    async fn claim(
+        &self,
+        channel: &Pubkey,
+        claimant: &Pubkey,
+    ) -> Result<Option<ClaimState>, ChannelError> {
+        Ok(self
             .rpc
             .get_account_with_commitment(
                 &claim_address(channel, claimant),
@@ -250,10 +260,86 @@ impl ChannelChain {
             )
             .await?
             .value
-        {
-            Some(account) => ClaimState::parse(&account.data).map_or(0, |c| c.withdrawn),
-            None => 0,
+            .and_then(|account| ClaimState::parse(&account.data)))
+    }
+
+    /// Once the channel is closed and `claimant` withdrew its whole final amount: its claim's
+    /// rent back to whoever paid it. `None` when that is not (yet) the case.
+    pub async fn reclaim_claim(
+        &self,
+        ledger: &Ledger,
+        channel: &Pubkey,
+        claimant: &Pubkey,
+    ) -> Result<Option<solana_signature::Signature>, ChannelError> {
+        let state = self.state(channel).await?;
+        if state.stage != d402_program::channel::ChannelStage::Closed {
+            return Ok(None);
+        }
+        let Some(claim) = self.claim(channel, claimant).await? else {
+            return Ok(None);
         };
+        let Some((amount, proof)) = self.proof_for(ledger, channel, &state, claimant)? else {
+            return Ok(None);
+        };
+        if claim.withdrawn < amount {
+            return Ok(None);
+        }
+        let instructions = [ix::reclaim_claim(
+            channel,
+            claimant,
+            &claim.rent_payer,
+            amount,
+            &proof,
+        )];
+        let reference = format!("reclaim-claim:{channel}:{claimant}");
+        self.send(&instructions, EntryKind::ChannelReclaim, &reference)
+            .await
+            .map(Some)
+    }
+
+    /// Once the channel is closed and its vault empty: the vault's and the channel's rent back to
+    /// the payer. `None` when that is not (yet) the case.
+    pub async fn reclaim_channel(
+        &self,
+        channel: &Pubkey,
+    ) -> Result<Option<solana_signature::Signature>, ChannelError> {
+        let Ok(state) = self.state(channel).await else {
+            return Ok(None);
+        };
+        if state.stage != d402_program::channel::ChannelStage::Closed {
+            return Ok(None);
+        }
+        let vault = self.rpc.get_token_account_balance(&state.vault).await?;
+        if vault.amount != "0" {
+            return Ok(None);
+        }
+        let instructions = [ix::reclaim_channel(channel, &state.vault, &state.payer)];
+        let reference = format!("reclaim-channel:{channel}");
+        self.send(&instructions, EntryKind::ChannelReclaim, &reference)
+            .await
+            .map(Some)
+    }
+
+    /// Pays `claimant` what the chain's current root allocates it beyond what it withdrew, into
+    /// its associated token account (created if missing). The proof comes from the kept root
+    /// whose hash the chain holds. `None` when nothing is due.
+    pub async fn withdraw(
+        &self,
+        ledger: &Ledger,
+        channel: &Pubkey,
+        claimant: &Pubkey,
+    ) -> Result<Option<solana_signature::Signature>, ChannelError> {
+        let state = self.state(channel).await?;
+        if state.seq == 0 {
+            return Ok(None);
+        }
+        let Some((amount, proof)) = self.proof_for(ledger, channel, &state, claimant)? else {
+            return Ok(None);
+        };
+        let withdrawn = self
+            .claim(channel, claimant)
+            .await?
+            .map_or(0, |c| c.withdrawn);
         if withdrawn >= amount {
             return Ok(None);
         }

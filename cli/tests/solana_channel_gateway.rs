@@ -1,0 +1,554 @@
+//! `solana-channel` end to end on the real validator: the gateway is a real `d402 node` process
+//! on `--payment solana-channel`, three workers (each paid at its own wallet) and a validator run
+//! as real nodes in this process, the capability carries a 10 % creator commission, and the buyer
+//! is `d402 client`'s channel wallet: it opens one channel in its first payment and pays every
+//! later task with a voucher. The maintainer is a real `d402 solana-channel-maintainer` process.
+//!
+//! - 1,000 tasks: after the maintainer's withdrawals every claimant's balance on chain is the sum
+//!   of its shares of the delivered tasks, to the unit; the channel's transactions are the
+//!   opening, at most three roots and one withdrawal per claimant.
+//! - `kill -9` of the gateway and of the maintainer at varied points of 50 paid tasks: after the
+//!   restarts every delivered task is allocated exactly once and every claimant withdraws exactly
+//!   its share.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use d402_core::Identity;
+use d402_gateway::client::Buyer;
+use d402_gateway::gateway::{TaskState, TaskStore};
+use d402_gateway::solana_channel_wallet::SolanaChannelWallet;
+use d402_network_support::*;
+use d402_node::Offer;
+use d402_rails::Atomic;
+use d402_rails::solana::channel::ledger::Ledger;
+use d402_registry::CreatorWallets;
+use d402_registry::registration::{Terms, register};
+use d402_solana_chain::SolanaChain;
+use serde_json::Value;
+use solana_keypair::Keypair;
+use solana_pubkey::Pubkey;
+use solana_signer::Signer;
+
+const PRICE: u64 = 10_000;
+const CREATOR_BPS: u32 = 1_000;
+const FEE_BPS: u16 = 500;
+
+fn keypair_file(dir: &Path, name: &str, k: &Keypair) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        serde_json::to_string(&k.to_bytes().to_vec()).unwrap(),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// A `d402` process that can be killed with SIGKILL and started again with the same arguments.
+struct Proc {
+    binary: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    /// Waits for the node's JSON line (a gateway) before returning from `start`.
+    reports: bool,
+}
+
+impl Proc {
+    async fn start(&mut self, extra: &[String]) {
+        let mut args = self.args.clone();
+        args.extend(extra.iter().cloned());
+        let mut child = Command::new(&self.binary)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        self.child = Some(child);
+        if !self.reports {
+            std::thread::spawn(move || std::io::copy(&mut { stdout }, &mut std::io::sink()));
+            return;
+        }
+        let line = tokio::task::spawn_blocking(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            line
+        })
+        .await
+        .unwrap();
+        let info: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+        assert!(info["http"].is_string(), "{info}");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// merkle.verify_proof@1 with a commission to `creator` on Solana, at a quorum of three.
+fn commission_offer(node: &d402_node::Node, creator: &Pubkey) -> Offer {
+    let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
+    let mut manifest = manifest(MERKLE, &bytes);
+    // Every task runs on all three workers, which share its worker net.
+    manifest.validation.quorum = 3;
+    let registration = register(
+        &manifest,
+        &Identity::from_seed([42; 32]),
+        Terms {
+            namespace: manifest.namespace().to_string(),
+            namespace_proof: None,
+            creator_commission_bps: CREATOR_BPS,
+            creator_wallets: CreatorWallets {
+                solana: Some(creator.to_string()),
+                evm: None,
+            },
+            issued_at: 1_767_225_600_000,
+        },
+    )
+    .unwrap();
+    Offer::publish(node.coordinator().store(), registration, manifest, &bytes).unwrap()
+}
+
+/// The market of one test: chain, network, gateway and maintainer processes, the buyer.
+struct Market {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    chain: SolanaChain,
+    mint: Pubkey,
+    buyer: Keypair,
+    creator: Pubkey,
+    fee_wallet: Pubkey,
+    workers: Vec<Pubkey>,
+    gateway: Proc,
+    maintainer: Proc,
+    url: String,
+    _nodes: Vec<d402_node::Node>,
+}
+
+impl Market {
+    async fn new() -> Market {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let chain = tokio::task::spawn_blocking(SolanaChain::start)
+            .await
+            .unwrap()
+            .expect("the Solana test validator (scripts/test.sh builds it)");
+        let mint = chain.create_mint(6).await.unwrap();
+        let buyer = chain.funded_keypair(1_000_000_000).await.unwrap();
+        chain
+            .mint_to(&mint, &buyer.pubkey(), 100_000_000)
+            .await
+            .unwrap();
+        let fee_payer = chain.funded_keypair(10_000_000_000).await.unwrap();
+        let maintainer_key = chain.funded_keypair(10_000_000_000).await.unwrap();
+        let creator = Keypair::new().pubkey();
+        let workers: Vec<Pubkey> = (0..3).map(|_| Keypair::new().pubkey()).collect();
+
+        let bootstrap = start(&dir, "bootstrap", &[], None, &[]).await;
+        let mut nodes = Vec::new();
+        for (i, w) in workers.iter().enumerate() {
+            let mut config = worker_config(&[MERKLE], fetch_snapshotter());
+            config.payout_wallets.solana = Some(w.to_string());
+            nodes.push(
+                start(
+                    &dir,
+                    &format!("worker-{i}"),
+                    &[&bootstrap],
+                    Some(config),
+                    &[],
+                )
+                .await,
+            );
+        }
+        let validator = start(&dir, "validator", &[&bootstrap], None, &[MERKLE]).await;
+        let refs: Vec<&d402_node::Node> = nodes.iter().chain([&validator]).collect();
+        wait_discovered(&bootstrap, &refs).await;
+        let publish = dir.join("merkle");
+        let offer = commission_offer(&bootstrap, &creator);
+        d402_gateway::published::write(
+            &publish,
+            &offer.registration,
+            &offer.manifest,
+            &component(artifacts::MERKLE_VERIFY_COMPONENT),
+        )
+        .unwrap();
+        let owner = Identity::from_seed([42; 32]).public_id();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}");
+        let state = dir.join("gw");
+        let fee_payer_file = keypair_file(&dir, "fee-payer.json", &fee_payer);
+        let maintainer_file = keypair_file(&dir, "maintainer.json", &maintainer_key);
+        let built = std::env::var_os("D402_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_d402")));
+        let binary = dir.join("d402");
+        std::fs::copy(built, &binary).unwrap();
+        let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+        let gateway = Proc {
+            binary: binary.clone(),
+            args: s(&[
+                "node",
+                "--label",
+                "gateway",
+                "--state",
+                state.to_str().unwrap(),
+                "--peer",
+                &bootstrap.listen_addr().to_string(),
+                "--http-host",
+                "127.0.0.1",
+                "--http-port",
+                &port.to_string(),
+                "--payment",
+                "solana-channel",
+                "--gateway-price",
+                "$0.01",
+                "--gateway-fee-bps",
+                &FEE_BPS.to_string(),
+                "--offer",
+                MERKLE,
+                "--publish",
+                publish.to_str().unwrap(),
+                "--trust-namespace",
+                &format!("merkle={owner}"),
+                "--max-creator-commission-bps",
+                "2000",
+                "--solana-rpc-url",
+                chain.rpc_url(),
+                "--solana-mint",
+                &mint.to_string(),
+                "--solana-fee-payer-key",
+                &fee_payer_file,
+                "--solana-channel-maintainer",
+                &maintainer_key.pubkey().to_string(),
+                "--gateway-wait-ms",
+                "10000",
+            ]),
+            child: None,
+            reports: true,
+        };
+        let mut claimants: Vec<String> = workers.iter().map(|w| w.to_string()).collect();
+        claimants.push(creator.to_string());
+        claimants.push(fee_payer.pubkey().to_string());
+        let maintainer = Proc {
+            binary,
+            args: s(&[
+                "solana-channel-maintainer",
+                "--state",
+                state.to_str().unwrap(),
+                "--claimants",
+                &claimants.join(","),
+                "--solana-rpc-url",
+                chain.rpc_url(),
+                "--solana-fee-payer-key",
+                &maintainer_file,
+            ]),
+            child: None,
+            reports: false,
+        };
+        nodes.push(validator);
+        nodes.push(bootstrap);
+        Market {
+            _tmp: tmp,
+            dir,
+            chain,
+            mint,
+            buyer,
+            creator,
+            fee_wallet: fee_payer.pubkey(),
+            workers,
+            gateway,
+            maintainer,
+            url,
+            _nodes: nodes,
+        }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.dir.join("gw")
+    }
+
+    fn buyer(&self) -> Buyer {
+        let mut b = Buyer::with_wallets(&self.url, None, None, None);
+        b.solana_channels = Some(SolanaChannelWallet::new(
+            &self.dir.join("buyer"),
+            self.buyer.insecure_clone(),
+            self.chain.rpc_url(),
+            Atomic::new(20_000_000),
+        ));
+        b.patience = Duration::from_secs(60);
+        b
+    }
+
+    /// Runs the maintainer once (`--once`), to its end.
+    fn maintain_once(&self) {
+        let mut c = Command::new(&self.maintainer.binary);
+        c.args(&self.maintainer.args).arg("--once");
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// What each claimant is owed by the gateway's own task records: per delivered task, the
+    /// worker net shared by its workers, the creator's commission, the gateway's fee.
+    fn owed_by_tasks(&self) -> (usize, BTreeMap<String, u64>) {
+        let tasks = TaskStore::open(&self.state().join("gateway").join("gateway.redb"))
+            .unwrap()
+            .all()
+            .unwrap();
+        assert!(
+            tasks.iter().all(|t| !t.state.in_flight()),
+            "every task ended"
+        );
+        let mut owed = BTreeMap::<String, u64>::new();
+        let mut delivered = 0;
+        for t in tasks.iter().filter(|t| t.state == TaskState::Delivered) {
+            delivered += 1;
+            let split = t.split.expect("the split is fixed at payment");
+            for p in d402_rails::shares(split.worker, &t.worker_wallets) {
+                *owed.entry(p.to).or_default() += p.amount.get() as u64;
+            }
+            *owed.entry(self.creator.to_string()).or_default() += split.creator.get() as u64;
+            *owed.entry(self.fee_wallet.to_string()).or_default() += split.gateway.get() as u64;
+        }
+        (delivered, owed)
+    }
+
+    /// Until the maintainer has withdrawn everything the ledger allocated (maintainer rounds in
+    /// between), then checks each claimant's balance against `owed`.
+    async fn withdrawn_to_the_unit(&self, owed: &BTreeMap<String, u64>) {
+        let until = Instant::now() + Duration::from_secs(120);
+        loop {
+            self.maintain_once();
+            let mut all = true;
+            for (who, amount) in owed {
+                let k: Pubkey = who.parse().unwrap();
+                let got = self
+                    .chain
+                    .token_balance_of(&k, &self.mint)
+                    .await
+                    .unwrap_or(0);
+                assert!(got <= *amount, "{who} got {got}, owed {amount}: paid twice");
+                all &= got == *amount;
+            }
+            if all {
+                return;
+            }
+            assert!(Instant::now() < until, "withdrawals did not finish");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// Buys `n` tasks one after another (`pace` apart), each retried until it is delivered; returns
+/// the attempts.
+async fn buy(buyer: Buyer, n: usize, tag: &'static str, pace: Duration) -> usize {
+    let mut bought = 0;
+    let mut attempts = 0;
+    while bought < n {
+        attempts += 1;
+        assert!(attempts < n + 200, "the buyer keeps failing");
+        let input: Value =
+            serde_json::from_str(&merkle_input(&format!("{tag}{bought}-{attempts}"))).unwrap();
+        match buyer.run(MERKLE, input).await {
+            Ok(p) if p.task["status"] == "delivered" => {
+                bought += 1;
+                tokio::time::sleep(pace).await;
+            }
+            other => {
+                if attempts % 10 == 1 {
+                    eprintln!(
+                        "buyer attempt {attempts}: {:?}",
+                        other.map(|p| p.task["status"].clone())
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await
+            }
+        }
+    }
+    attempts
+}
+
+/// The channel's transactions on chain (every instruction of the program names the channel).
+async fn channel_transactions(chain: &SolanaChain, channel: &Pubkey) -> usize {
+    chain
+        .rpc()
+        .get_signatures_for_address_with_config(
+            channel,
+            solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config {
+                commitment: Some(solana_commitment_config::CommitmentConfig::confirmed()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .iter()
+        .filter(|s| s.err.is_none())
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_tasks_one_opening_few_roots_one_withdrawal_each() {
+    let mut m = Market::new().await;
+    // Roots wait for the end of the run: one root then carries every task.
+    m.gateway
+        .start(&["--gateway-root-interval-ms".into(), "3600000".into()])
+        .await;
+    let t0 = Instant::now();
+    let attempts = buy(m.buyer(), 1_000, "t", Duration::ZERO).await;
+    eprintln!("1,000 tasks in {:?} ({attempts} attempts)", t0.elapsed());
+    assert_eq!(attempts, 1_000, "no payment was refused");
+    m.gateway.kill();
+    let (delivered, owed) = m.owed_by_tasks();
+    m.gateway
+        .start(&["--gateway-root-interval-ms".into(), "0".into()])
+        .await;
+    assert_eq!(delivered, 1_000);
+    let total: u64 = owed.values().sum();
+    assert_eq!(total, 1_000 * PRICE, "every delivered task split in full");
+    assert_eq!(owed[&m.creator.to_string()], 1_000 * PRICE / 10);
+    for w in &m.workers {
+        assert!(owed.contains_key(&w.to_string()), "every worker worked");
+    }
+    m.withdrawn_to_the_unit(&owed).await;
+    m.gateway.kill();
+
+    let ledger = Ledger::open(&m.state().join("gateway").join("solana-channels.redb")).unwrap();
+    let channels = ledger.channels().unwrap();
+    assert_eq!(channels.len(), 1, "one channel");
+    let ch: Pubkey = channels[0].channel.parse().unwrap();
+    assert_eq!(channels[0].charged, 1_000 * PRICE);
+    let roots = ledger.roots(&channels[0].channel).unwrap().len();
+    let txs = channel_transactions(&m.chain, &ch).await;
+    eprintln!(
+        "transactions on the channel: {txs} (1 opening, {roots} roots, {} withdrawals)",
+        owed.len()
+    );
+    assert!(roots <= 3, "{roots} roots");
+    assert_eq!(
+        txs,
+        1 + roots + owed.len(),
+        "opening + roots + one withdrawal each"
+    );
+    // The buyer paid what was charged and nothing else; the rest of its deposit stays in the
+    // vault, its own.
+    let deposit = channels[0].deposit;
+    assert_eq!(
+        m.chain
+            .token_balance_of(&m.buyer.pubkey(), &m.mint)
+            .await
+            .unwrap(),
+        100_000_000 - deposit
+    );
+    let vault = d402_rails::solana::channel::payer::vault_of(&ch, &m.mint);
+    assert_eq!(
+        m.chain.token_balance(&vault).await.unwrap(),
+        Some(deposit - 1_000 * PRICE)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_of_gateway_and_maintainer_allocates_each_task_once() {
+    let mut m = Market::new().await;
+    let interval = ["--gateway-root-interval-ms".to_string(), "1000".to_string()];
+    m.gateway.start(&interval).await;
+    let every = ["--interval-ms".to_string(), "400".to_string()];
+    m.maintainer.start(&every).await;
+    let buying = tokio::spawn(buy(m.buyer(), 50, "k", Duration::from_millis(300)));
+    // Kills at varied moments while the buyer pays, each restart on the same state: the
+    // maintainer every second or so (mid-publication, mid-withdrawal), the gateway once its sweep
+    // has had time to sign and publish a root (mid-request, mid-allocation, mid-root).
+    let t0 = Instant::now();
+    let gateway_kills_at = [2_100u64, 7_300, 13_900, 20_700, 27_400];
+    let maintainer_pauses = [700u64, 1_150, 450, 1_300, 820, 960, 610];
+    let (mut gateway_kills, mut maintainer_kills) = (0, 0);
+    while !buying.is_finished() {
+        tokio::time::sleep(Duration::from_millis(
+            maintainer_pauses[maintainer_kills % maintainer_pauses.len()],
+        ))
+        .await;
+        m.maintainer.kill();
+        m.maintainer.start(&every).await;
+        maintainer_kills += 1;
+        if gateway_kills < gateway_kills_at.len()
+            && t0.elapsed() >= Duration::from_millis(gateway_kills_at[gateway_kills])
+        {
+            m.gateway.kill();
+            m.gateway.start(&interval).await;
+            gateway_kills += 1;
+        }
+    }
+    let kills = gateway_kills + maintainer_kills;
+    let attempts = tokio::time::timeout(Duration::from_secs(300), buying)
+        .await
+        .unwrap()
+        .unwrap();
+    eprintln!("the buyer made {attempts} attempts for 50 tasks across {kills} kills");
+    assert!(
+        gateway_kills >= 2 && maintainer_kills >= 6,
+        "the buyer finished before the kills"
+    );
+    m.maintainer.kill();
+    m.gateway.kill();
+    let (delivered, owed) = m.owed_by_tasks();
+    m.gateway
+        .start(&["--gateway-root-interval-ms".into(), "0".into()])
+        .await;
+    assert!(delivered >= 50, "{delivered} delivered");
+    m.withdrawn_to_the_unit(&owed).await;
+    m.gateway.kill();
+
+    // Every delivered task's charge is allocated once; the ledger's allocations are the tasks'.
+    let ledger = Ledger::open(&m.state().join("gateway").join("solana-channels.redb")).unwrap();
+    let channels = ledger.channels().unwrap();
+    assert_eq!(channels.len(), 1, "one channel across every restart");
+    let allocations: BTreeMap<String, u64> = ledger
+        .allocations(&channels[0].channel)
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        allocations, owed,
+        "allocated exactly once per delivered task"
+    );
+    let tasks = TaskStore::open(&m.state().join("gateway").join("gateway.redb"))
+        .unwrap()
+        .all()
+        .unwrap();
+    for t in tasks.iter().filter(|t| t.state == TaskState::Delivered) {
+        let charge = ledger.charge_of(&t.verified.settlement_id).unwrap();
+        assert!(
+            charge.is_some_and(|c| c.allocated && !c.reversed),
+            "task {} allocated",
+            t.id
+        );
+    }
+    assert!(
+        ledger.roots(&channels[0].channel).unwrap().len() >= 2,
+        "roots were published while the processes were being killed"
+    );
+    // Charged = every delivered task (a failed one's charge was given back).
+    assert_eq!(channels[0].charged, delivered as u64 * PRICE);
+}
