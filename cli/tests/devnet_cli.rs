@@ -29,17 +29,40 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     common::assert_nothing_left(Duration::from_secs(15), "a full devnet demo");
 
     // Every step reported, in order, and none failed.
-    for step in 1..=10 {
-        assert!(stderr.contains(&format!("[{step}/10] ")), "{stderr}");
+    for step in 1..=11 {
+        assert!(stderr.contains(&format!("[{step}/11] ")), "{stderr}");
     }
     assert!(!stderr.contains("failed ("), "{stderr}");
-    assert_eq!(stderr.matches("ok (").count(), 10, "{stderr}");
+    assert_eq!(stderr.matches("ok (").count(), 11, "{stderr}");
     // 20 tasks bought through one batch-settlement channel, and what they cost on chain.
     let batch = stdout
         .lines()
         .find(|l| l.contains("20 tasks paid") && l.contains("by channel"))
         .unwrap_or_else(|| panic!("{stdout}"));
     assert!(batch.contains("(0 from the buyer;"), "{batch}");
+    // Commission-bearing work bought through a Solana channel: after the maintainer's
+    // withdrawals the creator and two workers hold their shares on Solana.
+    let channel = stdout
+        .split("SPL token balances after the maintainer's withdrawals")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(!stdout.contains("not all withdrawn"), "{stdout}");
+    let gained = |who: &str| -> i64 {
+        channel
+            .lines()
+            .find(|l| l.trim_start().starts_with(who))
+            .and_then(|l| l.rsplit('(').next())
+            .and_then(|d| d.trim_end_matches(')').parse().ok())
+            .unwrap_or_else(|| panic!("{who} in {channel}"))
+    };
+    assert_eq!(gained("creator"), 1_000, "10 % of the page conversion");
+    let workers: Vec<i64> = (1..=3).map(|i| gained(&format!("worker-{i}"))).collect();
+    assert_eq!(workers.iter().filter(|g| **g > 0).count(), 2, "{channel}");
+    assert_eq!(
+        gained("gateway") + gained("creator") + workers.iter().sum::<i64>(),
+        60_000,
+        "six tasks' price, split to the unit"
+    );
 
     // The page built by JavaScript was frozen by Chromium and converted by a quorum of two.
     assert!(
@@ -78,7 +101,7 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
             .unwrap()
             .starts_with("http://127.0.0.1:")
     );
-    assert_eq!(d["nodes"].as_array().unwrap().len(), 9, "{d}");
+    assert_eq!(d["nodes"].as_array().unwrap().len(), 10, "{d}");
     assert_eq!(
         d["evm"]["batchSettlement"],
         "0x4020074e9dF2ce1deE5A9C1b5c3f541D02a10003"
@@ -94,7 +117,13 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
             )
         })
         .collect();
-    assert_eq!(listed.len(), 4, "{d}");
+    assert_eq!(listed.len(), 5, "{d}");
+    assert!(
+        listed
+            .iter()
+            .any(|(p, n)| *p == "solana-channel" && n.starts_with("solana:")),
+        "{d}"
+    );
     assert!(
         listed.contains(&("base-batch-settlement", "eip155:31337")),
         "{d}"
@@ -134,6 +163,7 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     for (key, rail) in [
         ("gateway", "base-task-escrow"),
         ("gatewaySolana", "solana-direct"),
+        ("gatewaySolanaChannel", "solana-channel"),
     ] {
         let dir = std::path::PathBuf::from(d["opsState"][key].as_str().unwrap());
         let snapshot: serde_json::Value =

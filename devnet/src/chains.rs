@@ -109,6 +109,11 @@ pub struct Solana {
     /// is the wallet the gateway is paid into and pays workers and refunds out of (its token
     /// account exists from the start).
     pub fee_payer: Keypair,
+    /// The solana-channel gateway's settlement key: fee payer, the channels' authority (it signs
+    /// roots) and the gateway fee's claimant.
+    pub channel_authority: Keypair,
+    /// The channel maintainer's fee payer: publishes roots and cranks withdrawals, holds no funds.
+    pub maintainer: Keypair,
 }
 
 /// Starts the test validator (the `d402-solana-validator` binary), creates a 6-decimals mint and
@@ -126,6 +131,8 @@ pub async fn solana(buyers: usize, workers: usize) -> anyhow::Result<Solana> {
     }
     let fee_payer = chain.funded_keypair(WALLET_LAMPORTS).await?;
     chain.create_ata(&fee_payer.pubkey(), &mint).await?;
+    let channel_authority = chain.funded_keypair(WALLET_LAMPORTS).await?;
+    let maintainer = chain.funded_keypair(WALLET_LAMPORTS).await?;
     Ok(Solana {
         chain,
         mint,
@@ -133,6 +140,8 @@ pub async fn solana(buyers: usize, workers: usize) -> anyhow::Result<Solana> {
         creator: Keypair::new(),
         workers: (0..workers).map(|_| Keypair::new()).collect(),
         fee_payer,
+        channel_authority,
+        maintainer,
     })
 }
 

@@ -234,8 +234,9 @@ pub fn run(
 async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result<()> {
     let state = args.state.clone();
     let sol = usize::from(args.solana);
-    // The demo steps: the Base buyer, the batch-settlement buyer, the Solana buyer.
-    let total = 6 + sol + if args.keep_running { 0 } else { 2 + sol };
+    // The demo steps: the Base buyer, the batch-settlement buyer, and on Solana the direct buyer
+    // and the channel buyer.
+    let total = 6 + sol + if args.keep_running { 0 } else { 2 + 2 * sol };
     let mut steps = Steps::new(total);
     let started = Instant::now();
 
@@ -334,6 +335,7 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
     let gateway_url =
         http_of("gateway").ok_or_else(|| anyhow!("the gateway printed no HTTP address"))?;
     let solana_gateway_url = http_of("gateway-solana");
+    let channel_gateway_url = http_of("gateway-solana-channel");
     let batch_gateway_url = http_of("gateway-batch");
     let probe = steps
         .run(
@@ -408,6 +410,14 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
             .run_printing(
                 "paying the Solana gateway from a Solana wallet",
                 demo_solana(url, sol),
+            )
+            .await?;
+    }
+    if let (Some(sol), Some(url)) = (&solana, &channel_gateway_url) {
+        steps
+            .run_printing(
+                "buying commission-bearing work through a Solana channel",
+                demo_solana_channel(url, &pages_url, sol, &state),
             )
             .await?;
     }
@@ -541,6 +551,50 @@ async fn start_nodes(
             sol.fee_payer.pubkey().to_string(),
         ]);
         nodes.push(spawn_node(supervisor, state, "gateway-solana", &g).await?);
+
+        // solana-channel: split settlement, so it sells the commission-bearing capabilities too.
+        // A buyer opens one channel and pays each task with a voucher; roots every 5 s; the
+        // maintainer (below) publishes them too and cranks every claimant's withdrawal.
+        let authority = write_key_json(
+            &keys.join("solana-channel-authority.json"),
+            &sol.channel_authority.to_bytes(),
+        )?;
+        let mut g = common.clone();
+        g.extend([s("--http-port"), port(4).to_string()]);
+        g.extend([s("--payment"), s("solana-channel")]);
+        g.extend([s("--solana-rpc-url"), sol.chain.rpc_url().to_string()]);
+        g.extend([s("--solana-mint"), sol.mint.to_string()]);
+        g.extend([s("--solana-fee-payer-key"), authority]);
+        g.extend([
+            s("--solana-channel-maintainer"),
+            sol.maintainer.pubkey().to_string(),
+        ]);
+        g.extend([s("--gateway-root-interval-ms"), s("5000")]);
+        let gateway = spawn_node(supervisor, state, "gateway-solana-channel", &g).await?;
+        let maintainer = write_key_json(
+            &keys.join("solana-channel-maintainer.json"),
+            &sol.maintainer.to_bytes(),
+        )?;
+        let mut claimants: Vec<String> =
+            sol.workers.iter().map(|w| w.pubkey().to_string()).collect();
+        claimants.push(sol.creator.pubkey().to_string());
+        claimants.push(sol.channel_authority.pubkey().to_string());
+        spawn_maintainer(
+            supervisor,
+            state,
+            &gateway.state,
+            &[
+                s("--claimants"),
+                claimants.join(","),
+                s("--interval-ms"),
+                s("3000"),
+                s("--solana-rpc-url"),
+                sol.chain.rpc_url().to_string(),
+                s("--solana-fee-payer-key"),
+                maintainer,
+            ],
+        )?;
+        nodes.push(gateway);
     }
 
     // The x402 `exact` scheme on Base, which any stock x402 client pays: a direct rail, so it
@@ -570,6 +624,33 @@ async fn start_nodes(
     g.extend([s("--gateway-withdraw-delay-secs"), s("900")]);
     nodes.push(spawn_node(supervisor, state, "gateway-batch", &g).await?);
     Ok(nodes)
+}
+
+/// Starts `d402 solana-channel-maintainer` over a gateway node's state, supervised like the
+/// nodes; its log is `logs/solana-channel-maintainer.log`.
+fn spawn_maintainer(
+    supervisor: &Supervisor,
+    state: &Path,
+    gateway_state: &Path,
+    args: &[String],
+) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the d402 binary")?;
+    let label = "solana-channel-maintainer";
+    let log_path = state.join("logs").join(format!("{label}.log"));
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("creating {}", log_path.display()))?;
+    let child = Command::new(exe)
+        .arg(label)
+        .args(["--state", &gateway_state.to_string_lossy()])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {label}"))?;
+    supervisor.adopt(label, child);
+    Ok(())
 }
 
 /// Writes a hex key readable by its owner only; returns the path for `--…-key`.
@@ -678,6 +759,10 @@ fn describe(
             "mint": s.mint.to_string(),
             "decimals": 6,
             "gatewayWallet": s.fee_payer.pubkey().to_string(),
+            "channelProgram": d402_rails::solana::channel::program::ID.to_string(),
+            "channelAuthority": s.channel_authority.pubkey().to_string(),
+            "channelMaintainer": s.maintainer.pubkey().to_string(),
+            "creatorWallet": s.creator.pubkey().to_string(),
             "workerWallets": s.workers.iter().map(|w| w.pubkey().to_string()).collect::<Vec<_>>(),
             "buyers": s.buyer_wallets(),
         })),
@@ -687,6 +772,7 @@ fn describe(
             "gateway": nodes.iter().find(|n| n.label == "gateway").map(|n| n.state.display().to_string()),
             "gatewaySolana": nodes.iter().find(|n| n.label == "gateway-solana").map(|n| n.state.display().to_string()),
             "gatewayExact": nodes.iter().find(|n| n.label == "gateway-exact").map(|n| n.state.display().to_string()),
+            "gatewaySolanaChannel": nodes.iter().find(|n| n.label == "gateway-solana-channel").map(|n| n.state.display().to_string()),
         },
     })
 }
@@ -888,6 +974,99 @@ async fn demo_solana(gateway: &str, sol: &chains::Solana) -> anyhow::Result<()> 
     for ((name, k), b) in who.iter().zip(before) {
         let a = sol.chain.token_balance_of(k, &sol.mint).await?;
         println!("  {name:<10} {a:>14}  ({:+})", a as i128 - b as i128);
+    }
+    Ok(())
+}
+
+/// Buys a page conversion (10 % creator commission, two workers) and five proof checks from the
+/// solana-channel gateway through one channel, then waits for the root and the maintainer's
+/// withdrawals and shows each claimant's balance on Solana.
+async fn demo_solana_channel(
+    gateway: &str,
+    pages: &str,
+    sol: &chains::Solana,
+    state: &Path,
+) -> anyhow::Result<()> {
+    let buyer = sol
+        .buyers
+        .get(1)
+        .or(sol.buyers.first())
+        .ok_or_else(|| anyhow!("no Solana test buyer"))?;
+    let keypair = solana_keypair::Keypair::try_from(buyer.to_bytes().as_slice())
+        .map_err(|e| anyhow!("copying the buyer keypair: {e}"))?;
+    let mut who = vec![
+        ("buyer".to_string(), buyer.pubkey()),
+        ("gateway".to_string(), sol.channel_authority.pubkey()),
+        ("creator".to_string(), sol.creator.pubkey()),
+    ];
+    for (i, w) in sol.workers.iter().enumerate() {
+        who.push((format!("worker-{}", i + 1), w.pubkey()));
+    }
+    let balances = || async {
+        let mut out = Vec::new();
+        for (_, k) in &who {
+            out.push(sol.chain.token_balance_of(k, &sol.mint).await?);
+        }
+        anyhow::Ok(out)
+    };
+    let before = balances().await?;
+    let mut client = Buyer::with_wallets(gateway, None, None, Some(Atomic::new(1_000_000)));
+    client.solana_channels = Some(
+        d402_gateway::solana_channel_wallet::SolanaChannelWallet::new(
+            &state.join("demo-solana-channel-buyer"),
+            keypair,
+            sol.chain.rpc_url(),
+            Atomic::new(2_000_000),
+        ),
+    );
+    let page = format!("{pages}{}", pages::PAGES[1].0);
+    println!(
+        "\n→ {} on {page} through {gateway} (solana-channel: the opening rides on this payment)",
+        catalog::PAGE_TO_MARKDOWN
+    );
+    let bought = client
+        .run(catalog::PAGE_TO_MARKDOWN, json!({ "url": page }))
+        .await
+        .context("buying web.page_to_markdown@1 by Solana channel")?;
+    print_purchase(&bought.task, bought.paid);
+    let mut paid = bought.paid.get();
+    println!("\n→ 5 × {} by voucher", catalog::MERKLE_VERIFY);
+    for i in 0..5 {
+        let leaf = format!("d402 devnet solana channel {i}");
+        let root = d402_cap_merkle_verify::leaf_hash(leaf.as_bytes());
+        let input = json!({"leaf": alloy::hex::encode(&leaf), "proof": [], "root": alloy::hex::encode(root)});
+        paid += client
+            .run(catalog::MERKLE_VERIFY, input)
+            .await
+            .with_context(|| format!("buying proof check {} by voucher", i + 1))?
+            .paid
+            .get();
+    }
+    // The gateway publishes a root within its interval; the maintainer withdraws for every
+    // claimant on its next round.
+    println!("  waiting for the root and the maintainer's withdrawals…");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut after = balances().await?;
+    loop {
+        let paid_out: u64 = after.iter().zip(&before).skip(1).map(|(a, b)| a - b).sum();
+        if u128::from(paid_out) >= paid {
+            break;
+        }
+        if std::time::Instant::now() > until {
+            println!(
+                "  not all withdrawn after 60 s ({paid_out} of {paid}): the maintainer retries"
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        after = balances().await?;
+    }
+    println!(
+        "\nSPL token balances after the maintainer's withdrawals (atomic units; the buyer's \
+         deposit stays in its channel's vault, its own until spent):"
+    );
+    for ((name, _), (b, a)) in who.iter().zip(before.iter().zip(&after)) {
+        println!("  {name:<10} {a:>14}  ({:+})", *a as i128 - *b as i128);
     }
     Ok(())
 }
