@@ -63,6 +63,10 @@ enum ClientCommand {
         /// The most one channel deposit may be, e.g. '$5' [default: 100 × --max-spend, else $10].
         #[arg(long, value_name = "PRICE")]
         max_deposit: Option<String>,
+        /// solana-channel: deposit at least this when opening or topping up, e.g. '$2' (within
+        /// --max-deposit) [default: the gateway's minimum].
+        #[arg(long, value_name = "PRICE")]
+        deposit: Option<String>,
     },
     /// Ask a batch-settlement gateway for the unspent balance of this buyer's channel back.
     Refund {
@@ -110,6 +114,7 @@ pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
                 scheme,
                 state,
                 max_deposit,
+                deposit,
             } => {
                 let input: serde_json::Value =
                     serde_json::from_str(&input).context("--input is not JSON")?;

@@ -134,6 +134,7 @@ struct Market {
     buyer: Keypair,
     creator: Pubkey,
     fee_wallet: Pubkey,
+    maintainer_key: Pubkey,
     workers: Vec<Pubkey>,
     gateway: Proc,
     maintainer: Proc,
@@ -275,6 +276,7 @@ impl Market {
             buyer,
             creator,
             fee_wallet: fee_payer.pubkey(),
+            maintainer_key: maintainer_key.pubkey(),
             workers,
             gateway,
             maintainer,
@@ -287,14 +289,18 @@ impl Market {
         self.dir.join("gw")
     }
 
-    fn buyer(&self) -> Buyer {
+    /// The buyer's client, depositing `deposit` at the opening.
+    fn buyer(&self, deposit: u64) -> Buyer {
         let mut b = Buyer::with_wallets(&self.url, None, None, None);
-        b.solana_channels = Some(SolanaChannelWallet::new(
-            &self.dir.join("buyer"),
-            self.buyer.insecure_clone(),
-            self.chain.rpc_url(),
-            Atomic::new(20_000_000),
-        ));
+        b.solana_channels = Some(
+            SolanaChannelWallet::new(
+                &self.dir.join("buyer"),
+                self.buyer.insecure_clone(),
+                self.chain.rpc_url(),
+                Atomic::new(20_000_000),
+            )
+            .depositing(Atomic::new(deposit.into())),
+        );
         b.patience = Duration::from_secs(60);
         b
     }
@@ -391,12 +397,46 @@ async fn buy(buyer: Buyer, n: usize, tag: &'static str, pace: Duration) -> usize
     attempts
 }
 
-/// The channel's transactions on chain (every instruction of the program names the channel).
-async fn channel_transactions(chain: &SolanaChain, channel: &Pubkey) -> usize {
+/// The fees (lamports) of the transactions `who` paid for or signed, as the chain recorded them.
+async fn fees_of(chain: &SolanaChain, who: &Pubkey) -> Vec<u64> {
+    let rpc = chain.rpc();
+    let sigs = rpc
+        .get_signatures_for_address_with_config(
+            who,
+            solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config {
+                commitment: Some(solana_commitment_config::CommitmentConfig::confirmed()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut fees = Vec::new();
+    for s in sigs {
+        let sig: solana_signature::Signature = s.signature.parse().unwrap();
+        let tx = rpc
+            .get_transaction_with_config(
+                &sig,
+                solana_rpc_client_api::config::RpcTransactionConfig {
+                    commitment: Some(solana_commitment_config::CommitmentConfig::confirmed()),
+                    max_supported_transaction_version: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        fees.push(tx.transaction.meta.map_or(0, |m| m.fee));
+    }
+    fees
+}
+
+/// The channel's transactions on chain: everything that touched its vault (the opening, top-ups,
+/// roots, withdrawals).
+async fn channel_transactions(chain: &SolanaChain, channel: &Pubkey, mint: &Pubkey) -> usize {
+    let vault = d402_rails::solana::channel::payer::vault_of(channel, mint);
     chain
         .rpc()
         .get_signatures_for_address_with_config(
-            channel,
+            &vault,
             solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config {
                 commitment: Some(solana_commitment_config::CommitmentConfig::confirmed()),
                 ..Default::default()
@@ -416,8 +456,17 @@ async fn a_thousand_tasks_one_opening_few_roots_one_withdrawal_each() {
     m.gateway
         .start(&["--gateway-root-interval-ms".into(), "3600000".into()])
         .await;
+    let lamports = |k: Pubkey| {
+        let chain = &m.chain;
+        async move { chain.sol_balance(&k).await.unwrap() }
+    };
+    let (gateway_sol, maintainer_sol) = (
+        lamports(m.fee_wallet).await,
+        lamports(m.maintainer_key).await,
+    );
     let t0 = Instant::now();
-    let attempts = buy(m.buyer(), 1_000, "t", Duration::ZERO).await;
+    // The buyer funds its channel once for the whole run.
+    let attempts = buy(m.buyer(1_000 * PRICE), 1_000, "t", Duration::ZERO).await;
     eprintln!("1,000 tasks in {:?} ({attempts} attempts)", t0.elapsed());
     assert_eq!(attempts, 1_000, "no payment was refused");
     m.gateway.kill();
@@ -441,12 +490,26 @@ async fn a_thousand_tasks_one_opening_few_roots_one_withdrawal_each() {
     let ch: Pubkey = channels[0].channel.parse().unwrap();
     assert_eq!(channels[0].charged, 1_000 * PRICE);
     let roots = ledger.roots(&channels[0].channel).unwrap().len();
-    let txs = channel_transactions(&m.chain, &ch).await;
+    let txs = channel_transactions(&m.chain, &ch, &m.mint).await;
     eprintln!(
         "transactions on the channel: {txs} (1 opening, {roots} roots, {} withdrawals)",
         owed.len()
     );
     assert!(roots <= 3, "{roots} roots");
+    eprintln!(
+        "fees paid by the gateway's key, per transaction: {:?}; by the maintainer's: {:?}",
+        fees_of(&m.chain, &m.fee_wallet).await,
+        fees_of(&m.chain, &m.maintainer_key).await
+    );
+    // What the 1,000 tasks cost in SOL (fees and rent) for BENCHMARKS.md.
+    let spent = |before: u64, after: u64| before.saturating_sub(after);
+    eprintln!(
+        "SOL spent for 1,000 tasks: gateway {} lamports (the opening's fee and the channel's and \
+         vault's rent, the roots' fees), maintainer {} lamports (withdrawal fees, claim and token \
+         account rent)",
+        spent(gateway_sol, lamports(m.fee_wallet).await),
+        spent(maintainer_sol, lamports(m.maintainer_key).await)
+    );
     assert_eq!(
         txs,
         1 + roots + owed.len(),
@@ -476,7 +539,8 @@ async fn kill_9_of_gateway_and_maintainer_allocates_each_task_once() {
     m.gateway.start(&interval).await;
     let every = ["--interval-ms".to_string(), "400".to_string()];
     m.maintainer.start(&every).await;
-    let buying = tokio::spawn(buy(m.buyer(), 50, "k", Duration::from_millis(300)));
+    // The opening deposits the gateway's minimum.
+    let buying = tokio::spawn(buy(m.buyer(0), 50, "k", Duration::from_millis(300)));
     // Kills at varied moments while the buyer pays, each restart on the same state: the
     // maintainer every second or so (mid-publication, mid-withdrawal), the gateway once its sweep
     // has had time to sign and publish a root (mid-request, mid-allocation, mid-root).
@@ -551,4 +615,107 @@ async fn kill_9_of_gateway_and_maintainer_allocates_each_task_once() {
     );
     // Charged = every delivered task (a failed one's charge was given back).
     assert_eq!(channels[0].charged, delivered as u64 * PRICE);
+}
+
+/// Paid requests per second, `solana-channel` against `solana-direct`, in one run on one network
+/// (one worker, a validator, a commission-free proof check; one buyer paying one task after
+/// another). For BENCHMARKS.md:
+/// `cargo test -p d402 --test solana_channel_gateway -- --ignored --nocapture requests_per_second`
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: run it by name"]
+async fn requests_per_second_channel_vs_direct() {
+    const N: usize = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let chain = tokio::task::spawn_blocking(SolanaChain::start)
+        .await
+        .unwrap()
+        .expect("validator");
+    let mint = chain.create_mint(6).await.unwrap();
+    let buyer = chain.funded_keypair(1_000_000_000).await.unwrap();
+    chain
+        .mint_to(&mint, &buyer.pubkey(), 100_000_000)
+        .await
+        .unwrap();
+    let direct_key = chain.funded_keypair(10_000_000_000).await.unwrap();
+    chain.create_ata(&direct_key.pubkey(), &mint).await.unwrap();
+    let channel_key = chain.funded_keypair(10_000_000_000).await.unwrap();
+    let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
+    let mut config = worker_config(&[MERKLE], fetch_snapshotter());
+    config.payout_wallets.solana = Some(Keypair::new().pubkey().to_string());
+    let worker = start(dir, "worker", &[&bootstrap], Some(config), &[]).await;
+    let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE]).await;
+    wait_discovered(&bootstrap, &[&worker, &validator]).await;
+    let publish = dir.join("merkle");
+    let offer = merkle_offer(&bootstrap);
+    d402_gateway::published::write(
+        &publish,
+        &offer.registration,
+        &offer.manifest,
+        &component(artifacts::MERKLE_VERIFY_COMPONENT),
+    )
+    .unwrap();
+    let owner = Identity::from_seed([42; 32]).public_id();
+    let gateway = |label: &str, rail: &str, key: &Keypair| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_d402"));
+        c.arg("node")
+            .args(["--label", label])
+            .args(["--state", dir.join(label).to_str().unwrap()])
+            .args(["--peer", &bootstrap.listen_addr().to_string()])
+            .args(["--http-host", "127.0.0.1", "--http-port", "0"])
+            .args(["--payment", rail, "--gateway-price", "$0.01"])
+            .args(["--gateway-fee-bps", "500"])
+            .args(["--offer", MERKLE, "--publish", publish.to_str().unwrap()])
+            .args(["--trust-namespace", &format!("merkle={owner}")])
+            .args(["--solana-rpc-url", chain.rpc_url()])
+            .args(["--solana-mint", &mint.to_string()])
+            .args([
+                "--solana-fee-payer-key",
+                &keypair_file(dir, &format!("{label}.json"), key),
+            ]);
+        common::spawn_node(c)
+    };
+    let (_direct, info) = gateway("gw-direct", "solana-direct", &direct_key);
+    let direct_url = info["http"].as_str().unwrap().to_string();
+    let (_channel, info) = gateway("gw-channel", "solana-channel", &channel_key);
+    let channel_url = info["http"].as_str().unwrap().to_string();
+
+    let run = |buyer: Buyer, tag: &'static str| async move {
+        // Warm: the first purchase (the opening, on a channel) is not timed.
+        buy_one(&buyer, tag, 0).await;
+        let t0 = Instant::now();
+        for i in 1..=N {
+            buy_one(&buyer, tag, i).await;
+        }
+        N as f64 / t0.elapsed().as_secs_f64()
+    };
+    let direct = Buyer::with_wallets(
+        &direct_url,
+        None,
+        Some(d402_gateway::client::SolanaPayer {
+            keypair: buyer.insecure_clone(),
+            rpc_url: chain.rpc_url().to_string(),
+        }),
+        None,
+    );
+    let mut channel = Buyer::with_wallets(&channel_url, None, None, None);
+    channel.solana_channels = Some(SolanaChannelWallet::new(
+        &dir.join("buyer"),
+        buyer.insecure_clone(),
+        chain.rpc_url(),
+        Atomic::new(20_000_000),
+    ));
+    let direct_rps = run(direct, "d").await;
+    let channel_rps = run(channel, "c").await;
+    println!(
+        "paid requests per second over {N} sequential tasks: solana-direct {direct_rps:.1}, \
+         solana-channel {channel_rps:.1} ({:.2}x)",
+        channel_rps / direct_rps
+    );
+}
+
+async fn buy_one(buyer: &Buyer, tag: &str, i: usize) {
+    let input: Value = serde_json::from_str(&merkle_input(&format!("{tag}{i}"))).unwrap();
+    let p = buyer.run(MERKLE, input).await.expect("bought");
+    assert_eq!(p.task["status"], "delivered", "{}", p.task);
 }

@@ -58,6 +58,9 @@ pub struct SolanaChannelWallet {
     payer: Keypair,
     rpc_url: String,
     max_deposit: u64,
+    /// What an opening or top-up deposits at least (besides the gateway's `minDeposit`), so that
+    /// a buyer who knows its volume funds it once.
+    deposit: u64,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> ClientError {
@@ -102,7 +105,14 @@ impl SolanaChannelWallet {
             payer,
             rpc_url: rpc_url.to_string(),
             max_deposit: u64::try_from(max_deposit.get()).unwrap_or(u64::MAX),
+            deposit: 0,
         }
+    }
+
+    /// Deposits at least `amount` at the opening and at each top-up (never above the maximum).
+    pub fn depositing(mut self, amount: Atomic) -> Self {
+        self.deposit = u64::try_from(amount.get()).unwrap_or(u64::MAX);
+        self
     }
 
     pub fn channels(&self) -> Result<BTreeMap<String, SolanaChannelEntry>, ClientError> {
@@ -176,7 +186,10 @@ impl SolanaChannelWallet {
             0
         } else {
             let announced = extra_u64(r, "minDeposit").unwrap_or(0);
-            let amount = needed.max(announced).min(self.max_deposit);
+            let amount = needed
+                .max(announced)
+                .max(self.deposit)
+                .min(self.max_deposit);
             if amount < needed {
                 return Err(ClientError::OverCap {
                     price: Atomic::new(needed.into()),
