@@ -167,8 +167,15 @@ pub fn run(args: ClientArgs) -> anyhow::Result<std::process::ExitCode> {
                                 "--scheme solana-channel needs --solana-wallet and --solana-rpc-url"
                             );
                         };
-                        buyer.solana_channels =
-                            Some(SolanaChannelWallet::new(&state, key, &rpc_url, max_deposit));
+                        let mut wallet =
+                            SolanaChannelWallet::new(&state, key, &rpc_url, max_deposit);
+                        if let Some(d) = deposit {
+                            wallet = wallet.depositing(
+                                Atomic::parse_price(&d, decimals)
+                                    .map_err(|e| anyhow!("--deposit: {e}"))?,
+                            );
+                        }
+                        buyer.solana_channels = Some(wallet);
                     }
                 }
                 let purchase = buyer.run(&capability, input).await?;

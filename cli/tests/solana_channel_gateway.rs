@@ -530,6 +530,43 @@ async fn a_thousand_tasks_one_opening_few_roots_one_withdrawal_each() {
         m.chain.token_balance(&vault).await.unwrap(),
         Some(deposit - 1_000 * PRICE)
     );
+
+    // The same from the command line: `d402 client run --scheme solana-channel` opens a channel of
+    // its own (kept under its --state) in its first payment.
+    drop(ledger);
+    m.gateway
+        .start(&["--gateway-root-interval-ms".into(), "3600000".into()])
+        .await;
+    let wallet = keypair_file(&m.dir, "cli-buyer.json", &m.buyer);
+    let cli_state = m.dir.join("cli-buyer");
+    let out = Command::new(env!("CARGO_BIN_EXE_d402"))
+        .args(["client", "run", "--gateway", &m.url, "--capability", MERKLE])
+        .args(["--input", &merkle_input("from the command line")])
+        .args([
+            "--solana-wallet",
+            &wallet,
+            "--solana-rpc-url",
+            m.chain.rpc_url(),
+        ])
+        .args(["--scheme", "solana-channel", "--max-spend", "$0.05"])
+        .args(["--state", cli_state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let r = common::bought(&out);
+    assert_eq!(r["payment"]["rail"], "solana-channel", "{r}");
+    assert_eq!(r["result"]["valid"], true, "{r}");
+    let kept: Value =
+        serde_json::from_slice(&std::fs::read(cli_state.join("solana-channels.json")).unwrap())
+            .unwrap();
+    let entry = kept.as_object().unwrap().values().next().unwrap();
+    assert_eq!(
+        (entry["opened"].clone(), entry["charged"].clone()),
+        (Value::Bool(true), Value::from(PRICE))
+    );
+    assert_ne!(
+        entry["channel"], channels[0].channel,
+        "a channel of its own"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

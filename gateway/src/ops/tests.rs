@@ -282,3 +282,70 @@ fn a_withdrawal_over_unclaimed_vouchers_is_an_alert_critical_near_its_end() {
     assert_eq!(severity("0xaa"), Some(Severity::Warning));
     assert_eq!(severity("0xbb"), Some(Severity::Critical));
 }
+
+#[test]
+fn a_root_left_unpublished_is_critical_after_the_pending_limit() {
+    let t = Thresholds::default();
+    let mut s = snapshot(NOW);
+    let unpublished = |channel: &str, age_s: u64| d402_rails::UnpublishedRoot {
+        channel: channel.into(),
+        amount: d402_rails::Atomic::new(7),
+        since_ms: NOW - age_s * 1000,
+    };
+    s.channels = Some(d402_rails::ChannelBook {
+        channels: 2,
+        unclaimed: d402_rails::Atomic::new(14),
+        withdrawals: Vec::new(),
+        unpublished: vec![unpublished("fresh", 10), unpublished("stale", 301)],
+    });
+    let alerts = evaluate(&s, NOW, &t, &BTreeMap::new(), &[]);
+    let stale: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.code == "channel-root-stale")
+        .collect();
+    assert_eq!(stale.len(), 1, "{alerts:?}");
+    assert_eq!(stale[0].subject.as_deref(), Some("stale"));
+    assert_eq!(stale[0].severity, Severity::Critical);
+}
+
+#[test]
+fn a_maintainers_failed_withdrawal_and_silence_are_alerts() {
+    use d402_rails::solana::channel::maintainer::{Failure, MaintainerStatus};
+    let t = Thresholds::default();
+    let mut m = MaintainerStatus {
+        written_ms: NOW - 5_000,
+        interval_ms: 30_000,
+        rounds: 4,
+        channels: 1,
+        ..MaintainerStatus::default()
+    };
+    assert!(maintainer_alerts(&m, NOW, &t).is_empty());
+    m.failures = vec![
+        Failure {
+            channel: "C".into(),
+            claimant: Some("W".into()),
+            action: "withdraw".into(),
+            error: "rpc down".into(),
+        },
+        Failure {
+            channel: "C".into(),
+            claimant: None,
+            action: "publish".into(),
+            error: "stale seq".into(),
+        },
+    ];
+    let alerts = maintainer_alerts(&m, NOW, &t);
+    assert_eq!(
+        codes(&alerts),
+        ["channel-withdrawal-failed", "channel-maintenance-failed"]
+    );
+    assert_eq!(alerts[0].severity, Severity::Critical);
+    assert_eq!(alerts[0].subject.as_deref(), Some("C:W"));
+    // Three intervals without a round: the maintainer stopped.
+    m.failures.clear();
+    m.written_ms = NOW - 91_000;
+    assert_eq!(
+        codes(&maintainer_alerts(&m, NOW, &t)),
+        ["maintainer-not-reporting"]
+    );
+}

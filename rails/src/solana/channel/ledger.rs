@@ -570,4 +570,34 @@ mod tests {
         assert_eq!(got, vec![("G".into(), 2), ("K".into(), 1), ("W".into(), 7)]);
         assert!(l.allocations("D").expect("db").is_empty());
     }
+
+    #[test]
+    fn a_funding_is_applied_once_with_its_charge_and_a_dropped_one_adds_nothing() {
+        let (_d, l) = ledger();
+        let funding = |amount: u64, cumulative: u64| Funding {
+            record: channel(0),
+            amount,
+            voucher: voucher(cumulative),
+            price: 10,
+        };
+        // The opening: the channel appears with its deposit only when applied, and only once.
+        l.record_funding("open", &funding(100, 10)).expect("record");
+        assert_eq!(l.channel("C").expect("read"), None);
+        assert_eq!(l.fundings().expect("read").len(), 1);
+        assert!(l.apply_funding("open").expect("apply").is_some());
+        assert_eq!(l.apply_funding("open").expect("again"), None);
+        assert_eq!(l.channel("C").expect("read").map(|c| c.deposit), Some(100));
+        assert!(l.fundings().expect("read").is_empty());
+        // A top-up that failed on chain is dropped: the deposit does not grow.
+        l.record_funding("top-up", &funding(50, 20))
+            .expect("record");
+        l.drop_funding("top-up").expect("drop");
+        assert_eq!(l.apply_funding("top-up").expect("apply"), None);
+        assert_eq!(l.channel("C").expect("read").map(|c| c.deposit), Some(100));
+        // One that landed adds to it.
+        l.record_funding("top-up-2", &funding(50, 20))
+            .expect("record");
+        assert!(l.apply_funding("top-up-2").expect("apply").is_some());
+        assert_eq!(l.channel("C").expect("read").map(|c| c.deposit), Some(150));
+    }
 }
