@@ -209,6 +209,10 @@ pub struct NodeArgs {
     /// carry, in seconds [default: 86400].
     #[arg(long, value_name = "SECS")]
     gateway_channel_grace_secs: Option<u64>,
+    /// Gateway, base-x402-solana-channel: what each opening or top-up of the gateway's own
+    /// Solana channel deposits, e.g. '$10' (within the channel caps) [default: $10].
+    #[arg(long, value_name = "PRICE")]
+    gateway_channel_deposit: Option<String>,
     /// Gateway: the incident switch. While this file exists the gateway issues no challenge and
     /// takes no new payment; paid tasks, refunds and worker pay still finish
     /// [default: STATE/gateway/INCIDENT].
@@ -322,6 +326,9 @@ impl NodeArgs {
             gateway_channel_grace_secs: self
                 .gateway_channel_grace_secs
                 .or(file.gateway_channel_grace_secs),
+            gateway_channel_deposit: self
+                .gateway_channel_deposit
+                .or(file.gateway_channel_deposit),
             incident_file: self.incident_file.or(file.incident_file),
         })
     }
@@ -539,6 +546,7 @@ fn gateway_settings(
         solana_channel_maintainer: args.solana_channel_maintainer.clone(),
         root_interval_ms: args.gateway_root_interval_ms,
         channel_grace_secs: args.gateway_channel_grace_secs,
+        channel_deposit: args.gateway_channel_deposit.clone(),
         incident_file: args.incident_file.clone(),
     }))
 }

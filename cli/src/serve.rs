@@ -31,6 +31,9 @@ pub enum PaymentRail {
     /// x402 `batch-settlement`: the buyer deposits once into a channel and pays each task with a
     /// cumulative voucher; the gateway claims many channels in one transaction.
     BaseBatchSettlement,
+    /// x402 `exact` on Base (any stock client pays it), the split paid on Solana through a
+    /// channel the gateway funds: commission-bearing capabilities are sold.
+    BaseX402SolanaChannel,
     /// A channel on d402's own Solana program: the buyer opens it in its first payment and
     /// pays each task with a cumulative voucher; each task's split is allocated to its claimants
     /// and paid by roots and withdrawals.
@@ -80,6 +83,8 @@ pub struct GatewaySettings {
     pub solana_channel_maintainer: Option<String>,
     pub root_interval_ms: Option<u64>,
     pub channel_grace_secs: Option<u64>,
+    /// base-x402-solana-channel: what each opening or top-up of the gateway's channel deposits.
+    pub channel_deposit: Option<String>,
     /// The incident switch file; `None`: `STATE/gateway/INCIDENT`.
     pub incident_file: Option<PathBuf>,
 }
@@ -144,10 +149,10 @@ pub async fn start(
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
     let outbox = Outbox::open(&state.join("outbox.redb")).map_err(|e| anyhow!("{e}"))?;
     let built = build_rail(&s, state, outbox).await?;
-    // A capability is sold only if it names a wallet this rail's chain can pay.
+    // A capability is sold only if it names a wallet on the chain this rail pays the split on.
     let mut acceptance = s.acceptance;
     acceptance.required_rails =
-        d402_registry::wallet::Rail::of_namespace(built.rail.network().namespace())
+        d402_registry::wallet::Rail::of_namespace(built.rail.payout_network().namespace())
             .into_iter()
             .collect();
     let decimals = built.decimals;
@@ -258,6 +263,9 @@ async fn build_rail(
         PaymentRail::BaseTaskEscrow => base_task_escrow(s, evm_chain(s).await?, outbox),
         PaymentRail::SolanaDirect => solana_direct(s, outbox).await,
         PaymentRail::SolanaChannel => solana_channel(s, state, outbox).await,
+        PaymentRail::BaseX402SolanaChannel => {
+            base_x402_solana_channel(s, state, evm_chain(s).await?, outbox).await
+        }
         PaymentRail::SolanaTaskEscrow => bail!(
             "--payment solana-task-escrow: the buyer co-signs its vault, which the x402 exact \
              flow cannot carry; sell on solana-direct or base-task-escrow"
@@ -630,6 +638,99 @@ async fn solana_channel(
         decimals: sol.decimals,
         fee_payer: fee_payer_info,
     })
+}
+
+/// `base-x402-solana-channel`: the payment as on `base-x402-direct` (the facilitator key is the
+/// Base wallet, refunds come out of it), the split through a channel of d402's program that the
+/// Solana key (`--solana-fee-payer-key`, holding the mint's tokens) funds, authorises and pays the
+/// fees of.
+async fn base_x402_solana_channel(
+    s: &GatewaySettings,
+    state: &Path,
+    evm: EvmSetup,
+    outbox: Outbox,
+) -> anyhow::Result<BuiltRail> {
+    use d402_rails::hybrid::{BaseX402SolanaChannel, HybridPolicy};
+    use d402_rails::solana::channel::ledger::Ledger as ChannelLedger;
+    use d402_rails::solana::submit::Submitter;
+    use solana_signer::Signer;
+
+    if evm.wallet != evm.facilitator.address() {
+        bail!(
+            "--gateway-wallet {} is not the facilitator key's address {}: refunds are paid out of the wallet with that key",
+            evm.wallet,
+            evm.facilitator.address()
+        );
+    }
+    let sol = SolanaSetup::new(s, "base-x402-solana-channel").await?;
+    let program = sol
+        .rpc
+        .get_account(&d402_rails::solana::channel::program::ID)
+        .await
+        .with_context(|| {
+            format!(
+                "d402-program {} is not deployed on {}",
+                d402_rails::solana::channel::program::ID,
+                sol.url
+            )
+        })?;
+    if !program.executable {
+        bail!(
+            "{} on {} is not an executable program",
+            d402_rails::solana::channel::program::ID,
+            sol.url
+        );
+    }
+    let maintainer = match &s.solana_channel_maintainer {
+        Some(m) => m
+            .parse()
+            .map_err(|_| anyhow!("--solana-channel-maintainer {m:?}: not a base58 public key"))?,
+        None => sol.fee_payer.pubkey(),
+    };
+    let deposit = Atomic::parse_price(s.channel_deposit.as_deref().unwrap_or("$10"), sol.decimals)
+        .context("--gateway-channel-deposit")?;
+    let deposit = u64::try_from(deposit.get())
+        .map_err(|_| anyhow!("--gateway-channel-deposit is too large"))?;
+    let mut policy = HybridPolicy::new(maintainer, deposit);
+    if let Some(ms) = s.root_interval_ms {
+        policy.root_interval = std::time::Duration::from_millis(ms);
+    }
+    if let Some(secs) = s.channel_grace_secs {
+        policy.grace_secs = secs;
+    }
+    let rent = sol
+        .rpc
+        .get_minimum_balance_for_rent_exemption(
+            d402_rails::solana::channel::program::channel::CHANNEL_LEN,
+        )
+        .await
+        .context("reading the rent of a channel account")?;
+    let ledger =
+        ChannelLedger::open(&state.join("solana-channels.redb")).map_err(|e| anyhow!("{e}"))?;
+    let base = BaseDirect::new(
+        evm.chain.clone(),
+        &evm.facilitator,
+        outbox.clone(),
+        evm.caps.clone(),
+    );
+    let submitter = Submitter::new(sol.rpc, outbox, d402_rails::hybrid::NAME);
+    let rail = BaseX402SolanaChannel::new(
+        base,
+        sol.network,
+        sol.mint,
+        Arc::new(sol.fee_payer),
+        submitter,
+        ledger,
+        sol.caps,
+        policy,
+        rent,
+        state.join(d402_rails::solana::channel::rail::ROOTS_DIR),
+    );
+    // Open the channel now, so the first challenge is not refused for want of one.
+    rail.maintain()
+        .await
+        .context("opening the gateway's Solana channel")?;
+    Ok(evm.built(Arc::new(rail)))
 }
 
 /// A Solana keypair from a file holding `solana-keygen`'s JSON array of 64 bytes, or base58 of

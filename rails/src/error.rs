@@ -197,6 +197,13 @@ pub enum RailError {
         "the wallet holds {held} atomic units, the payout batch needs {needed}: waiting for the next claim"
     )]
     AwaitingFunds { held: Atomic, needed: Atomic },
+    /// A rail that allocates into a channel the gateway funds itself cannot cover this task
+    /// until its next top-up: the challenge is refused (with this reason) rather than a payment
+    /// taken that could not be allocated.
+    #[error(
+        "the gateway's Solana channel has {headroom} atomic units left, the task needs {needed}: it is being topped up, try again shortly"
+    )]
+    ChannelHeadroom { headroom: Atomic, needed: Atomic },
     /// Only from a test hook that stops a settlement after the transaction is sent and before
     /// it is recorded, to exercise crash recovery.
     #[error("stopped after sending {tx} (crash simulation)")]

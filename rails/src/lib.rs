@@ -12,7 +12,9 @@
 //! - [`outbox`]: settlement intents in redb, written before a transaction is sent.
 //! - [`evm`]: Base/EVM rails on alloy: `base-x402-direct`, `base-task-escrow`, `base-channel`.
 //!
-//! - `solana` (cargo feature `solana`): `solana-direct` and `solana-task-escrow` on SPL Token.
+//! - `solana` (cargo feature `solana`): `solana-direct` and `solana-task-escrow` on SPL Token,
+//!   `solana-channel` on d402's program, and [`hybrid`] (`base-x402-solana-channel`: paid on
+//!   Base, split on Solana).
 //!
 //! # Wire types: the `x402-types` crate
 //!
@@ -32,6 +34,8 @@ pub mod caps;
 pub mod delivery;
 pub mod error;
 pub mod evm;
+#[cfg(feature = "solana")]
+pub mod hybrid;
 pub mod outbox;
 pub mod payment;
 pub mod rail;

@@ -218,6 +218,10 @@ pub struct ChannelBook {
     /// root that stays unpublished leaves claimants unable to withdraw.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unpublished: Vec<UnpublishedRoot>,
+    /// A channel the gateway funds itself (`base-x402-solana-channel`): what it can still
+    /// allocate before a top-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom: Option<Atomic>,
 }
 
 /// Allocations of a channel that no published root carries yet.

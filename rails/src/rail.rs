@@ -40,6 +40,13 @@ pub trait Rail: Send + Sync {
     /// What kind of rail, for describing it (see [`RailKind`]).
     fn kind(&self) -> RailKind;
 
+    /// The network workers and creators are paid on: the rail's own, except on a rail that takes
+    /// the payment on one chain and pays the split on another (`base-x402-solana-channel`). The
+    /// gateway picks payout wallets for this network.
+    fn payout_network(&self) -> ChainId {
+        self.network()
+    }
+
     /// The x402 scheme its requirements carry (`exact`, `d402-task-escrow`, …).
     fn scheme(&self) -> &'static str;
 

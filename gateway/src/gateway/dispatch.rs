@@ -38,7 +38,7 @@ impl Gateway {
                         .as_ref()
                         .and_then(|v| serde_json::to_value(v).ok());
                     // The workers' wallets on the rail's own chain.
-                    let family = WalletFamily::of_namespace(self.rail.network().namespace());
+                    let family = WalletFamily::of_namespace(self.rail.payout_network().namespace());
                     record.worker_wallets = outcome
                         .payout_wallets
                         .iter()

@@ -141,6 +141,13 @@ impl Gateway {
                         .unwrap_or(0),
                 ),
             ]);
+            if let Some(headroom) = book.headroom {
+                gauges.push((
+                    "d402_channel_headroom_atomic",
+                    "what the gateway's own channel can still allocate before a top-up, in atomic units",
+                    headroom.get(),
+                ));
+            }
         }
         Ok(gauges)
     }

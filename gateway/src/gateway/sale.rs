@@ -53,7 +53,8 @@ impl Gateway {
     fn terms(&self, listing: &Listing, task_id: &str) -> Terms {
         let bps = listing.accepted.creator_commission_bps.min(u16::MAX as u32) as u16;
         // The creator is paid on the rail's chain, at the wallet it named for that chain.
-        let chain = d402_registry::wallet::Rail::of_namespace(self.rail.network().namespace());
+        let chain =
+            d402_registry::wallet::Rail::of_namespace(self.rail.payout_network().namespace());
         let commission = (bps > 0).then(|| Commission {
             wallet: chain
                 .and_then(|c| listing.accepted.creator_wallets.get(c))
@@ -146,7 +147,7 @@ impl Gateway {
         let terms = self.terms(listing, &task_id);
         let requirements = self.rail.challenge(&terms).map_err(|e| match e {
             RailError::Cap(c) => GatewayError::ChallengeRefused(c.to_string()),
-            e @ RailError::CommissionOnDirectRail { .. } => {
+            e @ (RailError::CommissionOnDirectRail { .. } | RailError::ChannelHeadroom { .. }) => {
                 GatewayError::ChallengeRefused(e.to_string())
             }
             e => GatewayError::Rail(e),

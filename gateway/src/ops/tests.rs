@@ -271,6 +271,7 @@ fn a_withdrawal_over_unclaimed_vouchers_is_an_alert_critical_near_its_end() {
         unclaimed: d402_rails::Atomic::new(10),
         withdrawals: vec![clock("0xaa", 3_600), clock("0xbb", 60)],
         unpublished: Vec::new(),
+        headroom: None,
     });
     let alerts = evaluate(&s, NOW, &t, &BTreeMap::new(), &[]);
     let severity = |subject: &str| {
@@ -297,6 +298,7 @@ fn a_root_left_unpublished_is_critical_after_the_pending_limit() {
         unclaimed: d402_rails::Atomic::new(14),
         withdrawals: Vec::new(),
         unpublished: vec![unpublished("fresh", 10), unpublished("stale", 301)],
+        headroom: None,
     });
     let alerts = evaluate(&s, NOW, &t, &BTreeMap::new(), &[]);
     let stale: Vec<_> = alerts

@@ -924,6 +924,7 @@ impl Rail for BaseBatch {
                 })
                 .collect(),
             unpublished: Vec::new(),
+            headroom: None,
         }))
     }
 }

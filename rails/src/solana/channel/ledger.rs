@@ -108,8 +108,11 @@ pub struct Funding {
     /// channel it adds to.
     pub record: ChannelRecord,
     pub amount: u64,
-    /// The charge that came with it, committed once the funding is applied.
-    pub voucher: Voucher,
+    /// The charge that came with it (a buyer's payment), committed once the funding is applied;
+    /// `None` for a funding the gateway makes of its own channel.
+    #[serde(default)]
+    pub voucher: Option<Voucher>,
+    #[serde(default)]
     pub price: u64,
 }
 
@@ -577,7 +580,7 @@ mod tests {
         let funding = |amount: u64, cumulative: u64| Funding {
             record: channel(0),
             amount,
-            voucher: voucher(cumulative),
+            voucher: Some(voucher(cumulative)),
             price: 10,
         };
         // The opening: the channel appears with its deposit only when applied, and only once.

@@ -12,6 +12,7 @@
 pub mod ledger;
 pub mod maintainer;
 pub mod payer;
+pub mod publisher;
 pub mod rail;
 pub mod roots;
 pub mod voucher;

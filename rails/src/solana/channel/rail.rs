@@ -21,7 +21,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,7 +36,8 @@ use solana_transaction::versioned::VersionedTransaction;
 
 use super::ledger::{ChannelRecord, ChargeRefusal, Funding, Ledger, LedgerError, Voucher};
 use super::payer::{Opening, open_instructions, top_up, vault_of};
-use super::roots::{ChannelChain, ChannelError, sign_root};
+use super::publisher::RootPublisher;
+use super::roots::ChannelChain;
 use super::voucher;
 use crate::amount::Atomic;
 use crate::caps::{Exposure, SafetyCaps};
@@ -122,12 +123,8 @@ pub struct SolanaChannel {
     policy: ChannelPolicy,
     /// The cluster's rent for a channel account (the opening must state exactly this).
     channel_rent: u64,
-    /// Where signed roots are exported for the maintainer.
-    roots_dir: PathBuf,
-    /// When each channel's oldest unpublished allocation was first seen (unix ms).
-    pending_since: Mutex<std::collections::HashMap<String, u64>>,
-    /// Each channel's last root total seen on chain (by this process).
-    published: Mutex<std::collections::HashMap<String, u64>>,
+    /// Signs, exports and publishes roots over the ledger's allocations.
+    roots: RootPublisher,
 }
 
 fn refuse(reason: &'static str, detail: impl Into<String>) -> RailError {
@@ -141,13 +138,6 @@ fn refuse(reason: &'static str, detail: impl Into<String>) -> RailError {
 
 fn ledger_err(e: LedgerError) -> RailError {
     RailError::Chain(e.to_string())
-}
-
-fn channel_err(e: ChannelError) -> RailError {
-    match e {
-        ChannelError::Submit(s) => s.into(),
-        other => RailError::Chain(other.to_string()),
-    }
 }
 
 fn pubkey(reason: &'static str, what: &str, text: &str) -> Result<Pubkey, RailError> {
@@ -178,12 +168,24 @@ impl SolanaChannel {
         channel_rent: u64,
         roots_dir: PathBuf,
     ) -> Self {
+        let chain = ChannelChain::new(
+            submitter.rpc_handle(),
+            submitter.clone(),
+            Arc::clone(&authority),
+        );
         SolanaChannel {
-            chain: ChannelChain::new(
-                submitter.rpc_handle(),
-                submitter.clone(),
+            roots: RootPublisher::new(
+                ledger.clone(),
                 Arc::clone(&authority),
+                ChannelChain::new(
+                    submitter.rpc_handle(),
+                    submitter.clone(),
+                    Arc::clone(&authority),
+                ),
+                policy.root_interval,
+                roots_dir,
             ),
+            chain,
             network,
             mint,
             authority,
@@ -192,9 +194,6 @@ impl SolanaChannel {
             caps,
             policy,
             channel_rent,
-            roots_dir,
-            pending_since: Mutex::new(Default::default()),
-            published: Mutex::new(Default::default()),
         }
     }
 
@@ -204,6 +203,12 @@ impl SolanaChannel {
 
     pub fn chain(&self) -> &ChannelChain {
         &self.chain
+    }
+
+    /// Signs and publishes a root for every channel with unpublished allocations (`force`: now,
+    /// whatever the interval). Returns how many were published.
+    pub async fn publish_roots(&self, force: bool) -> Result<usize, RailError> {
+        self.roots.publish_roots(force).await
     }
 
     /// The settlement id of a charge: one per (channel, cumulative amount), so a replayed
@@ -439,177 +444,75 @@ impl SolanaChannel {
     /// Applies a landed funding and commits the charge that came with it; both idempotent, so
     /// a restart finishes what a crash interrupted.
     fn finish_funding(&self, id: &str) -> Result<(), RailError> {
-        if let Some(f) = self.ledger.apply_funding(id).map_err(ledger_err)? {
+        if let Some(f) = self.ledger.apply_funding(id).map_err(ledger_err)?
+            && let Some(voucher) = &f.voucher
+        {
             // A charge already committed is a replay; one out of step (a later voucher raced
             // it) leaves the deposit and no charge, and the task is refunded as unpaid.
             let _ = self
                 .ledger
-                .charge(id, &f.record.channel, &f.voucher, f.price)
+                .charge(id, &f.record.channel, voucher, f.price)
                 .map_err(ledger_err)?;
         }
         Ok(())
     }
+}
 
-    /// Writes a kept root where the maintainer reads it (`ROOTS_DIR/<channel>/<seq>.json`),
-    /// replacing the file whole.
-    fn export_root(&self, root: &super::ledger::SignedRoot) -> Result<(), RailError> {
-        let dir = self.roots_dir.join(&root.channel);
-        let io = |e: std::io::Error| RailError::Chain(format!("exporting a root: {e}"));
-        std::fs::create_dir_all(&dir).map_err(io)?;
-        let tmp = dir.join(format!("{}.json.tmp", root.seq));
-        std::fs::write(&tmp, serde_json::to_vec_pretty(root).unwrap_or_default()).map_err(io)?;
-        std::fs::rename(&tmp, dir.join(format!("{}.json", root.seq))).map_err(io)?;
-        Ok(())
+/// An accepted task's split as claimants' shares: the agreeing workers' net (equal shares, the
+/// first taking the remainder), the creator's commission at the wallet the requirements name, the
+/// gateway's fee to `fee_claimant`. `None` when no worker has a Solana wallet.
+pub(crate) fn claimant_parts(
+    accepted: &Accepted<'_>,
+    fee_claimant: &str,
+) -> Result<Option<Vec<(String, u64)>>, RailError> {
+    let split = match accepted.split {
+        Some(s) => s,
+        None => split_of(accepted.verified, GatewayFee::Bps(0))?,
+    };
+    let workers: Vec<String> = accepted
+        .workers
+        .iter()
+        .filter(|w| Pubkey::from_str(w).is_ok())
+        .cloned()
+        .collect();
+    if workers.is_empty() {
+        return Ok(None);
     }
+    let mut parts: Vec<(String, u64)> = shares(split.worker, &workers)
+        .into_iter()
+        .map(|p| (p.to, p.amount.get() as u64))
+        .collect();
+    let extra = accepted.requirements.extra.as_ref();
+    if split.creator.get() > 0 {
+        let creator = extra
+            .and_then(|e| e.get("creator"))
+            .and_then(|c| c.as_str())
+            .ok_or_else(|| RailError::Refused("a commission without a creator".into()))?;
+        parts.push((creator.to_string(), split.creator.get() as u64));
+    }
+    if split.gateway.get() > 0 {
+        parts.push((fee_claimant.to_string(), split.gateway.get() as u64));
+    }
+    Ok(Some(parts))
+}
 
-    /// Signs, keeps, exports and publishes a root for every channel whose allocations grew past
-    /// its last published root (with `force`, at once; else once the growth is
-    /// [`ChannelPolicy::root_interval`] old). Returns how many roots were published.
-    pub async fn publish_roots(&self, force: bool) -> Result<usize, RailError> {
-        let mut published = 0;
-        for ch in self.ledger.channels().map_err(ledger_err)? {
-            let allocated = self.allocated(&ch.channel)?;
-            if allocated <= self.on_chain_total(&ch.channel) {
-                continue;
-            }
-            let kept = self.ledger.roots(&ch.channel).map_err(ledger_err)?.pop();
-            let kept_total = kept.as_ref().map_or(0, |r| r.total);
-            // A kept root that never made it on chain is retried at once; new allocations wait
-            // for the interval, so that one root carries many tasks.
-            if allocated > kept_total && !force {
-                let now = d402_core::clock::now_ms();
-                // Allocations past the last root have accrued since it was signed (or since the
-                // opening): a restart does not restart the interval.
-                let accrued = kept.as_ref().map_or(ch.opened_ms, |k| k.signed_at_ms);
-                let mut pending = self.pending_since.lock().unwrap_or_else(|p| p.into_inner());
-                let since = *pending.entry(ch.channel.clone()).or_insert(if accrued > 0 {
-                    accrued.min(now)
-                } else {
-                    now
-                });
-                if u128::from(now.saturating_sub(since)) < self.policy.root_interval.as_millis() {
-                    continue;
-                }
-            }
-            let channel = Pubkey::from_str(&ch.channel)
-                .map_err(|_| RailError::Chain(format!("ledger channel {}", ch.channel)))?;
-            let state = self.chain.state(&channel).await.map_err(channel_err)?;
-            if state.allocated >= allocated {
-                self.mark_published(&ch.channel, state.allocated);
-                continue;
-            }
-            let signed = match kept {
-                Some(k) if k.total >= allocated && k.seq > state.seq => k,
-                _ => match sign_root(
-                    &self.ledger,
-                    &self.authority,
-                    &channel,
-                    state.seq + 1,
-                    state.allocated,
-                )
-                .map_err(channel_err)?
-                {
-                    Some(s) => s,
-                    None => continue,
-                },
-            };
-            self.export_root(&signed)?;
-            self.chain
-                .publish(&signed, &state.payer, &state.authority, &state.vault)
-                .await
-                .map_err(channel_err)?;
-            self.mark_published(&ch.channel, signed.total);
-            published += 1;
-        }
-        Ok(published)
-    }
-
-    /// What the ledger allocated in `channel` in all.
-    fn allocated(&self, channel: &str) -> Result<u64, RailError> {
-        Ok(self
-            .ledger
-            .allocations(channel)
-            .map_err(ledger_err)?
-            .iter()
-            .map(|(_, a)| *a)
-            .sum())
-    }
-
-    /// The total of the last root this process saw on chain for `channel` (0: not seen yet).
-    fn on_chain_total(&self, channel: &str) -> u64 {
-        self.published
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(channel)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    fn mark_published(&self, channel: &str, total: u64) {
-        self.published
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(channel.to_string(), total);
-        self.pending_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(channel);
-    }
-
-    /// Allocates an accepted task's split: `parts` are the claimants' shares.
-    fn parts(&self, accepted: &Accepted<'_>) -> Result<Option<Vec<(String, u64)>>, RailError> {
-        let split = match accepted.split {
-            Some(s) => s,
-            None => self.split_of(accepted.verified, GatewayFee::Bps(0))?,
-        };
-        let workers: Vec<String> = accepted
-            .workers
-            .iter()
-            .filter(|w| Pubkey::from_str(w).is_ok())
-            .cloned()
-            .collect();
-        if workers.is_empty() {
-            return Ok(None);
-        }
-        let mut parts: Vec<(String, u64)> = shares(split.worker, &workers)
-            .into_iter()
-            .map(|p| (p.to, p.amount.get() as u64))
-            .collect();
-        let extra = accepted.requirements.extra.as_ref();
-        if split.creator.get() > 0 {
-            let creator = extra
-                .and_then(|e| e.get("creator"))
-                .and_then(|c| c.as_str())
-                .ok_or_else(|| RailError::Refused("a commission without a creator".into()))?;
-            parts.push((creator.to_string(), split.creator.get() as u64));
-        }
-        if split.gateway.get() > 0 {
-            parts.push((
-                accepted.requirements.pay_to.clone(),
-                split.gateway.get() as u64,
-            ));
-        }
-        Ok(Some(parts))
-    }
-
-    /// The split of a verified payment: the creator's share from the requirements this gateway
-    /// issued, the fee from the policy.
-    fn split_of(&self, verified: &Verified, fee: GatewayFee) -> Result<Split, RailError> {
-        let creator_bps = verified
-            .requirements
-            .extra
-            .as_ref()
-            .and_then(|e| e.get("creatorBps"))
-            .and_then(|b| b.as_u64())
-            .map_or(0, |b| b as u16);
-        Ok(Split::compute(
-            verified.amount,
-            &SplitTerms {
-                creator_bps,
-                gateway_fee: fee,
-            },
-        )?)
-    }
+/// The split of a verified payment: the creator's share from the requirements this gateway issued
+/// (`extra.creatorBps`), the fee from the policy.
+pub(crate) fn split_of(verified: &Verified, fee: GatewayFee) -> Result<Split, RailError> {
+    let creator_bps = verified
+        .requirements
+        .extra
+        .as_ref()
+        .and_then(|e| e.get("creatorBps"))
+        .and_then(|b| b.as_u64())
+        .map_or(0, |b| b as u16);
+    Ok(Split::compute(
+        verified.amount,
+        &SplitTerms {
+            creator_bps,
+            gateway_fee: fee,
+        },
+    )?)
 }
 
 #[async_trait]
@@ -641,7 +544,7 @@ impl Rail for SolanaChannel {
         verified: &Verified,
         gateway_fee: GatewayFee,
     ) -> Result<Option<Split>, RailError> {
-        self.split_of(verified, gateway_fee).map(Some)
+        split_of(verified, gateway_fee).map(Some)
     }
 
     fn accepts_wallet(&self, wallet: &str) -> bool {
@@ -846,7 +749,7 @@ impl Rail for SolanaChannel {
                     &Funding {
                         record,
                         amount: funding.amount,
-                        voucher: p.voucher.clone(),
+                        voucher: Some(p.voucher.clone()),
                         price: u64::try_from(verified.amount.get()).unwrap_or(u64::MAX),
                     },
                 )
@@ -889,7 +792,7 @@ impl Rail for SolanaChannel {
     }
 
     async fn deliver(&self, accepted: &Accepted<'_>) -> Result<Delivery, RailError> {
-        let Some(parts) = self.parts(accepted)? else {
+        let Some(parts) = claimant_parts(accepted, &accepted.requirements.pay_to)? else {
             return Ok(Delivery::Refused(format!(
                 "no worker has a valid payout wallet on {}: the buyer's charge is given back",
                 self.network
@@ -975,35 +878,18 @@ impl Rail for SolanaChannel {
     }
 
     async fn maintain(&self) -> Result<(), RailError> {
-        self.publish_roots(false).await.map(|_| ())
+        self.roots.publish_roots(false).await.map(|_| ())
     }
 
     /// Allocated value not yet in a published root, per channel.
     fn channel_book(&self) -> Result<Option<ChannelBook>, RailError> {
-        let channels = self.ledger.channels().map_err(ledger_err)?;
-        let since = self
-            .pending_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let now = d402_core::clock::now_ms();
-        let mut unpublished = Vec::new();
-        for ch in &channels {
-            let allocated = self.allocated(&ch.channel)?;
-            let last = self.on_chain_total(&ch.channel);
-            if allocated > last {
-                unpublished.push(crate::payment::UnpublishedRoot {
-                    channel: ch.channel.clone(),
-                    amount: Atomic::new(u128::from(allocated - last)),
-                    since_ms: since.get(&ch.channel).copied().unwrap_or(now),
-                });
-            }
-        }
+        let unpublished = self.roots.unpublished()?;
         Ok(Some(ChannelBook {
-            channels: channels.len(),
+            channels: self.ledger.channels().map_err(ledger_err)?.len(),
             unclaimed: Atomic::new(unpublished.iter().map(|u| u.amount.get()).sum()),
             withdrawals: Vec::new(),
             unpublished,
+            headroom: None,
         }))
     }
 }

@@ -1,0 +1,353 @@
+//! `base-x402-solana-channel` end to end, on anvil and the real Solana validator with real nodes:
+//! the stock npm x402 `exact` client buys a commission-bearing `web.page_to_markdown@1` paying on
+//! Base; the gateway (a real `d402 node` process) allocates the split into its own Solana channel;
+//! `d402 solana-channel-maintainer` withdraws it for the creator and the two workers, to the unit.
+//! Then the gateway is killed with SIGKILL between a second task's Base settlement and its Solana
+//! allocation: after the restart that task is allocated exactly once.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use d402_core::Identity;
+use d402_evm_chain::Anvil;
+use d402_loopback_server::LoopbackServer;
+use d402_network_support::*;
+use d402_node::Offer;
+use d402_rails::solana::channel::ledger::Ledger;
+use d402_registry::CreatorWallets;
+use d402_registry::registration::{Terms, register};
+use d402_solana_chain::SolanaChain;
+use serde_json::{Value, json};
+use solana_keypair::Keypair;
+use solana_pubkey::Pubkey;
+use solana_signer::Signer;
+
+const PRICE: u64 = 10_000;
+const BUYER_FUNDS: u128 = 1_000_000;
+
+const ARTICLE: &str = r#"<html><head><title>Paid on Base, split on Solana</title></head><body><main>
+<h1>Paid on Base, split on Solana</h1>
+<p>The buyer paid with a stock x402 client on Base; the creator and the workers are paid on Solana.</p>
+</main></body></html>"#;
+
+fn keypair_file(dir: &std::path::Path, name: &str, k: &Keypair) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        serde_json::to_string(&k.to_bytes().to_vec()).unwrap(),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+/// web.page_to_markdown@1 with a 10 % commission to `creator` on Solana.
+fn commission_page(node: &d402_node::Node, creator: &Pubkey) -> Offer {
+    let bytes = component(artifacts::PAGE_TO_MARKDOWN_COMPONENT);
+    let manifest = manifest(PAGE, &bytes);
+    let registration = register(
+        &manifest,
+        &Identity::from_seed([42; 32]),
+        Terms {
+            namespace: manifest.namespace().to_string(),
+            namespace_proof: None,
+            creator_commission_bps: 1_000,
+            creator_wallets: CreatorWallets {
+                solana: Some(creator.to_string()),
+                evm: None,
+            },
+            issued_at: 1_767_225_600_000,
+        },
+    )
+    .unwrap();
+    Offer::publish(node.coordinator().store(), registration, manifest, &bytes).unwrap()
+}
+
+struct Gateway {
+    args: Vec<String>,
+    /// Dropping it kills the process with SIGKILL.
+    child: Option<common::Killed>,
+}
+
+impl Gateway {
+    fn start(&mut self) -> String {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_d402"));
+        c.args(&self.args);
+        let (child, info) = common::spawn_node(c);
+        self.child = Some(child);
+        info["http"].as_str().unwrap().to_string()
+    }
+
+    fn kill(&mut self) {
+        self.child.take();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stock_client_pays_on_base_and_the_split_is_withdrawn_on_solana() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let script = common::client_script(dir);
+    let anvil = Anvil::start(4).await.expect("anvil (run scripts/setup.sh)");
+    let [deployer, facilitator, buyer, ..] = &anvil.keys[..] else {
+        unreachable!("four keys were asked for")
+    };
+    let base = anvil.deploy_test_usd(deployer).await.unwrap();
+    let token = base.asset.address;
+    anvil
+        .mint(deployer, token, buyer.address(), BUYER_FUNDS)
+        .await
+        .unwrap();
+    let sol = tokio::task::spawn_blocking(SolanaChain::start)
+        .await
+        .unwrap()
+        .expect("validator");
+    let mint = sol.create_mint(6).await.unwrap();
+    // The gateway's Solana key funds its channel from its own tokens.
+    let gateway_sol = sol.funded_keypair(5_000_000_000).await.unwrap();
+    sol.mint_to(&mint, &gateway_sol.pubkey(), 10_000_000)
+        .await
+        .unwrap();
+    let maintainer = sol.funded_keypair(5_000_000_000).await.unwrap();
+    let creator = Keypair::new().pubkey();
+    let workers = [Keypair::new().pubkey(), Keypair::new().pubkey()];
+
+    let site = LoopbackServer::serving(ARTICLE.as_bytes().to_vec());
+    let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
+    let mut nodes = Vec::new();
+    for (i, w) in workers.iter().enumerate() {
+        let mut config = worker_config(&[PAGE], fetch_snapshotter());
+        config.payout_wallets.solana = Some(w.to_string());
+        config.payout_wallets.evm = Some(Address::repeat_byte(i as u8 + 1).to_checksum(None));
+        nodes.push(
+            start(
+                dir,
+                &format!("worker-{i}"),
+                &[&bootstrap],
+                Some(config),
+                &[],
+            )
+            .await,
+        );
+    }
+    let validator = start(dir, "validator", &[&bootstrap], None, &[PAGE]).await;
+    wait_discovered(&bootstrap, &[&nodes[0], &nodes[1], &validator]).await;
+    let publish = dir.join("page");
+    let offer = commission_page(&bootstrap, &creator);
+    d402_gateway::published::write(
+        &publish,
+        &offer.registration,
+        &offer.manifest,
+        &component(artifacts::PAGE_TO_MARKDOWN_COMPONENT),
+    )
+    .unwrap();
+    let owner = Identity::from_seed([42; 32]).public_id();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let state = dir.join("gw");
+    let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<String>>();
+    let mut gateway = Gateway {
+        args: s(&[
+            "node",
+            "--label",
+            "gateway",
+            "--state",
+            state.to_str().unwrap(),
+            "--peer",
+            &bootstrap.listen_addr().to_string(),
+            "--http-host",
+            "127.0.0.1",
+            "--http-port",
+            &port.to_string(),
+            "--payment",
+            "base-x402-solana-channel",
+            "--gateway-price",
+            "$0.01",
+            "--gateway-fee-bps",
+            "500",
+            "--offer",
+            PAGE,
+            "--publish",
+            publish.to_str().unwrap(),
+            "--trust-namespace",
+            &format!("web={owner}"),
+            "--max-creator-commission-bps",
+            "2000",
+            "--allow-private-targets",
+            "true",
+            "--evm-rpc-url",
+            anvil.url.as_str(),
+            "--evm-token",
+            &token.to_string(),
+            "--evm-token-name",
+            d402_evm_chain::TOKEN_NAME,
+            "--evm-token-version",
+            d402_evm_chain::TOKEN_VERSION,
+            "--facilitator-key",
+            &alloy::hex::encode(facilitator.to_bytes()),
+            "--solana-rpc-url",
+            sol.rpc_url(),
+            "--solana-mint",
+            &mint.to_string(),
+            "--solana-fee-payer-key",
+            &keypair_file(dir, "gateway-sol.json", &gateway_sol),
+            "--solana-channel-maintainer",
+            &maintainer.pubkey().to_string(),
+            "--gateway-channel-deposit",
+            "$1",
+            "--gateway-root-interval-ms",
+            "0",
+            "--gateway-wait-ms",
+            "60000",
+            "--gateway-task-timeout-secs",
+            "90",
+        ]),
+        child: None,
+    };
+    let url = gateway.start();
+    let about = common::get_json(&format!("{url}/.well-known/d402-gateway.json")).await;
+    assert_eq!(
+        about["paymentRails"][0]["name"], "base-x402-solana-channel",
+        "{about}"
+    );
+
+    let pay = |page: &str| {
+        let body = json!({
+            "capability": PAGE,
+            "input": {"url": site.url("127.0.0.1", page)},
+        });
+        let args = [
+            "--url".to_string(),
+            url.clone(),
+            "--key".into(),
+            alloy::hex::encode_prefixed(buyer.to_bytes()),
+            "--rpc".into(),
+            anvil.url.to_string(),
+            "--chain-id".into(),
+            d402_evm_chain::CHAIN_ID.to_string(),
+            "--asset".into(),
+            token.to_checksum(None),
+            "--max-amount".into(),
+            PRICE.to_string(),
+            "--body".into(),
+            body.to_string(),
+        ];
+        let script = script.clone();
+        std::thread::spawn(move || {
+            Command::new("node")
+                .arg(&script)
+                .args(&args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .output()
+                .expect("node runs (run scripts/setup.sh)")
+        })
+    };
+    let out = pay("/article").join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reply: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(reply["status"], 200, "{reply}");
+    assert_eq!(reply["body"]["status"], "delivered", "{reply}");
+    assert!(
+        reply["body"]["result"]["markdown"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("paid on Solana"),
+        "{reply}"
+    );
+    assert_eq!(
+        anvil.balance(token, buyer.address()).await.unwrap(),
+        BUYER_FUNDS - u128::from(PRICE),
+        "paid on Base with the stock client"
+    );
+
+    // Second task: SIGKILL once its payment has settled on Base, before its split is allocated.
+    let before = anvil.balance(token, buyer.address()).await.unwrap();
+    let client = pay("/article?second");
+    let until = Instant::now() + Duration::from_secs(60);
+    while anvil.balance(token, buyer.address()).await.unwrap() == before {
+        assert!(Instant::now() < until, "the second payment never settled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    gateway.kill();
+    let _ = client.join();
+    let charged_at_kill = {
+        let ledger = Ledger::open(&state.join("gateway").join("solana-channels.redb")).unwrap();
+        ledger.channels().unwrap()[0].charged
+    };
+    assert_eq!(
+        charged_at_kill, PRICE,
+        "killed between the second task's Base settlement and its Solana allocation"
+    );
+    gateway.start();
+
+    // The maintainer withdraws each claimant's share; two tasks' split, to the unit.
+    let claimants: Vec<String> = workers
+        .iter()
+        .chain([&creator, &gateway_sol.pubkey()])
+        .map(|k| k.to_string())
+        .collect();
+    let expected = [
+        (workers[0], 2 * 4_250u64),
+        (workers[1], 2 * 4_250),
+        (creator, 2 * 1_000),
+        // What it kept of its 10,000,000 after depositing $1 in its channel, and its two fees.
+        (gateway_sol.pubkey(), 10_000_000 - 1_000_000 + 2 * 500),
+    ];
+    let until = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_d402"))
+            .args([
+                "solana-channel-maintainer",
+                "--state",
+                state.to_str().unwrap(),
+            ])
+            .args(["--claimants", &claimants.join(",")])
+            .args(["--solana-rpc-url", sol.rpc_url()])
+            .args([
+                "--solana-fee-payer-key",
+                &keypair_file(dir, "maintainer.json", &maintainer),
+            ])
+            .arg("--once")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut done = true;
+        for (who, amount) in expected {
+            let got = sol.token_balance_of(&who, &mint).await.unwrap_or(0);
+            assert!(got <= amount, "{who} got {got} of {amount}: paid twice");
+            done &= got == amount;
+        }
+        if done {
+            break;
+        }
+        assert!(Instant::now() < until, "withdrawals did not finish");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    gateway.kill();
+    let ledger = Ledger::open(&state.join("gateway").join("solana-channels.redb")).unwrap();
+    let ch = &ledger.channels().unwrap()[0];
+    assert_eq!(ch.charged, 2 * PRICE, "each task charged once");
+    assert_eq!(ch.payer, gateway_sol.pubkey().to_string());
+    let allocated: u64 = ledger
+        .allocations(&ch.channel)
+        .unwrap()
+        .iter()
+        .map(|(_, a)| a)
+        .sum();
+    assert_eq!(allocated, 2 * PRICE, "each task allocated once");
+}
