@@ -29,11 +29,11 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     common::assert_nothing_left(Duration::from_secs(15), "a full devnet demo");
 
     // Every step reported, in order, and none failed.
-    for step in 1..=11 {
-        assert!(stderr.contains(&format!("[{step}/11] ")), "{stderr}");
+    for step in 1..=12 {
+        assert!(stderr.contains(&format!("[{step}/12] ")), "{stderr}");
     }
     assert!(!stderr.contains("failed ("), "{stderr}");
-    assert_eq!(stderr.matches("ok (").count(), 11, "{stderr}");
+    assert_eq!(stderr.matches("ok (").count(), 12, "{stderr}");
     // 20 tasks bought through one batch-settlement channel, and what they cost on chain.
     let batch = stdout
         .lines()
@@ -63,6 +63,23 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
         60_000,
         "six tasks' price, split to the unit"
     );
+    // Paid on Base with a Base wallet, the split withdrawn on Solana: the creator's 10 % and the
+    // two agreeing workers' net of the page conversion.
+    let hybrid = stdout
+        .split("SPL token balances on Solana after the hybrid purchase")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let gained = |who: &str| -> i64 {
+        hybrid
+            .lines()
+            .find(|l| l.trim_start().starts_with(who))
+            .and_then(|l| l.rsplit('(').next())
+            .and_then(|d| d.trim_end_matches(')').parse().ok())
+            .unwrap_or_else(|| panic!("{who} in {hybrid}"))
+    };
+    assert_eq!(gained("creator"), 1_000, "{hybrid}");
+    let workers: Vec<i64> = (1..=3).map(|i| gained(&format!("worker-{i}"))).collect();
+    assert_eq!(workers.iter().sum::<i64>(), 8_500, "{hybrid}");
 
     // The page built by JavaScript was frozen by Chromium and converted by a quorum of two.
     assert!(
@@ -101,7 +118,7 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
             .unwrap()
             .starts_with("http://127.0.0.1:")
     );
-    assert_eq!(d["nodes"].as_array().unwrap().len(), 10, "{d}");
+    assert_eq!(d["nodes"].as_array().unwrap().len(), 11, "{d}");
     assert_eq!(
         d["evm"]["batchSettlement"],
         "0x4020074e9dF2ce1deE5A9C1b5c3f541D02a10003"
@@ -117,7 +134,11 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
             )
         })
         .collect();
-    assert_eq!(listed.len(), 5, "{d}");
+    assert_eq!(listed.len(), 6, "{d}");
+    assert!(
+        listed.contains(&("base-x402-solana-channel", "eip155:31337")),
+        "{d}"
+    );
     assert!(
         listed
             .iter()
@@ -164,6 +185,7 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
         ("gateway", "base-task-escrow"),
         ("gatewaySolana", "solana-direct"),
         ("gatewaySolanaChannel", "solana-channel"),
+        ("gatewayHybrid", "base-x402-solana-channel"),
     ] {
         let dir = std::path::PathBuf::from(d["opsState"][key].as_str().unwrap());
         let snapshot: serde_json::Value =

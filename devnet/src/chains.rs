@@ -30,6 +30,9 @@ pub struct Evm {
     /// The `base-batch-settlement` gateway's receiver authorizer and wallet: it claims the
     /// channels, is swept into, and pays workers out of its wallet.
     pub batch_facilitator: PrivateKeySigner,
+    /// The `base-x402-solana-channel` gateway's facilitator: it is paid into on Base and refunds
+    /// out of its wallet (the split is paid on Solana).
+    pub hybrid_facilitator: PrivateKeySigner,
     /// The validator role's release key: signs split releases of the escrow.
     pub release: PrivateKeySigner,
     /// Funded test buyers.
@@ -42,7 +45,7 @@ pub struct Evm {
 
 /// Starts anvil, deploys the test token and the escrow, funds `buyers` buyers.
 pub async fn evm(buyers: usize, workers: usize) -> anyhow::Result<Evm> {
-    let anvil = Anvil::start(6 + buyers + workers)
+    let anvil = Anvil::start(7 + buyers + workers)
         .await
         .map_err(|e| anyhow!("{e} (scripts/setup.sh installs anvil)"))?;
     let mut keys = anvil.keys.clone().into_iter();
@@ -56,6 +59,7 @@ pub async fn evm(buyers: usize, workers: usize) -> anyhow::Result<Evm> {
     let creator = next()?;
     let direct_facilitator = next()?;
     let batch_facilitator = next()?;
+    let hybrid_facilitator = next()?;
     let buyers: Vec<_> = (0..buyers).map(|_| next()).collect::<Result<_, _>>()?;
     let workers: Vec<_> = (0..workers).map(|_| next()).collect::<Result<_, _>>()?;
     let chain = anvil
@@ -91,6 +95,7 @@ pub async fn evm(buyers: usize, workers: usize) -> anyhow::Result<Evm> {
         facilitator,
         direct_facilitator,
         batch_facilitator,
+        hybrid_facilitator,
         release,
         buyers,
         creator,
@@ -114,6 +119,9 @@ pub struct Solana {
     pub channel_authority: Keypair,
     /// The channel maintainer's fee payer: publishes roots and cranks withdrawals, holds no funds.
     pub maintainer: Keypair,
+    /// The `base-x402-solana-channel` gateway's Solana key: funds its own channel from its tokens,
+    /// signs its vouchers and roots, pays the fees, claims the gateway fee.
+    pub hybrid_key: Keypair,
 }
 
 /// Starts the test validator (the `d402-solana-validator` binary), creates a 6-decimals mint and
@@ -133,6 +141,10 @@ pub async fn solana(buyers: usize, workers: usize) -> anyhow::Result<Solana> {
     chain.create_ata(&fee_payer.pubkey(), &mint).await?;
     let channel_authority = chain.funded_keypair(WALLET_LAMPORTS).await?;
     let maintainer = chain.funded_keypair(WALLET_LAMPORTS).await?;
+    let hybrid_key = chain.funded_keypair(WALLET_LAMPORTS).await?;
+    chain
+        .mint_to(&mint, &hybrid_key.pubkey(), BUYER_FUNDS)
+        .await?;
     Ok(Solana {
         chain,
         mint,
@@ -142,6 +154,7 @@ pub async fn solana(buyers: usize, workers: usize) -> anyhow::Result<Solana> {
         fee_payer,
         channel_authority,
         maintainer,
+        hybrid_key,
     })
 }
 

@@ -234,9 +234,9 @@ pub fn run(
 async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result<()> {
     let state = args.state.clone();
     let sol = usize::from(args.solana);
-    // The demo steps: the Base buyer, the batch-settlement buyer, and on Solana the direct buyer
-    // and the channel buyer.
-    let total = 6 + sol + if args.keep_running { 0 } else { 2 + 2 * sol };
+    // The demo steps: the Base buyer, the batch-settlement buyer, and with Solana the direct
+    // buyer, the channel buyer and the hybrid (Base payment, Solana split) buyer.
+    let total = 6 + sol + if args.keep_running { 0 } else { 2 + 3 * sol };
     let mut steps = Steps::new(total);
     let started = Instant::now();
 
@@ -336,6 +336,7 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
         http_of("gateway").ok_or_else(|| anyhow!("the gateway printed no HTTP address"))?;
     let solana_gateway_url = http_of("gateway-solana");
     let channel_gateway_url = http_of("gateway-solana-channel");
+    let hybrid_gateway_url = http_of("gateway-hybrid");
     let batch_gateway_url = http_of("gateway-batch");
     let probe = steps
         .run(
@@ -418,6 +419,14 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
             .run_printing(
                 "buying commission-bearing work through a Solana channel",
                 demo_solana_channel(url, &pages_url, sol, &state),
+            )
+            .await?;
+    }
+    if let (Some(sol), Some(url)) = (&solana, &hybrid_gateway_url) {
+        steps
+            .run_printing(
+                "paying on Base, the split withdrawn on Solana",
+                demo_hybrid(url, &pages_url, &evm, sol),
             )
             .await?;
     }
@@ -582,6 +591,7 @@ async fn start_nodes(
         spawn_maintainer(
             supervisor,
             state,
+            "solana-channel-maintainer",
             &gateway.state,
             &[
                 s("--claimants"),
@@ -595,6 +605,55 @@ async fn start_nodes(
             ],
         )?;
         nodes.push(gateway);
+
+        // base-x402-solana-channel: any stock `exact` client pays on Base; the split, creator
+        // commission included, is allocated into a channel the gateway funds on Solana, and the
+        // maintainer withdraws it for every claimant.
+        let hybrid_facilitator = write_key(
+            &keys.join("hybrid-facilitator.key"),
+            evm.hybrid_facilitator.to_bytes().as_slice(),
+        )?;
+        let hybrid_key =
+            write_key_json(&keys.join("hybrid-solana.json"), &sol.hybrid_key.to_bytes())?;
+        let mut g = common.clone();
+        g.extend([s("--facilitator-key"), hybrid_facilitator]);
+        g.extend([s("--http-port"), port(5).to_string()]);
+        g.extend([s("--payment"), s("base-x402-solana-channel")]);
+        g.extend([s("--solana-rpc-url"), sol.chain.rpc_url().to_string()]);
+        g.extend([s("--solana-mint"), sol.mint.to_string()]);
+        g.extend([s("--solana-fee-payer-key"), hybrid_key]);
+        g.extend([
+            s("--solana-channel-maintainer"),
+            sol.maintainer.pubkey().to_string(),
+        ]);
+        g.extend([s("--gateway-root-interval-ms"), s("5000")]);
+        g.extend([s("--gateway-channel-deposit"), s("$5")]);
+        let hybrid = spawn_node(supervisor, state, "gateway-hybrid", &g).await?;
+        let maintainer = write_key_json(
+            &keys.join("hybrid-maintainer.json"),
+            &sol.maintainer.to_bytes(),
+        )?;
+        let mut claimants: Vec<String> =
+            sol.workers.iter().map(|w| w.pubkey().to_string()).collect();
+        claimants.push(sol.creator.pubkey().to_string());
+        claimants.push(sol.hybrid_key.pubkey().to_string());
+        spawn_maintainer(
+            supervisor,
+            state,
+            "hybrid-maintainer",
+            &hybrid.state,
+            &[
+                s("--claimants"),
+                claimants.join(","),
+                s("--interval-ms"),
+                s("3000"),
+                s("--solana-rpc-url"),
+                sol.chain.rpc_url().to_string(),
+                s("--solana-fee-payer-key"),
+                maintainer,
+            ],
+        )?;
+        nodes.push(hybrid);
     }
 
     // The x402 `exact` scheme on Base, which any stock x402 client pays: a direct rail, so it
@@ -631,16 +690,16 @@ async fn start_nodes(
 fn spawn_maintainer(
     supervisor: &Supervisor,
     state: &Path,
+    label: &str,
     gateway_state: &Path,
     args: &[String],
 ) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the d402 binary")?;
-    let label = "solana-channel-maintainer";
     let log_path = state.join("logs").join(format!("{label}.log"));
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("creating {}", log_path.display()))?;
     let child = Command::new(exe)
-        .arg(label)
+        .arg("solana-channel-maintainer")
         .args(["--state", &gateway_state.to_string_lossy()])
         .args(args)
         .stdin(Stdio::null())
@@ -773,6 +832,7 @@ fn describe(
             "gatewaySolana": nodes.iter().find(|n| n.label == "gateway-solana").map(|n| n.state.display().to_string()),
             "gatewayExact": nodes.iter().find(|n| n.label == "gateway-exact").map(|n| n.state.display().to_string()),
             "gatewaySolanaChannel": nodes.iter().find(|n| n.label == "gateway-solana-channel").map(|n| n.state.display().to_string()),
+            "gatewayHybrid": nodes.iter().find(|n| n.label == "gateway-hybrid").map(|n| n.state.display().to_string()),
         },
     })
 }
@@ -1065,6 +1125,82 @@ async fn demo_solana_channel(
         "\nSPL token balances after the maintainer's withdrawals (atomic units; the buyer's \
          deposit stays in its channel's vault, its own until spent):"
     );
+    for ((name, _), (b, a)) in who.iter().zip(before.iter().zip(&after)) {
+        println!("  {name:<10} {a:>14}  ({:+})", *a as i128 - *b as i128);
+    }
+    Ok(())
+}
+
+/// Buys a commission-bearing page conversion from the hybrid gateway with a Base wallet (x402
+/// `exact`, as any stock client pays), then waits for the root and the maintainer's withdrawals
+/// and shows the creator's and the workers' shares arriving on Solana.
+async fn demo_hybrid(
+    gateway: &str,
+    pages: &str,
+    evm: &chains::Evm,
+    sol: &chains::Solana,
+) -> anyhow::Result<()> {
+    let key = evm
+        .buyers
+        .get(1)
+        .or(evm.buyers.first())
+        .ok_or_else(|| anyhow!("no test buyer"))?
+        .clone();
+    let mut who = vec![("creator".to_string(), sol.creator.pubkey())];
+    for (i, w) in sol.workers.iter().enumerate() {
+        who.push((format!("worker-{}", i + 1), w.pubkey()));
+    }
+    let balances = || async {
+        let mut out = Vec::new();
+        for (_, k) in &who {
+            out.push(sol.chain.token_balance_of(k, &sol.mint).await?);
+        }
+        anyhow::Ok(out)
+    };
+    let before = balances().await?;
+    let base_before = evm
+        .anvil
+        .balance(evm.chain.asset.address, key.address())
+        .await?;
+    let client = Buyer::new(gateway, key.clone(), Some(Atomic::new(1_000_000)));
+    let page = format!("{pages}{}", pages::PAGES[0].0);
+    println!(
+        "\n→ {} on {page} through {gateway} (base-x402-solana-channel: x402 exact on Base)",
+        catalog::PAGE_TO_MARKDOWN
+    );
+    let bought = client
+        .run(catalog::PAGE_TO_MARKDOWN, json!({ "url": page }))
+        .await
+        .context("buying web.page_to_markdown@1 on the hybrid rail")?;
+    print_purchase(&bought.task, bought.paid);
+    let base_after = evm
+        .anvil
+        .balance(evm.chain.asset.address, key.address())
+        .await?;
+    println!(
+        "  the buyer paid {} atomic units on Base (anvil)",
+        base_before.saturating_sub(base_after)
+    );
+    println!("  waiting for the root and the maintainer's withdrawals on Solana…");
+    // The creator's 10 % and the workers' net (the gateway keeps its fee as a claimant too).
+    let owed = bought.paid.get() as u64 * 95 / 100;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut after = balances().await?;
+    loop {
+        let paid_out: u64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
+        if paid_out >= owed {
+            break;
+        }
+        if std::time::Instant::now() > until {
+            println!(
+                "  not all withdrawn after 60 s ({paid_out} of {owed}): the maintainer retries"
+            );
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        after = balances().await?;
+    }
+    println!("\nSPL token balances on Solana after the hybrid purchase (atomic units):");
     for ((name, _), (b, a)) in who.iter().zip(before.iter().zip(&after)) {
         println!("  {name:<10} {a:>14}  ({:+})", *a as i128 - *b as i128);
     }
