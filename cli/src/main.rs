@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod capability;
 mod client_cli;
+mod incident;
 mod keys;
 mod maintainer;
 mod namespace;
@@ -50,6 +51,9 @@ enum Command {
     /// Keep a gateway's Solana channels moving: publish its signed roots, retry withdrawals for
     /// the named claimants, reclaim rent. Never closes a channel; holds no funds.
     SolanaChannelMaintainer(maintainer::MaintainerArgs),
+    /// Incident shutdown of a stopped gateway's Solana channels, one step at a time: final-roots,
+    /// withdraw, request-close, close (after the grace period), reclaim.
+    SolanaChannelIncident(incident::IncidentArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
         Command::OpsStatus(args) => ops_cli::status(args),
         Command::OpsMonitor(args) => ops_cli::monitor(args),
         Command::SolanaChannelMaintainer(args) => maintainer::run(args),
+        Command::SolanaChannelIncident(args) => incident::run(args),
     };
     match result {
         Ok(code) => code,

@@ -756,3 +756,100 @@ async fn buy_one(buyer: &Buyer, tag: &str, i: usize) {
     let p = buyer.run(MERKLE, input).await.expect("bought");
     assert_eq!(p.task["status"], "delivered", "{}", p.task);
 }
+
+/// The incident sequence (seed 000) on a stopped gateway, one command per step: every claimant is
+/// paid, every claim and the channel's accounts are reclaimed, and the payer holds the
+/// unallocated remainder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn incident_steps_pay_everyone_close_and_reclaim() {
+    let mut m = Market::new().await;
+    m.gateway
+        .start(&[
+            "--gateway-root-interval-ms".into(),
+            "3600000".into(),
+            "--gateway-channel-grace-secs".into(),
+            "0".into(),
+        ])
+        .await;
+    let attempts = buy(m.buyer(0), 5, "i", Duration::ZERO).await;
+    assert_eq!(attempts, 5);
+    m.gateway.kill();
+    let (_, owed) = m.owed_by_tasks();
+    let fee_payer = m.dir.join("fee-payer.json");
+    let step = |name: &str| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_d402"))
+            .args(["solana-channel-incident", "--step", name])
+            .args(["--state", m.state().to_str().unwrap()])
+            .args(["--solana-rpc-url", m.chain.rpc_url()])
+            .args(["--solana-fee-payer-key", fee_payer.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let reports: Value = serde_json::from_slice(&out.stdout).unwrap();
+        eprintln!("{name}: {reports}");
+        reports[0].clone()
+    };
+    // Out of order first: nothing to close before a close request.
+    assert!(
+        step("close")["waiting"]
+            .as_str()
+            .unwrap()
+            .contains("request-close")
+    );
+    assert_eq!(step("final-roots")["sent"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        step("withdraw")["sent"].as_array().unwrap().len(),
+        owed.len()
+    );
+    // Idempotent: run again, nothing is left to withdraw.
+    assert!(step("withdraw")["sent"].as_array().unwrap().is_empty());
+    for (who, amount) in &owed {
+        let k: Pubkey = who.parse().unwrap();
+        assert_eq!(
+            m.chain.token_balance_of(&k, &m.mint).await.unwrap(),
+            *amount,
+            "{who}"
+        );
+    }
+    let ledger = Ledger::open(&m.state().join("gateway").join("solana-channels.redb")).unwrap();
+    let ch = ledger.channels().unwrap()[0].clone();
+    drop(ledger);
+    let channel: Pubkey = ch.channel.parse().unwrap();
+    assert_eq!(step("request-close")["sent"].as_array().unwrap().len(), 1);
+    assert_eq!(step("close")["sent"].as_array().unwrap().len(), 1);
+    // The payer holds everything it did not spend: its deposit's unallocated remainder is back.
+    assert_eq!(
+        m.chain
+            .token_balance_of(&m.buyer.pubkey(), &m.mint)
+            .await
+            .unwrap(),
+        100_000_000 - 5 * PRICE
+    );
+    let reclaim = step("reclaim");
+    assert_eq!(
+        reclaim["sent"].as_array().unwrap().len(),
+        owed.len() + 1,
+        "every claim and the channel: {reclaim}"
+    );
+    let rpc = m.chain.rpc();
+    assert!(
+        rpc.get_account(&channel).await.is_err(),
+        "channel reclaimed"
+    );
+    let vault = d402_rails::solana::channel::payer::vault_of(&channel, &m.mint);
+    assert!(rpc.get_account(&vault).await.is_err(), "vault reclaimed");
+    for who in owed.keys() {
+        let k: Pubkey = who.parse().unwrap();
+        let claim = d402_rails::solana::channel::program::channel::claim_address(&channel, &k);
+        assert!(
+            rpc.get_account(&claim).await.is_err(),
+            "claim of {who} reclaimed"
+        );
+    }
+    // Everything done: a step run again reports the channel gone and sends nothing.
+    assert!(step("reclaim")["sent"].as_array().unwrap().is_empty());
+}

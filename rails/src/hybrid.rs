@@ -482,6 +482,12 @@ impl Rail for BaseX402SolanaChannel {
         self.roots.publish_roots(false).await.map(|_| ())
     }
 
+    /// Roots only: the gateway's channel is neither opened nor topped up under the incident
+    /// switch.
+    async fn maintain_under_incident(&self) -> Result<(), RailError> {
+        self.roots.publish_roots(false).await.map(|_| ())
+    }
+
     fn channel_book(&self) -> Result<Option<ChannelBook>, RailError> {
         let unpublished = self.roots.unpublished()?;
         Ok(Some(ChannelBook {

@@ -178,6 +178,13 @@ pub trait Rail: Send + Sync {
         Ok(())
     }
 
+    /// [`Rail::maintain`] while the incident switch is on (seed 000): what moves value already
+    /// committed (claims, roots) goes on, and nothing new is opened or funded. The same as
+    /// `maintain` unless the rail funds something itself.
+    async fn maintain_under_incident(&self) -> Result<(), RailError> {
+        self.maintain().await
+    }
+
     /// A payment payload that buys nothing but acts on the buyer's channel (x402
     /// `batch-settlement`'s cooperative refund): the rail carries it out and answers with the
     /// settlement for the `PAYMENT-RESPONSE`. Refused by rails without channels.

@@ -115,8 +115,14 @@ impl Gateway {
                 if let Err(e) = gw.sweep(false).await {
                     eprintln!("{}: sweeping tasks: {e}", gw.label);
                 }
-                // The rail's upkeep (a channel's claims) goes on under the incident switch too.
-                if let Err(e) = gw.rail.maintain().await {
+                // The rail's upkeep (a channel's claims and roots) goes on under the incident
+                // switch too, but opens and funds nothing.
+                let upkeep = if gw.incident() {
+                    gw.rail.maintain_under_incident().await
+                } else {
+                    gw.rail.maintain().await
+                };
+                if let Err(e) = upkeep {
                     eprintln!("{}: rail upkeep: {e}", gw.label);
                 }
                 gw.publish_ops();

@@ -57,6 +57,8 @@ pub enum EntryKind {
     ChannelFunding,
     /// A `solana-channel` rent reclaim (a claim or a closed channel).
     ChannelReclaim,
+    /// A `solana-channel` close request or close (the incident steps).
+    ChannelClose,
 }
 
 /// The outbox request of a Solana settlement: everything needed to resend it byte for byte.

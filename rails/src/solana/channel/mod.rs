@@ -9,6 +9,7 @@
 //! the payer's voucher and the vault, so neither the gateway nor the maintainer can take more than
 //! the buyer signed for.
 
+pub mod incident;
 pub mod ledger;
 pub mod maintainer;
 pub mod payer;

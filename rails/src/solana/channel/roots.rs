@@ -154,6 +154,17 @@ impl ChannelChain {
         Ok(landed.signature)
     }
 
+    /// Sends `instructions` signed by this chain's fee payer alone (the authority's own
+    /// instructions, when the fee payer is the authority), through the outbox.
+    pub async fn send_signed(
+        &self,
+        instructions: &[solana_instruction::Instruction],
+        kind: EntryKind,
+        reference: &str,
+    ) -> Result<solana_signature::Signature, ChannelError> {
+        self.send(instructions, kind, reference).await
+    }
+
     /// Publishes a kept root: the precompile instruction with the payer's voucher and the
     /// authority's root signature, then PublishRoot.
     pub async fn publish(
