@@ -198,8 +198,9 @@ async fn stock_client_pays_on_base_and_the_split_is_withdrawn_on_solana() {
             &keypair_file(dir, "gateway-sol.json", &gateway_sol),
             "--solana-channel-maintainer",
             &maintainer.pubkey().to_string(),
+            // Two tasks' worth: the third challenge waits for a top-up.
             "--gateway-channel-deposit",
-            "$1",
+            "$0.02",
             "--gateway-root-interval-ms",
             "0",
             "--gateway-wait-ms",
@@ -289,7 +290,56 @@ async fn stock_client_pays_on_base_and_the_split_is_withdrawn_on_solana() {
         charged_at_kill, PRICE,
         "killed between the second task's Base settlement and its Solana allocation"
     );
-    gateway.start();
+    let url = gateway.start();
+
+    // Two tasks used the deposit up: a third challenge is refused with the reason, until the
+    // gateway's upkeep tops the channel up (within the caps) on its next sweep.
+    let http = reqwest::Client::new();
+    let challenge = || {
+        http.post(format!("{url}/tasks"))
+            .json(&json!({"capability": PAGE, "input": {"url": site.url("127.0.0.1", "/a")}}))
+            .send()
+    };
+    let headroom = || async {
+        let text = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("d402_channel_headroom_atomic "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    // The resumed second task is allocated first (the headroom falls to nothing).
+    let until = Instant::now() + Duration::from_secs(60);
+    while headroom().await != Some(0) {
+        assert!(
+            Instant::now() < until,
+            "the second task was never allocated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = challenge().await.unwrap();
+    let status = refused.status().as_u16();
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("challenge_refused")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("Solana channel"),
+        "{body}"
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    while challenge().await.unwrap().status().as_u16() != 402 {
+        assert!(Instant::now() < until, "the channel was never topped up");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(headroom().await, Some(20_000), "topped up by one deposit");
 
     // The maintainer withdraws each claimant's share; two tasks' split, to the unit.
     let claimants: Vec<String> = workers
@@ -301,8 +351,9 @@ async fn stock_client_pays_on_base_and_the_split_is_withdrawn_on_solana() {
         (workers[0], 2 * 4_250u64),
         (workers[1], 2 * 4_250),
         (creator, 2 * 1_000),
-        // What it kept of its 10,000,000 after depositing $1 in its channel, and its two fees.
-        (gateway_sol.pubkey(), 10_000_000 - 1_000_000 + 2 * 500),
+        // What it kept of its 10,000,000 after depositing twice 20,000 in its channel, and its
+        // two fees.
+        (gateway_sol.pubkey(), 10_000_000 - 2 * 20_000 + 2 * 500),
     ];
     let until = Instant::now() + Duration::from_secs(120);
     loop {
@@ -342,6 +393,7 @@ async fn stock_client_pays_on_base_and_the_split_is_withdrawn_on_solana() {
     let ledger = Ledger::open(&state.join("gateway").join("solana-channels.redb")).unwrap();
     let ch = &ledger.channels().unwrap()[0];
     assert_eq!(ch.charged, 2 * PRICE, "each task charged once");
+    assert_eq!(ch.deposit, 2 * 20_000, "the opening and one top-up");
     assert_eq!(ch.payer, gateway_sol.pubkey().to_string());
     let allocated: u64 = ledger
         .allocations(&ch.channel)
