@@ -403,3 +403,235 @@ async fn stock_client_pays_on_base_and_the_split_is_withdrawn_on_solana() {
         .sum();
     assert_eq!(allocated, 2 * PRICE, "each task allocated once");
 }
+
+/// Gas, transactions, fees and rent per 1,000 tasks: `base-x402-solana-channel` beside
+/// `base-task-escrow`, one run on one anvil, validator and network (a commission-bearing proof
+/// check, 10 % creator commission, 5 % fee; `d402 client` buying 30 tasks on each, one after
+/// another). Gas is every Base transaction's `gasUsed` from its receipt, by sender; Solana fees
+/// are the chain's own record of each transaction. For BENCHMARKS.md:
+/// `cargo test -p d402 --test hybrid_channel -- --ignored --nocapture per_thousand`
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a benchmark: run it by name"]
+async fn per_thousand_hybrid_vs_task_escrow() {
+    use alloy::providers::Provider;
+    const N: u64 = 30;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let anvil = Anvil::start(6).await.expect("anvil");
+    let [deployer, escrow_key, hybrid_key, release, buyer, ..] = &anvil.keys[..] else {
+        unreachable!()
+    };
+    let base = anvil.deploy_test_usd(deployer).await.unwrap();
+    let token = base.asset.address;
+    anvil
+        .mint(deployer, token, buyer.address(), 10_000_000)
+        .await
+        .unwrap();
+    let escrow = d402_rails::evm::escrow::BaseTaskEscrow::deploy(
+        &anvil.provider(deployer),
+        token,
+        release.address(),
+    )
+    .await
+    .unwrap();
+    let sol = tokio::task::spawn_blocking(SolanaChain::start)
+        .await
+        .unwrap()
+        .expect("validator");
+    let mint = sol.create_mint(6).await.unwrap();
+    let gateway_sol = sol.funded_keypair(5_000_000_000).await.unwrap();
+    sol.mint_to(&mint, &gateway_sol.pubkey(), 10_000_000)
+        .await
+        .unwrap();
+    let maintainer = sol.funded_keypair(5_000_000_000).await.unwrap();
+    let creator_sol = Keypair::new().pubkey();
+    let creator_evm = Address::repeat_byte(0xc1);
+    let worker_sol = Keypair::new().pubkey();
+    let worker_evm = Address::repeat_byte(0xa1);
+
+    let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
+    let mut config = worker_config(&[MERKLE], fetch_snapshotter());
+    config.payout_wallets.solana = Some(worker_sol.to_string());
+    config.payout_wallets.evm = Some(worker_evm.to_checksum(None));
+    let worker = start(dir, "worker", &[&bootstrap], Some(config), &[]).await;
+    let validator = start(dir, "validator", &[&bootstrap], None, &[MERKLE]).await;
+    wait_discovered(&bootstrap, &[&worker, &validator]).await;
+    let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
+    let manifest = manifest(MERKLE, &bytes);
+    let registration = register(
+        &manifest,
+        &Identity::from_seed([42; 32]),
+        Terms {
+            namespace: manifest.namespace().to_string(),
+            namespace_proof: None,
+            creator_commission_bps: 1_000,
+            creator_wallets: CreatorWallets {
+                solana: Some(creator_sol.to_string()),
+                evm: Some(creator_evm.to_checksum(None)),
+            },
+            issued_at: 1_767_225_600_000,
+        },
+    )
+    .unwrap();
+    let offer = Offer::publish(
+        bootstrap.coordinator().store(),
+        registration,
+        manifest,
+        &bytes,
+    )
+    .unwrap();
+    let publish = dir.join("merkle");
+    d402_gateway::published::write(&publish, &offer.registration, &offer.manifest, &bytes).unwrap();
+    let owner = Identity::from_seed([42; 32]).public_id();
+    let gateway = |label: &str, extra: &[String]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_d402"));
+        c.arg("node")
+            .args(["--label", label])
+            .args(["--state", dir.join(label).to_str().unwrap()])
+            .args(["--peer", &bootstrap.listen_addr().to_string()])
+            .args(["--http-host", "127.0.0.1", "--http-port", "0"])
+            .args(["--gateway-price", "$0.01", "--gateway-fee-bps", "500"])
+            .args(["--offer", MERKLE, "--publish", publish.to_str().unwrap()])
+            .args(["--trust-namespace", &format!("merkle={owner}")])
+            .args(["--max-creator-commission-bps", "2000"])
+            .args(["--evm-rpc-url", anvil.url.as_str()])
+            .args(["--evm-token", &token.to_string()])
+            .args(["--evm-token-name", d402_evm_chain::TOKEN_NAME])
+            .args(["--evm-token-version", d402_evm_chain::TOKEN_VERSION])
+            .args(extra);
+        common::spawn_node(c)
+    };
+    let (_escrow_gw, info) = gateway(
+        "gw-escrow",
+        &[
+            "--payment".into(),
+            "base-task-escrow".into(),
+            "--escrow-address".into(),
+            escrow.to_string(),
+            "--facilitator-key".into(),
+            alloy::hex::encode(escrow_key.to_bytes()),
+            "--release-key".into(),
+            alloy::hex::encode(release.to_bytes()),
+        ],
+    );
+    let escrow_url = info["http"].as_str().unwrap().to_string();
+    let (_hybrid_gw, info) = gateway(
+        "gw-hybrid",
+        &[
+            "--payment".into(),
+            "base-x402-solana-channel".into(),
+            "--facilitator-key".into(),
+            alloy::hex::encode(hybrid_key.to_bytes()),
+            "--solana-rpc-url".into(),
+            sol.rpc_url().into(),
+            "--solana-mint".into(),
+            mint.to_string(),
+            "--solana-fee-payer-key".into(),
+            keypair_file(dir, "gateway-sol.json", &gateway_sol),
+            "--solana-channel-maintainer".into(),
+            maintainer.pubkey().to_string(),
+            "--gateway-channel-deposit".into(),
+            "$1".into(),
+            "--gateway-root-interval-ms".into(),
+            "0".into(),
+        ],
+    );
+    let hybrid_url = info["http"].as_str().unwrap().to_string();
+
+    let provider = anvil.provider(deployer);
+    // Base gas and transactions by sender over blocks (from, to].
+    let gas_by_sender = |from: u64, to: u64| {
+        let provider = provider.clone();
+        async move {
+            let mut by = std::collections::BTreeMap::<Address, (u64, u64)>::new();
+            for n in from + 1..=to {
+                let block = provider
+                    .get_block_by_number(n.into())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                for hash in block.transactions.hashes() {
+                    let r = provider
+                        .get_transaction_receipt(hash)
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    let e = by.entry(r.from).or_default();
+                    e.0 += 1;
+                    e.1 += r.gas_used;
+                }
+            }
+            by
+        }
+    };
+    let run = |url: String| {
+        let key = buyer.clone();
+        async move {
+            let b = d402_gateway::client::Buyer::new(&url, key, None);
+            for i in 0..N {
+                let input: Value =
+                    serde_json::from_str(&merkle_input(&format!("{url}{i}"))).unwrap();
+                let p = b.run(MERKLE, input).await.expect("bought");
+                assert_eq!(p.task["status"], "delivered", "{}", p.task);
+            }
+        }
+    };
+    let b0 = provider.get_block_number().await.unwrap();
+    run(escrow_url).await;
+    // The escrow releases after delivery; give the last one time to land.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let b1 = provider.get_block_number().await.unwrap();
+    let (sol_gw0, sol_m0) = (
+        sol.sol_balance(&gateway_sol.pubkey()).await.unwrap(),
+        sol.sol_balance(&maintainer.pubkey()).await.unwrap(),
+    );
+    run(hybrid_url).await;
+    let b2 = provider.get_block_number().await.unwrap();
+    // The root, then the maintainer's withdrawals for the worker, the creator and the fee.
+    let state = dir.join("gw-hybrid");
+    let claimants = [worker_sol, creator_sol, gateway_sol.pubkey()]
+        .map(|k| k.to_string())
+        .join(",");
+    let until = Instant::now() + Duration::from_secs(60);
+    while sol.token_balance_of(&creator_sol, &mint).await.unwrap_or(0) < N * 1_000 {
+        assert!(Instant::now() < until, "withdrawals did not finish");
+        let out = Command::new(env!("CARGO_BIN_EXE_d402"))
+            .args([
+                "solana-channel-maintainer",
+                "--state",
+                state.to_str().unwrap(),
+            ])
+            .args(["--claimants", &claimants])
+            .args(["--solana-rpc-url", sol.rpc_url()])
+            .args([
+                "--solana-fee-payer-key",
+                &keypair_file(dir, "maintainer.json", &maintainer),
+            ])
+            .arg("--once")
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let escrow_gas = gas_by_sender(b0, b1).await;
+    let hybrid_gas = gas_by_sender(b1, b2).await;
+    let per_thousand = |x: u64| x * 1_000 / N;
+    let sum = |m: &std::collections::BTreeMap<Address, (u64, u64)>| {
+        m.values().fold((0, 0), |a, v| (a.0 + v.0, a.1 + v.1))
+    };
+    let (etx, egas) = sum(&escrow_gas);
+    let (htx, hgas) = sum(&hybrid_gas);
+    let sol_spent = sol_gw0 - sol.sol_balance(&gateway_sol.pubkey()).await.unwrap() + sol_m0
+        - sol.sol_balance(&maintainer.pubkey()).await.unwrap();
+    println!(
+        "per 1,000 tasks (measured over {N} each):\n\
+         | base-task-escrow per 1,000 | {} Base tx | {} gas | 0 Solana tx |\n\
+         | base-x402-solana-channel per 1,000 | {} Base tx | {} gas | Solana: {} lamports spent over the run (fees and rent, not scaled) |",
+        per_thousand(etx),
+        per_thousand(egas),
+        per_thousand(htx),
+        per_thousand(hgas),
+        sol_spent
+    );
+    println!("escrow run, by sender: {escrow_gas:?}\nhybrid run, by sender: {hybrid_gas:?}");
+}
