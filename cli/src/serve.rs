@@ -508,6 +508,37 @@ impl SolanaSetup {
         })
     }
 
+    /// Checks that d402's program is deployed on the cluster (the channel rails run on it) and
+    /// returns the channels' maintainer (`--solana-channel-maintainer`, else the fee payer).
+    async fn channel_program(&self, s: &GatewaySettings) -> anyhow::Result<solana_pubkey::Pubkey> {
+        use solana_signer::Signer;
+        let id = d402_rails::solana::channel::program::ID;
+        let program = self
+            .rpc
+            .get_account(&id)
+            .await
+            .with_context(|| format!("d402-program {id} is not deployed on {}", self.url))?;
+        if !program.executable {
+            bail!("{id} on {} is not an executable program", self.url);
+        }
+        match &s.solana_channel_maintainer {
+            Some(m) => m
+                .parse()
+                .map_err(|_| anyhow!("--solana-channel-maintainer {m:?}: not a base58 public key")),
+            None => Ok(self.fee_payer.pubkey()),
+        }
+    }
+
+    /// The cluster's rent for a channel account.
+    async fn channel_rent(&self) -> anyhow::Result<u64> {
+        self.rpc
+            .get_minimum_balance_for_rent_exemption(
+                d402_rails::solana::channel::program::channel::CHANNEL_LEN,
+            )
+            .await
+            .context("reading the rent of a channel account")
+    }
+
     fn fee_payer_info(&self) -> FeePayer {
         use solana_signer::Signer;
         FeePayer {
@@ -577,30 +608,7 @@ async fn solana_channel(
             sol.fee_payer.pubkey()
         );
     }
-    let program = sol
-        .rpc
-        .get_account(&d402_rails::solana::channel::program::ID)
-        .await
-        .with_context(|| {
-            format!(
-                "d402-program {} is not deployed on {}",
-                d402_rails::solana::channel::program::ID,
-                sol.url
-            )
-        })?;
-    if !program.executable {
-        bail!(
-            "{} on {} is not an executable program",
-            d402_rails::solana::channel::program::ID,
-            sol.url
-        );
-    }
-    let maintainer = match &s.solana_channel_maintainer {
-        Some(m) => m
-            .parse()
-            .map_err(|_| anyhow!("--solana-channel-maintainer {m:?}: not a base58 public key"))?,
-        None => sol.fee_payer.pubkey(),
-    };
+    let maintainer = sol.channel_program(s).await?;
     let mut policy = ChannelPolicy::new(maintainer);
     if let Some(ms) = s.root_interval_ms {
         policy.root_interval = std::time::Duration::from_millis(ms);
@@ -608,13 +616,7 @@ async fn solana_channel(
     if let Some(secs) = s.channel_grace_secs {
         policy.grace_secs = secs;
     }
-    let rent = sol
-        .rpc
-        .get_minimum_balance_for_rent_exemption(
-            d402_rails::solana::channel::program::channel::CHANNEL_LEN,
-        )
-        .await
-        .context("reading the rent of a channel account")?;
+    let rent = sol.channel_rent().await?;
     let ledger =
         ChannelLedger::open(&state.join("solana-channels.redb")).map_err(|e| anyhow!("{e}"))?;
     let fee_payer_info = sol.fee_payer_info();
@@ -653,7 +655,6 @@ async fn base_x402_solana_channel(
     use d402_rails::hybrid::{BaseX402SolanaChannel, HybridPolicy};
     use d402_rails::solana::channel::ledger::Ledger as ChannelLedger;
     use d402_rails::solana::submit::Submitter;
-    use solana_signer::Signer;
 
     if evm.wallet != evm.facilitator.address() {
         bail!(
@@ -663,30 +664,7 @@ async fn base_x402_solana_channel(
         );
     }
     let sol = SolanaSetup::new(s, "base-x402-solana-channel").await?;
-    let program = sol
-        .rpc
-        .get_account(&d402_rails::solana::channel::program::ID)
-        .await
-        .with_context(|| {
-            format!(
-                "d402-program {} is not deployed on {}",
-                d402_rails::solana::channel::program::ID,
-                sol.url
-            )
-        })?;
-    if !program.executable {
-        bail!(
-            "{} on {} is not an executable program",
-            d402_rails::solana::channel::program::ID,
-            sol.url
-        );
-    }
-    let maintainer = match &s.solana_channel_maintainer {
-        Some(m) => m
-            .parse()
-            .map_err(|_| anyhow!("--solana-channel-maintainer {m:?}: not a base58 public key"))?,
-        None => sol.fee_payer.pubkey(),
-    };
+    let maintainer = sol.channel_program(s).await?;
     let deposit = Atomic::parse_price(s.channel_deposit.as_deref().unwrap_or("$10"), sol.decimals)
         .context("--gateway-channel-deposit")?;
     let deposit = u64::try_from(deposit.get())
@@ -698,13 +676,7 @@ async fn base_x402_solana_channel(
     if let Some(secs) = s.channel_grace_secs {
         policy.grace_secs = secs;
     }
-    let rent = sol
-        .rpc
-        .get_minimum_balance_for_rent_exemption(
-            d402_rails::solana::channel::program::channel::CHANNEL_LEN,
-        )
-        .await
-        .context("reading the rent of a channel account")?;
+    let rent = sol.channel_rent().await?;
     let ledger =
         ChannelLedger::open(&state.join("solana-channels.redb")).map_err(|e| anyhow!("{e}"))?;
     let base = BaseDirect::new(

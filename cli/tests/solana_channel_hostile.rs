@@ -156,6 +156,33 @@ impl Fixture {
         payment_payload(r, serde_json::to_value(p).unwrap())
     }
 
+    /// A payment carrying `opening`'s transaction (signed by `signers`, the gateway as fee
+    /// payer), stating `amount`, and the buyer's first voucher.
+    async fn opening_payload(
+        &self,
+        r: &PaymentRequirements,
+        opening: &Opening,
+        signers: &[&Keypair],
+        amount: u64,
+    ) -> PaymentPayload {
+        let tx = self
+            .signed(
+                &open_instructions(opening, &self.authority.pubkey()),
+                signers,
+            )
+            .await;
+        self.payload(
+            r,
+            &opening.channel,
+            PRICE,
+            Some(FundingTx {
+                transaction: tx,
+                amount,
+            }),
+            None,
+        )
+    }
+
     async fn refused(&self, p: &PaymentPayload, r: &PaymentRequirements) -> String {
         match self.rail.verify(p, r).await {
             Ok(v) => panic!("accepted: {v:?}"),
@@ -191,113 +218,48 @@ async fn hostile_openings_and_vouchers_are_refused_and_nothing_is_committed() {
     );
 
     // An opening naming another authority (so that another key could sign its roots).
+    let both: &[&Keypair] = &[&f.buyer, &channel];
     let mut other = f.opening(&channel, 2_000_000);
     other.authority = Pubkey::new_unique();
-    let tx = f
-        .signed(&open_instructions(&other, &gateway), &[&f.buyer, &channel])
-        .await;
-    let p = f.payload(
-        &r,
-        &ch,
-        PRICE,
-        Some(FundingTx {
-            transaction: tx,
-            amount: 2_000_000,
-        }),
-        None,
-    );
+    let p = f.opening_payload(&r, &other, both, 2_000_000).await;
     assert_eq!(
         f.refused(&p, &r).await,
         "invalid_solana_channel_funding_transaction"
     );
 
     // The stated amount differs from the transaction's deposit.
-    let tx = f
-        .signed(
-            &open_instructions(&f.opening(&channel, 2_000_000), &gateway),
-            &[&f.buyer, &channel],
-        )
-        .await;
-    let p = f.payload(
-        &r,
-        &ch,
-        PRICE,
-        Some(FundingTx {
-            transaction: tx.clone(),
-            amount: 3_000_000,
-        }),
-        None,
-    );
+    let honest = f.opening(&channel, 2_000_000);
+    let p = f.opening_payload(&r, &honest, both, 3_000_000).await;
     assert_eq!(
         f.refused(&p, &r).await,
         "invalid_solana_channel_funding_transaction"
     );
 
     // Above the initial funding cap (5,000,000), and below the minimum deposit.
-    let big = f
-        .signed(
-            &open_instructions(&f.opening(&channel, 6_000_000), &gateway),
-            &[&f.buyer, &channel],
-        )
+    let p = f
+        .opening_payload(&r, &f.opening(&channel, 6_000_000), both, 6_000_000)
         .await;
-    let p = f.payload(
-        &r,
-        &ch,
-        PRICE,
-        Some(FundingTx {
-            transaction: big,
-            amount: 6_000_000,
-        }),
-        None,
-    );
     assert_eq!(
         f.refused(&p, &r).await,
         "invalid_solana_channel_deposit_above_cap"
     );
-    let small = f
-        .signed(
-            &open_instructions(&f.opening(&channel, 500_000), &gateway),
-            &[&f.buyer, &channel],
-        )
+    let p = f
+        .opening_payload(&r, &f.opening(&channel, 500_000), both, 500_000)
         .await;
-    let p = f.payload(
-        &r,
-        &ch,
-        PRICE,
-        Some(FundingTx {
-            transaction: small,
-            amount: 500_000,
-        }),
-        None,
-    );
     assert_eq!(
         f.refused(&p, &r).await,
         "invalid_solana_channel_deposit_below_minimum"
     );
 
     // Not signed by the channel's keypair.
-    let unsigned = f
-        .signed(
-            &open_instructions(&f.opening(&channel, 2_000_000), &gateway),
-            &[&f.buyer],
-        )
-        .await;
-    let p = f.payload(
-        &r,
-        &ch,
-        PRICE,
-        Some(FundingTx {
-            transaction: unsigned,
-            amount: 2_000_000,
-        }),
-        None,
-    );
+    let p = f.opening_payload(&r, &honest, &[&f.buyer], 2_000_000).await;
     assert_eq!(
         f.refused(&p, &r).await,
         "invalid_solana_channel_funding_signature"
     );
 
     // A voucher forged by another key over an honest opening.
+    let tx = f.signed(&open_instructions(&honest, &gateway), both).await;
     let opening = FundingTx {
         transaction: tx,
         amount: 2_000_000,

@@ -563,48 +563,21 @@ async fn start_nodes(
 
         // solana-channel: split settlement, so it sells the commission-bearing capabilities too.
         // A buyer opens one channel and pays each task with a voucher; roots every 5 s; the
-        // maintainer (below) publishes them too and cranks every claimant's withdrawal.
-        let authority = write_key_json(
-            &keys.join("solana-channel-authority.json"),
-            &sol.channel_authority.to_bytes(),
-        )?;
+        // maintainer publishes them too and cranks every claimant's withdrawal.
         let mut g = common.clone();
         g.extend([s("--http-port"), port(4).to_string()]);
         g.extend([s("--payment"), s("solana-channel")]);
-        g.extend([s("--solana-rpc-url"), sol.chain.rpc_url().to_string()]);
-        g.extend([s("--solana-mint"), sol.mint.to_string()]);
-        g.extend([s("--solana-fee-payer-key"), authority]);
-        g.extend([
-            s("--solana-channel-maintainer"),
-            sol.maintainer.pubkey().to_string(),
-        ]);
-        g.extend([s("--gateway-root-interval-ms"), s("5000")]);
-        let gateway = spawn_node(supervisor, state, "gateway-solana-channel", &g).await?;
-        let maintainer = write_key_json(
-            &keys.join("solana-channel-maintainer.json"),
-            &sol.maintainer.to_bytes(),
-        )?;
-        let mut claimants: Vec<String> =
-            sol.workers.iter().map(|w| w.pubkey().to_string()).collect();
-        claimants.push(sol.creator.pubkey().to_string());
-        claimants.push(sol.channel_authority.pubkey().to_string());
-        spawn_maintainer(
-            supervisor,
-            state,
-            "solana-channel-maintainer",
-            &gateway.state,
-            &[
-                s("--claimants"),
-                claimants.join(","),
-                s("--interval-ms"),
-                s("3000"),
-                s("--solana-rpc-url"),
-                sol.chain.rpc_url().to_string(),
-                s("--solana-fee-payer-key"),
-                maintainer,
-            ],
-        )?;
-        nodes.push(gateway);
+        nodes.push(
+            channel_gateway(
+                supervisor,
+                state,
+                sol,
+                "gateway-solana-channel",
+                &g,
+                &sol.channel_authority,
+            )
+            .await?,
+        );
 
         // base-x402-solana-channel: any stock `exact` client pays on Base; the split, creator
         // commission included, is allocated into a channel the gateway funds on Solana, and the
@@ -613,47 +586,22 @@ async fn start_nodes(
             &keys.join("hybrid-facilitator.key"),
             evm.hybrid_facilitator.to_bytes().as_slice(),
         )?;
-        let hybrid_key =
-            write_key_json(&keys.join("hybrid-solana.json"), &sol.hybrid_key.to_bytes())?;
         let mut g = common.clone();
         g.extend([s("--facilitator-key"), hybrid_facilitator]);
         g.extend([s("--http-port"), port(5).to_string()]);
         g.extend([s("--payment"), s("base-x402-solana-channel")]);
-        g.extend([s("--solana-rpc-url"), sol.chain.rpc_url().to_string()]);
-        g.extend([s("--solana-mint"), sol.mint.to_string()]);
-        g.extend([s("--solana-fee-payer-key"), hybrid_key]);
-        g.extend([
-            s("--solana-channel-maintainer"),
-            sol.maintainer.pubkey().to_string(),
-        ]);
-        g.extend([s("--gateway-root-interval-ms"), s("5000")]);
         g.extend([s("--gateway-channel-deposit"), s("$5")]);
-        let hybrid = spawn_node(supervisor, state, "gateway-hybrid", &g).await?;
-        let maintainer = write_key_json(
-            &keys.join("hybrid-maintainer.json"),
-            &sol.maintainer.to_bytes(),
-        )?;
-        let mut claimants: Vec<String> =
-            sol.workers.iter().map(|w| w.pubkey().to_string()).collect();
-        claimants.push(sol.creator.pubkey().to_string());
-        claimants.push(sol.hybrid_key.pubkey().to_string());
-        spawn_maintainer(
-            supervisor,
-            state,
-            "hybrid-maintainer",
-            &hybrid.state,
-            &[
-                s("--claimants"),
-                claimants.join(","),
-                s("--interval-ms"),
-                s("3000"),
-                s("--solana-rpc-url"),
-                sol.chain.rpc_url().to_string(),
-                s("--solana-fee-payer-key"),
-                maintainer,
-            ],
-        )?;
-        nodes.push(hybrid);
+        nodes.push(
+            channel_gateway(
+                supervisor,
+                state,
+                sol,
+                "gateway-hybrid",
+                &g,
+                &sol.hybrid_key,
+            )
+            .await?,
+        );
     }
 
     // The x402 `exact` scheme on Base, which any stock x402 client pays: a direct rail, so it
@@ -683,6 +631,56 @@ async fn start_nodes(
     g.extend([s("--gateway-withdraw-delay-secs"), s("900")]);
     nodes.push(spawn_node(supervisor, state, "gateway-batch", &g).await?);
     Ok(nodes)
+}
+
+/// A gateway paying splits through Solana channels (`args` name its rail and port), with `key`
+/// as its Solana settlement key, and a `d402 solana-channel-maintainer` over its state cranking
+/// every claimant's withdrawal (the workers, the creator, the gateway's fee).
+async fn channel_gateway(
+    supervisor: &Arc<Supervisor>,
+    state: &Path,
+    sol: &chains::Solana,
+    label: &str,
+    args: &[String],
+    key: &solana_keypair::Keypair,
+) -> anyhow::Result<NodeProcess> {
+    let s = |v: &str| v.to_string();
+    let keys = state.join("keys");
+    let key_file = write_key_json(&keys.join(format!("{label}-solana.json")), &key.to_bytes())?;
+    let mut g = args.to_vec();
+    g.extend([s("--solana-rpc-url"), sol.chain.rpc_url().to_string()]);
+    g.extend([s("--solana-mint"), sol.mint.to_string()]);
+    g.extend([s("--solana-fee-payer-key"), key_file]);
+    g.extend([
+        s("--solana-channel-maintainer"),
+        sol.maintainer.pubkey().to_string(),
+    ]);
+    g.extend([s("--gateway-root-interval-ms"), s("5000")]);
+    let gateway = spawn_node(supervisor, state, label, &g).await?;
+    let maintainer = write_key_json(
+        &keys.join(format!("{label}-maintainer.json")),
+        &sol.maintainer.to_bytes(),
+    )?;
+    let mut claimants: Vec<String> = sol.workers.iter().map(|w| w.pubkey().to_string()).collect();
+    claimants.push(sol.creator.pubkey().to_string());
+    claimants.push(key.pubkey().to_string());
+    spawn_maintainer(
+        supervisor,
+        state,
+        &format!("{label}-maintainer"),
+        &gateway.state,
+        &[
+            s("--claimants"),
+            claimants.join(","),
+            s("--interval-ms"),
+            s("3000"),
+            s("--solana-rpc-url"),
+            sol.chain.rpc_url().to_string(),
+            s("--solana-fee-payer-key"),
+            maintainer,
+        ],
+    )?;
+    Ok(gateway)
 }
 
 /// Starts `d402 solana-channel-maintainer` over a gateway node's state, supervised like the

@@ -39,7 +39,7 @@ use crate::refund::{PaidTask, Refund};
 use crate::solana::channel::ledger::{ChannelRecord, ChargeRefusal, Funding, Ledger, LedgerError};
 use crate::solana::channel::payer::{Opening, open_instructions, top_up, vault_of};
 use crate::solana::channel::publisher::RootPublisher;
-use crate::solana::channel::rail::{claimant_parts, split_of};
+use crate::solana::channel::rail::{check_split_terms, claimant_parts, split_of};
 use crate::solana::channel::roots::ChannelChain;
 use crate::solana::channel::voucher;
 use crate::solana::submit::{EntryKind, SolanaRequest, SubmitError, Submitter};
@@ -366,22 +366,7 @@ impl Rail for BaseX402SolanaChannel {
     }
 
     fn challenge(&self, terms: &Terms) -> Result<PaymentRequirements, RailError> {
-        let creator_bps = terms.commission.as_ref().map_or(0, |c| c.bps);
-        if let Some(c) = terms.commission.as_ref().filter(|c| c.bps > 0)
-            && Pubkey::from_str(&c.wallet).is_err()
-        {
-            return Err(RailError::Address {
-                rail: NAME,
-                what: "creator wallet",
-                value: c.wallet.clone(),
-            });
-        }
-        self.caps.check(&Exposure {
-            task_budget: terms.price,
-            creator_bps,
-            ..Exposure::default()
-        })?;
-        terms.split()?;
+        check_split_terms(NAME, terms, &self.caps)?;
         let headroom = self.headroom()?;
         if u128::from(headroom) < terms.price.get() {
             return Err(RailError::ChannelHeadroom {

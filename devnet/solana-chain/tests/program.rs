@@ -528,10 +528,27 @@ async fn a_closed_channel_returns_the_remainder_and_its_rent() {
         refused(f.withdraw(&ch, &tree, &w1).await),
         ProgramError::AboveAllocation
     );
-    let lamports_before = f.chain.sol_balance(&f.payer.pubkey()).await.expect("sol");
+    // The channel's and the vault's rent go to the authority, not to the payer (who did not
+    // pay them at a gateway, and would otherwise profit from opening and closing channels).
+    assert_eq!(
+        refused(
+            f.chain
+                .send(
+                    &[ix::reclaim_channel(&ch.key, &ch.vault, &f.payer.pubkey())],
+                    &[],
+                )
+                .await
+        ),
+        ProgramError::Account
+    );
+    let lamports_before = f
+        .chain
+        .sol_balance(&f.authority.pubkey())
+        .await
+        .expect("sol");
     f.chain
         .send(
-            &[ix::reclaim_channel(&ch.key, &ch.vault, &f.payer.pubkey())],
+            &[ix::reclaim_channel(&ch.key, &ch.vault, &f.authority.pubkey())],
             &[],
         )
         .await
@@ -539,7 +556,11 @@ async fn a_closed_channel_returns_the_remainder_and_its_rent() {
     assert!(rpc.get_account(&ch.key).await.is_err(), "channel closed");
     assert!(rpc.get_account(&ch.vault).await.is_err(), "vault closed");
     assert!(
-        f.chain.sol_balance(&f.payer.pubkey()).await.expect("sol") > lamports_before + 2_000_000
+        f.chain
+            .sol_balance(&f.authority.pubkey())
+            .await
+            .expect("sol")
+            > lamports_before + 2_000_000
     );
 }
 
@@ -599,7 +620,7 @@ async fn a_vault_still_holding_funds_is_not_reclaimed() {
     let r = f
         .chain
         .send(
-            &[ix::reclaim_channel(&ch.key, &ch.vault, &f.payer.pubkey())],
+            &[ix::reclaim_channel(&ch.key, &ch.vault, &f.authority.pubkey())],
             &[],
         )
         .await;

@@ -596,9 +596,10 @@ ix_reclaim_claim:
   ja ok
 
 # ---------------------------------------------------------------------------------------------
-# 6 ReclaimChannel. Accounts: channel (w), vault (w), the payer's wallet (w), vault authority,
-# token program. Once closed and the vault is empty: closes the vault and the channel, their rent
-# to the payer.
+# 6 ReclaimChannel. Accounts: channel (w), vault (w), the authority's wallet (w), vault
+# authority, token program. Once closed and the vault is empty: closes the vault and the channel,
+# their rent to the authority (the gateway, whose fee payer funded both at the opening: returned
+# to the payer, the rent would be a gift to anyone opening and closing channels).
 ix_reclaim_channel:
   ldxdw r2, [r9+H_NACC]
   jlt r2, 5, e_accounts
@@ -620,7 +621,7 @@ ix_reclaim_channel:
   ldxdw r1, [r9+16]
   add64 r1, A_KEY
   mov64 r2, r6
-  add64 r2, CH_PAYER
+  add64 r2, CH_AUTH
   call key_eq
   jeq r0, 0, e_account
   ldxdw r1, [r9+24]
@@ -634,7 +635,7 @@ ix_reclaim_channel:
   lddw r2, token_id
   call key_eq
   jeq r0, 0, e_account
-  # CloseAccount(vault -> payer), signed by the vault PDA
+  # CloseAccount(vault -> authority), signed by the vault PDA
   mov64 r2, 9
   stxb [r9+H_CPI_DATA], r2
   mov64 r1, r7

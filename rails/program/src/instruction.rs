@@ -229,8 +229,8 @@ pub fn reclaim_claim(
 }
 
 /// 6 ReclaimChannel, once closed and the vault empty: the vault's and the channel's rent to the
-/// payer's wallet.
-pub fn reclaim_channel(channel: &Pubkey, vault: &Pubkey, payer: &Pubkey) -> Instruction {
+/// authority's wallet (whose fee payer funded them at the opening).
+pub fn reclaim_channel(channel: &Pubkey, vault: &Pubkey, authority: &Pubkey) -> Instruction {
     let mut data = vec![0u8; 8];
     data[0] = 6;
     Instruction {
@@ -238,7 +238,7 @@ pub fn reclaim_channel(channel: &Pubkey, vault: &Pubkey, payer: &Pubkey) -> Inst
         accounts: vec![
             AccountMeta::new(*channel, false),
             AccountMeta::new(*vault, false),
-            AccountMeta::new(*payer, false),
+            AccountMeta::new(*authority, false),
             AccountMeta::new_readonly(vault_authority(channel).0, false),
             AccountMeta::new_readonly(TOKEN_PROGRAM, false),
         ],

@@ -496,6 +496,33 @@ pub(crate) fn claimant_parts(
     Ok(Some(parts))
 }
 
+/// What a rail paying a split to claimants on Solana checks before it issues requirements: the
+/// creator's wallet is a Solana key, the price and commission are within the caps, the split
+/// adds up.
+pub(crate) fn check_split_terms(
+    rail: &'static str,
+    terms: &Terms,
+    caps: &SafetyCaps,
+) -> Result<(), RailError> {
+    let creator_bps = terms.commission.as_ref().map_or(0, |c| c.bps);
+    if let Some(c) = terms.commission.as_ref().filter(|c| c.bps > 0)
+        && Pubkey::from_str(&c.wallet).is_err()
+    {
+        return Err(RailError::Address {
+            rail,
+            what: "creator wallet",
+            value: c.wallet.clone(),
+        });
+    }
+    caps.check(&Exposure {
+        task_budget: terms.price,
+        creator_bps,
+        ..Exposure::default()
+    })?;
+    terms.split()?;
+    Ok(())
+}
+
 /// The split of a verified payment: the creator's share from the requirements this gateway issued
 /// (`extra.creatorBps`), the fee from the policy.
 pub(crate) fn split_of(verified: &Verified, fee: GatewayFee) -> Result<Split, RailError> {
@@ -552,22 +579,7 @@ impl Rail for SolanaChannel {
     }
 
     fn challenge(&self, terms: &Terms) -> Result<PaymentRequirements, RailError> {
-        let creator_bps = terms.commission.as_ref().map_or(0, |c| c.bps);
-        if let Some(c) = terms.commission.as_ref().filter(|c| c.bps > 0)
-            && Pubkey::from_str(&c.wallet).is_err()
-        {
-            return Err(RailError::Address {
-                rail: NAME,
-                what: "creator wallet",
-                value: c.wallet.clone(),
-            });
-        }
-        self.caps.check(&Exposure {
-            task_budget: terms.price,
-            creator_bps,
-            ..Exposure::default()
-        })?;
-        terms.split()?;
+        check_split_terms(NAME, terms, &self.caps)?;
         if u64::try_from(terms.price.get()).is_err() {
             return Err(RailError::Refused(format!(
                 "price {} is above u64",

@@ -309,7 +309,7 @@ impl ChannelChain {
     }
 
     /// Once the channel is closed and its vault empty: the vault's and the channel's rent back to
-    /// the payer. `None` when that is not (yet) the case.
+    /// the authority, which paid it. `None` when that is not (yet) the case.
     pub async fn reclaim_channel(
         &self,
         channel: &Pubkey,
@@ -324,7 +324,7 @@ impl ChannelChain {
         if vault.amount != "0" {
             return Ok(None);
         }
-        let instructions = [ix::reclaim_channel(channel, &state.vault, &state.payer)];
+        let instructions = [ix::reclaim_channel(channel, &state.vault, &state.authority)];
         let reference = format!("reclaim-channel:{channel}");
         self.send(&instructions, EntryKind::ChannelReclaim, &reference)
             .await
