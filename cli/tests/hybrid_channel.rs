@@ -334,6 +334,17 @@ async fn stock_client_pays_on_base_and_the_split_is_withdrawn_on_solana() {
         body["message"].as_str().unwrap().contains("Solana channel"),
         "{body}"
     );
+    // Under the incident switch the gateway funds nothing: a sweep later (5 s) the channel is
+    // still empty; off again, the next sweep tops it up.
+    let incident = state.join("gateway").join("INCIDENT");
+    std::fs::write(&incident, b"").unwrap();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(
+        headroom().await,
+        Some(0),
+        "no top-up under the incident switch"
+    );
+    std::fs::remove_file(&incident).unwrap();
     let until = Instant::now() + Duration::from_secs(30);
     while challenge().await.unwrap().status().as_u16() != 402 {
         assert!(Instant::now() < until, "the channel was never topped up");

@@ -548,7 +548,11 @@ async fn a_closed_channel_returns_the_remainder_and_its_rent() {
         .expect("sol");
     f.chain
         .send(
-            &[ix::reclaim_channel(&ch.key, &ch.vault, &f.authority.pubkey())],
+            &[ix::reclaim_channel(
+                &ch.key,
+                &ch.vault,
+                &f.authority.pubkey(),
+            )],
             &[],
         )
         .await
@@ -620,7 +624,11 @@ async fn a_vault_still_holding_funds_is_not_reclaimed() {
     let r = f
         .chain
         .send(
-            &[ix::reclaim_channel(&ch.key, &ch.vault, &f.authority.pubkey())],
+            &[ix::reclaim_channel(
+                &ch.key,
+                &ch.vault,
+                &f.authority.pubkey(),
+            )],
             &[],
         )
         .await;
