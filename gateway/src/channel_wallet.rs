@@ -20,7 +20,7 @@ use d402_rails::{Atomic, PaymentPayload, PaymentRequirements};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::client::ClientError;
+use crate::purchase_error::ClientError;
 
 const FILE: &str = "channels.json";
 

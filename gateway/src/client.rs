@@ -17,24 +17,7 @@ use solana_signer::Signer;
 use crate::gateway::api::{PAYMENT_REQUIRED, PAYMENT_RESPONSE, PAYMENT_SIGNATURE};
 use crate::gateway::api::{decode_header, encode_header};
 
-/// Why a purchase did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("gateway: {0}")]
-    Http(#[from] reqwest::Error),
-    #[error("gateway answered {status}: {body}")]
-    Refused { status: u16, body: String },
-    #[error("the 402 carries no usable PAYMENT-REQUIRED header: {0}")]
-    Challenge(String),
-    #[error("no payment option this client can pay (schemes offered: {0})")]
-    NoOption(String),
-    #[error("the price {price} is above the spend cap {cap} (atomic units): not paying")]
-    OverCap { price: Atomic, cap: Atomic },
-    #[error("signing the payment: {0}")]
-    Sign(String),
-    #[error("the task did not finish within {0:?}")]
-    Timeout(Duration),
-}
+pub use crate::purchase_error::ClientError;
 
 /// A buyer's Solana side: the keypair that signs `exact` transfers and the cluster it reads the
 /// latest blockhash and the mint's decimals from.

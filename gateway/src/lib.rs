@@ -16,5 +16,6 @@ pub mod client;
 pub mod gateway;
 pub mod ops;
 pub mod published;
+pub mod purchase_error;
 pub mod release;
 pub mod solana_channel_wallet;

@@ -26,7 +26,7 @@ use solana_pubkey::Pubkey;
 use solana_rpc_client::nonblocking::rpc_client::RpcClient;
 use solana_signer::Signer;
 
-use crate::client::ClientError;
+use crate::purchase_error::ClientError;
 
 const FILE: &str = "solana-channels.json";
 
