@@ -15,16 +15,6 @@ use d402_solana_chain::SolanaChain;
 use solana_keypair::Keypair;
 use solana_signer::Signer;
 
-fn keypair_file(dir: &std::path::Path, name: &str, k: &Keypair) -> String {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        serde_json::to_string(&k.to_bytes().to_vec()).unwrap(),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn solana_gateway_sells_to_the_solana_client() {
     let tmp = tempfile::tempdir().unwrap();
@@ -69,7 +59,7 @@ async fn solana_gateway_sells_to_the_solana_client() {
         .unwrap();
     let owner = Identity::from_seed([42; 32]).public_id();
 
-    let fee_payer_file = keypair_file(dir, "fee-payer.json", &fee_payer);
+    let fee_payer_file = common::keypair_file(dir, "fee-payer.json", &fee_payer);
     let gateway = |state: &str, wallet: &str| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_d402"));
         c.arg("node")
@@ -109,7 +99,7 @@ async fn solana_gateway_sells_to_the_solana_client() {
     let probe = start(dir, "probe", &[&bootstrap], None, &[]).await;
     wait_discovered(&bootstrap, &[&probe]).await;
 
-    let wallet = keypair_file(dir, "buyer.json", &buyer);
+    let wallet = common::keypair_file(dir, "buyer.json", &buyer);
     let buy = |capability: &str, input: &str, max_spend: &str| {
         Command::new(env!("CARGO_BIN_EXE_d402"))
             .args([

@@ -33,16 +33,6 @@ const ARTICLE: &str = r#"<html><head><title>Paid on Base, split on Solana</title
 <p>The buyer paid with a stock x402 client on Base; the creator and the workers are paid on Solana.</p>
 </main></body></html>"#;
 
-fn keypair_file(dir: &std::path::Path, name: &str, k: &Keypair) -> String {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        serde_json::to_string(&k.to_bytes().to_vec()).unwrap(),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_string()
-}
-
 /// web.page_to_markdown@1 with a 10 % commission to `creator` on Solana.
 fn commission_page(node: &d402_node::Node, creator: &Pubkey) -> Offer {
     let bytes = component(artifacts::PAGE_TO_MARKDOWN_COMPONENT);
@@ -195,7 +185,7 @@ async fn stock_client_pays_on_base_and_the_split_is_withdrawn_on_solana() {
             "--solana-mint",
             &mint.to_string(),
             "--solana-fee-payer-key",
-            &keypair_file(dir, "gateway-sol.json", &gateway_sol),
+            &common::keypair_file(dir, "gateway-sol.json", &gateway_sol),
             "--solana-channel-maintainer",
             &maintainer.pubkey().to_string(),
             // Two tasks' worth: the third challenge waits for a top-up.
@@ -378,7 +368,7 @@ async fn stock_client_pays_on_base_and_the_split_is_withdrawn_on_solana() {
             .args(["--solana-rpc-url", sol.rpc_url()])
             .args([
                 "--solana-fee-payer-key",
-                &keypair_file(dir, "maintainer.json", &maintainer),
+                &common::keypair_file(dir, "maintainer.json", &maintainer),
             ])
             .arg("--once")
             .output()
@@ -538,7 +528,7 @@ async fn per_thousand_hybrid_vs_task_escrow() {
             "--solana-mint".into(),
             mint.to_string(),
             "--solana-fee-payer-key".into(),
-            keypair_file(dir, "gateway-sol.json", &gateway_sol),
+            common::keypair_file(dir, "gateway-sol.json", &gateway_sol),
             "--solana-channel-maintainer".into(),
             maintainer.pubkey().to_string(),
             "--gateway-channel-deposit".into(),
@@ -616,7 +606,7 @@ async fn per_thousand_hybrid_vs_task_escrow() {
             .args(["--solana-rpc-url", sol.rpc_url()])
             .args([
                 "--solana-fee-payer-key",
-                &keypair_file(dir, "maintainer.json", &maintainer),
+                &common::keypair_file(dir, "maintainer.json", &maintainer),
             ])
             .arg("--once")
             .output()

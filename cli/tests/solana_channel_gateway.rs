@@ -15,7 +15,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,16 +38,6 @@ use solana_signer::Signer;
 const PRICE: u64 = 10_000;
 const CREATOR_BPS: u32 = 1_000;
 const FEE_BPS: u16 = 500;
-
-fn keypair_file(dir: &Path, name: &str, k: &Keypair) -> String {
-    let path = dir.join(name);
-    std::fs::write(
-        &path,
-        serde_json::to_string(&k.to_bytes().to_vec()).unwrap(),
-    )
-    .unwrap();
-    path.to_str().unwrap().to_string()
-}
 
 /// A `d402` process that can be killed with SIGKILL and started again with the same arguments.
 struct Proc {
@@ -197,8 +187,8 @@ impl Market {
             .port();
         let url = format!("http://127.0.0.1:{port}");
         let state = dir.join("gw");
-        let fee_payer_file = keypair_file(&dir, "fee-payer.json", &fee_payer);
-        let maintainer_file = keypair_file(&dir, "maintainer.json", &maintainer_key);
+        let fee_payer_file = common::keypair_file(&dir, "fee-payer.json", &fee_payer);
+        let maintainer_file = common::keypair_file(&dir, "maintainer.json", &maintainer_key);
         let built = std::env::var_os("D402_BIN")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_d402")));
@@ -537,7 +527,7 @@ async fn a_thousand_tasks_one_opening_few_roots_one_withdrawal_each() {
     m.gateway
         .start(&["--gateway-root-interval-ms".into(), "3600000".into()])
         .await;
-    let wallet = keypair_file(&m.dir, "cli-buyer.json", &m.buyer);
+    let wallet = common::keypair_file(&m.dir, "cli-buyer.json", &m.buyer);
     let cli_state = m.dir.join("cli-buyer");
     let out = Command::new(env!("CARGO_BIN_EXE_d402"))
         .args(["client", "run", "--gateway", &m.url, "--capability", MERKLE])
@@ -708,7 +698,7 @@ async fn requests_per_second_channel_vs_direct() {
             .args(["--solana-mint", &mint.to_string()])
             .args([
                 "--solana-fee-payer-key",
-                &keypair_file(dir, &format!("{label}.json"), key),
+                &common::keypair_file(dir, &format!("{label}.json"), key),
             ]);
         common::spawn_node(c)
     };

@@ -242,3 +242,15 @@ pub fn assert_nothing_left(within: Duration, what: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Writes `k` as `solana-keygen` does (a JSON array of its 64 bytes) to `dir/name`; returns the
+/// path, for a `--…-key` flag.
+pub fn keypair_file(dir: &Path, name: &str, k: &solana_keypair::Keypair) -> String {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        serde_json::to_string(&k.to_bytes().to_vec()).unwrap(),
+    )
+    .unwrap();
+    path.to_str().unwrap().to_string()
+}

@@ -177,11 +177,7 @@ impl SolanaChannel {
             roots: RootPublisher::new(
                 ledger.clone(),
                 Arc::clone(&authority),
-                ChannelChain::new(
-                    submitter.rpc_handle(),
-                    submitter.clone(),
-                    Arc::clone(&authority),
-                ),
+                chain.clone(),
                 policy.root_interval,
                 roots_dir,
             ),
@@ -369,6 +365,28 @@ impl SolanaChannel {
             corrective: Self::corrective(ch),
         }
         .into()
+    }
+
+    /// The canonical opening of `channel` by `payer` depositing `amount` at this gateway (its
+    /// authority, maintainer, grace, mint and rent), with the gateway as fee payer: what the
+    /// buyer's transaction must be, byte for byte, and what is sent.
+    fn opening_instructions(
+        &self,
+        payer: &Pubkey,
+        channel: &Pubkey,
+        amount: u64,
+    ) -> Vec<solana_instruction::Instruction> {
+        let opening = Opening {
+            payer: *payer,
+            channel: *channel,
+            mint: self.mint,
+            authority: self.authority.pubkey(),
+            maintainer: self.policy.maintainer,
+            deposit: amount,
+            grace_secs: self.policy.grace_secs,
+            channel_rent: self.channel_rent,
+        };
+        open_instructions(&opening, &self.authority.pubkey())
     }
 
     /// The channel record an opening creates.
@@ -649,18 +667,10 @@ impl Rail for SolanaChannel {
                     .map_err(|e| {
                         refuse("invalid_solana_channel_deposit_above_cap", e.to_string())
                     })?;
-                let opening = Opening {
-                    payer,
-                    channel,
-                    mint: self.mint,
-                    authority: self.authority.pubkey(),
-                    maintainer: self.policy.maintainer,
-                    deposit: open.amount,
-                    grace_secs: self.policy.grace_secs,
-                    channel_rent: self.channel_rent,
-                };
-                let tx =
-                    self.cosign(open, &open_instructions(&opening, &self.authority.pubkey()))?;
+                let tx = self.cosign(
+                    open,
+                    &self.opening_instructions(&payer, &channel, open.amount),
+                )?;
                 self.check_funding_online(&tx).await?;
                 ChannelRecord {
                     deposit: open.amount,
@@ -719,24 +729,12 @@ impl Rail for SolanaChannel {
         let channel = pubkey("invalid_solana_channel_payload", "channel", &p.channel)?;
         let payer = pubkey("invalid_solana_channel_payload", "payer", &p.payer)?;
         if let Some((funding, expected, record, kind)) = match (&p.open, &p.top_up) {
-            (Some(open), _) => {
-                let opening = Opening {
-                    payer,
-                    channel,
-                    mint: self.mint,
-                    authority: self.authority.pubkey(),
-                    maintainer: self.policy.maintainer,
-                    deposit: open.amount,
-                    grace_secs: self.policy.grace_secs,
-                    channel_rent: self.channel_rent,
-                };
-                Some((
-                    open,
-                    open_instructions(&opening, &self.authority.pubkey()),
-                    self.opening_record(&channel, &payer),
-                    "open",
-                ))
-            }
+            (Some(open), _) => Some((
+                open,
+                self.opening_instructions(&payer, &channel, open.amount),
+                self.opening_record(&channel, &payer),
+                "open",
+            )),
             (None, Some(t)) => {
                 let record = self
                     .ledger

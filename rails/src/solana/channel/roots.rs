@@ -107,7 +107,8 @@ pub fn sign_root(
 }
 
 /// What publishes roots and cranks withdrawals: an RPC client, the outbox and a fee payer. Holds
-/// no key that can move channel funds.
+/// no key that can move channel funds. Cheap to clone.
+#[derive(Clone)]
 pub struct ChannelChain {
     rpc: Arc<RpcClient>,
     submitter: Submitter,
