@@ -33,6 +33,9 @@
 .equ H_CPI_METAS, 960    # SolAccountMeta[4] (64 bytes)
 .equ H_CPI_INFOS, 1024   # SolAccountInfo[4] (224 bytes)
 .equ H_BUMP, 1248        # the claim PDA's canonical bump
+.equ H_PRE, 1256         # the Ed25519 precompile's data (pointer), from load_precompile
+.equ H_PRELEN, 1264      # its length (in: the number of signatures it must carry)
+.equ H_REL, 1280         # expected release message: "d402rel1" || escrow || worker tokens (<= 296)
 
 # Serialized account (loader v2/v3 aligned input).
 .equ A_SIGNER, 1
@@ -78,6 +81,25 @@
 .equ T_STATE, 196
 .equ T_CLOSE_AUTH, 217
 
+# Task escrow account: data offsets + A_DATA. The bump sits where a channel's does, so the vault
+# helpers (vault_pda, pay_from_vault, close_vault) serve both.
+.equ ESCROW_LEN, 272
+.equ ES_DISC, 88
+.equ ES_BUYER, 96
+.equ ES_VALIDATOR, 128
+.equ ES_MINT, 160
+.equ ES_VAULT, 192
+.equ ES_CREATOR, 224
+.equ ES_BUMP, 256
+.equ ES_STATE, 257
+.equ ES_DEADLINE, 264
+.equ ES_AMOUNT, 272
+.equ ES_CREATOR_AMT, 280
+.equ ES_GATEWAY_AMT, 288
+.equ ES_GATEWAY, 296
+.equ ES_RENT_PAYER, 328
+.equ MAX_WORKERS, 8
+
 .equ STATE_OPEN, 0
 .equ STATE_CLOSING, 1
 .equ STATE_CLOSED, 2
@@ -107,6 +129,12 @@
 .equ E_NOT_CLOSING, 22
 .equ E_NOT_CLOSED, 23
 .equ E_ABOVE_ALLOCATION, 24
+.equ E_ESCROW, 25
+.equ E_RELEASE_SIG, 26
+.equ E_DEADLINE_PASSED, 27
+.equ E_BEFORE_DEADLINE, 28
+.equ E_SPLIT, 29
+.equ E_UNDERFUNDED, 30
 
 .rodata
   token_id: .byte 0x06, 0xdd, 0xf6, 0xe1, 0xd7, 0x65, 0xa1, 0x93, 0xd9, 0xcb, 0xe1, 0x46, 0xce, 0xeb, 0x79, 0xac, 0x1c, 0xb4, 0x85, 0xed, 0x5f, 0x5b, 0x37, 0x91, 0x3a, 0x8c, 0xf5, 0x85, 0x7e, 0xff, 0x00, 0xa9
@@ -168,6 +196,9 @@ parse_done:
   jeq r2, 4, ix_close
   jeq r2, 5, ix_reclaim_claim
   jeq r2, 6, ix_reclaim_channel
+  jeq r2, 7, ix_escrow_open
+  jeq r2, 8, ix_escrow_release
+  jeq r2, 9, ix_escrow_refund
   ja e_instruction
 
 # ---------------------------------------------------------------------------------------------
@@ -635,43 +666,389 @@ ix_reclaim_channel:
   lddw r2, token_id
   call key_eq
   jeq r0, 0, e_account
-  # CloseAccount(vault -> authority), signed by the vault PDA
-  mov64 r2, 9
-  stxb [r9+H_CPI_DATA], r2
-  mov64 r1, r7
-  mov64 r2, r9
-  add64 r2, H_CPI_METAS
-  mov64 r3, 1
-  mov64 r4, 0
-  call fill_meta
+  # CloseAccount(vault -> authority), signed by the vault PDA: close_vault wants the PDA as
+  # account 5 and the token program as account 6
+  ldxdw r2, [r9+32]
+  stxdw [r9+48], r2
+  ldxdw r2, [r9+24]
+  stxdw [r9+40], r2
   ldxdw r1, [r9+16]
-  mov64 r2, r9
-  add64 r2, 976
-  mov64 r3, 1
-  mov64 r4, 0
-  call fill_meta
-  ldxdw r1, [r9+24]
-  mov64 r2, r9
-  add64 r2, 992
-  mov64 r3, 0
-  mov64 r4, 1
-  call fill_meta
-  mov64 r1, r7
-  mov64 r2, r9
-  add64 r2, H_CPI_INFOS
-  call fill_info
-  ldxdw r1, [r9+16]
-  mov64 r2, r9
-  add64 r2, 1080
-  call fill_info
-  ldxdw r1, [r9+24]
-  mov64 r2, r9
-  add64 r2, 1136
-  call fill_info
-  mov64 r1, 1
-  call invoke_token_signed_by_vault
+  call close_vault
   jne r0, 0, fail
   ldxdw r1, [r9+16]
+  mov64 r2, r6
+  call move_lamports
+  ja ok
+
+# ---------------------------------------------------------------------------------------------
+# 7 EscrowOpen. Accounts: escrow (w, owned by this program, ESCROW_LEN zero bytes), buyer (s),
+# vault (a token account of `mint` held by PDA("vault", escrow, bump), no delegate, no close
+# authority, holding at least `amount`), validator, mint, creator token account, gateway token
+# account (both of `mint`, neither the vault PDA's), rent payer (s: it funded the escrow and the
+# vault and gets their rent back). Data: [0]=7, [1]=vault bump, [8]=deadline (unix seconds),
+# [16]=amount, [24]=creator amount, [32]=gateway amount. Fund the vault in the same transaction,
+# before this instruction: the escrow opens only over money already held.
+ix_escrow_open:
+  ldxdw r2, [r9+H_NACC]
+  jlt r2, 8, e_accounts
+  ldxdw r2, [r9+H_IXLEN]
+  jlt r2, 40, e_instruction
+  ldxdw r6, [r9+0]
+  mov64 r1, r6
+  add64 r1, A_OWNER
+  ldxdw r2, [r9+H_PROG]
+  call key_eq
+  jeq r0, 0, e_owner
+  ldxdw r2, [r6+A_DLEN]
+  jne r2, ESCROW_LEN, e_escrow
+  ldxb r2, [r6+A_WRITABLE]
+  jeq r2, 0, e_writable
+  ldxdw r2, [r6+ES_DISC]
+  jne r2, 0, e_escrow
+  ldxdw r7, [r9+8]
+  ldxb r2, [r7+A_SIGNER]
+  jeq r2, 0, e_signer
+  ldxdw r2, [r9+56]
+  ldxb r2, [r2+A_SIGNER]
+  jeq r2, 0, e_signer
+  # the split fits the amount
+  ldxdw r8, [r9+H_IX]
+  ldxdw r2, [r8+16]
+  jeq r2, 0, e_split
+  ldxdw r3, [r8+24]
+  jgt r3, r2, e_split
+  sub64 r2, r3
+  ldxdw r3, [r8+32]
+  jgt r3, r2, e_split
+  # the mint is a token-program account
+  ldxdw r1, [r9+32]
+  add64 r1, A_OWNER
+  lddw r2, token_id
+  call key_eq
+  jeq r0, 0, e_owner
+  # the vault: a token account of that mint, held by the escrow's vault PDA, funded
+  ldxdw r1, [r9+16]
+  ldxdw r2, [r9+32]
+  add64 r2, A_KEY
+  call check_token_account
+  jne r0, 0, fail
+  ldxdw r1, [r9+16]
+  ldxw r2, [r1+T_DELEGATE]
+  jne r2, 0, e_vault
+  ldxw r2, [r1+T_CLOSE_AUTH]
+  jne r2, 0, e_vault
+  ldxdw r2, [r1+T_AMOUNT]
+  ldxdw r3, [r8+16]
+  jlt r2, r3, e_underfunded
+  mov64 r1, r8
+  add64 r1, 1
+  call vault_pda
+  jne r0, 0, e_pda
+  ldxdw r1, [r9+16]
+  add64 r1, T_OWNER
+  mov64 r2, r9
+  add64 r2, H_PDA
+  call key_eq
+  jeq r0, 0, e_vault
+  # where the creator's and the gateway's shares go
+  ldxdw r1, [r9+40]
+  ldxdw r2, [r9+32]
+  add64 r2, A_KEY
+  call check_token_account
+  jne r0, 0, fail
+  ldxdw r1, [r9+40]
+  add64 r1, T_OWNER
+  mov64 r2, r9
+  add64 r2, H_PDA
+  call key_eq
+  jne r0, 0, e_account
+  ldxdw r1, [r9+48]
+  ldxdw r2, [r9+32]
+  add64 r2, A_KEY
+  call check_token_account
+  jne r0, 0, fail
+  ldxdw r1, [r9+48]
+  add64 r1, T_OWNER
+  mov64 r2, r9
+  add64 r2, H_PDA
+  call key_eq
+  jne r0, 0, e_account
+  # record the escrow
+  lddw r2, 0x7263736532303464
+  stxdw [r6+ES_DISC], r2
+  mov64 r1, r6
+  add64 r1, ES_BUYER
+  ldxdw r2, [r9+8]
+  add64 r2, A_KEY
+  call copy32
+  mov64 r1, r6
+  add64 r1, ES_VALIDATOR
+  ldxdw r2, [r9+24]
+  add64 r2, A_KEY
+  call copy32
+  mov64 r1, r6
+  add64 r1, ES_MINT
+  ldxdw r2, [r9+32]
+  add64 r2, A_KEY
+  call copy32
+  mov64 r1, r6
+  add64 r1, ES_VAULT
+  ldxdw r2, [r9+16]
+  add64 r2, A_KEY
+  call copy32
+  mov64 r1, r6
+  add64 r1, ES_CREATOR
+  ldxdw r2, [r9+40]
+  add64 r2, A_KEY
+  call copy32
+  mov64 r1, r6
+  add64 r1, ES_GATEWAY
+  ldxdw r2, [r9+48]
+  add64 r2, A_KEY
+  call copy32
+  mov64 r1, r6
+  add64 r1, ES_RENT_PAYER
+  ldxdw r2, [r9+56]
+  add64 r2, A_KEY
+  call copy32
+  ldxb r2, [r8+1]
+  stxb [r6+ES_BUMP], r2
+  ldxdw r2, [r8+8]
+  stxdw [r6+ES_DEADLINE], r2
+  ldxdw r2, [r8+16]
+  stxdw [r6+ES_AMOUNT], r2
+  ldxdw r2, [r8+24]
+  stxdw [r6+ES_CREATOR_AMT], r2
+  ldxdw r2, [r8+32]
+  stxdw [r6+ES_GATEWAY_AMT], r2
+  ja ok
+
+# ---------------------------------------------------------------------------------------------
+# 8 EscrowRelease. Accounts: escrow (w), vault (w), instructions sysvar, creator token (w), gateway
+# token (w), vault authority, token program, rent payer (w), then 1..=8 worker token accounts (w)
+# of the escrow's mint. Data: [0]=8. The instruction before this one must be the Ed25519
+# precompile with exactly one signature, by the escrow's validator, over "d402rel1" || escrow ||
+# the worker token accounts in order. Only before the deadline. Pays the workers' share (the
+# vault's balance less the creator's and the gateway's amounts) in equal parts, the first worker
+# taking what the division leaves, then the creator and the gateway; closes the vault and the
+# escrow, their rent to the rent payer. Anyone may send it: the signature is the authorisation.
+ix_escrow_release:
+  ldxdw r2, [r9+H_NACC]
+  jlt r2, 9, e_accounts
+  ldxdw r1, [r9+0]
+  call check_escrow
+  jne r0, 0, fail
+  ldxdw r6, [r9+0]
+  mov64 r1, r9
+  add64 r1, H_CLOCK
+  call sol_get_clock_sysvar
+  ldxdw r2, [r9+808]
+  ldxdw r3, [r6+ES_DEADLINE]
+  jsge r2, r3, e_deadline_passed
+  ldxdw r1, [r9+16]
+  add64 r1, A_KEY
+  lddw r2, ix_sysvar_id
+  call key_eq
+  jeq r0, 0, e_account
+  ldxdw r1, [r9+8]
+  add64 r1, A_KEY
+  mov64 r2, r6
+  add64 r2, ES_VAULT
+  call key_eq
+  jeq r0, 0, e_vault
+  ldxdw r1, [r9+24]
+  add64 r1, A_KEY
+  mov64 r2, r6
+  add64 r2, ES_CREATOR
+  call key_eq
+  jeq r0, 0, e_account
+  ldxdw r1, [r9+32]
+  add64 r1, A_KEY
+  mov64 r2, r6
+  add64 r2, ES_GATEWAY
+  call key_eq
+  jeq r0, 0, e_account
+  ldxdw r1, [r9+56]
+  add64 r1, A_KEY
+  mov64 r2, r6
+  add64 r2, ES_RENT_PAYER
+  call key_eq
+  jeq r0, 0, e_account
+  # the message the validator must have signed
+  mov64 r7, r9
+  add64 r7, H_REL
+  lddw r2, 0x316c657232303464
+  stxdw [r7+0], r2
+  mov64 r1, r7
+  add64 r1, 8
+  mov64 r2, r6
+  add64 r2, A_KEY
+  call copy32
+  ldxdw r8, [r9+H_NACC]
+  sub64 r8, 8
+  jgt r8, MAX_WORKERS, e_accounts
+  mov64 r7, 0
+release_message_loop:
+  jge r7, r8, release_message_done
+  mov64 r2, r7
+  add64 r2, 8
+  lsh64 r2, 3
+  add64 r2, r9
+  ldxdw r1, [r2+0]
+  mov64 r2, r6
+  add64 r2, ES_MINT
+  call check_token_account
+  jne r0, 0, fail
+  mov64 r2, r7
+  add64 r2, 8
+  lsh64 r2, 3
+  add64 r2, r9
+  ldxdw r2, [r2+0]
+  add64 r2, A_KEY
+  mov64 r1, r7
+  lsh64 r1, 5
+  add64 r1, r9
+  add64 r1, H_REL
+  add64 r1, 40
+  call copy32
+  add64 r7, 1
+  ja release_message_loop
+release_message_done:
+  mov64 r2, r6
+  add64 r2, ES_VALIDATOR
+  stxdw [r9+H_EXP], r2
+  mov64 r2, r9
+  add64 r2, H_REL
+  stxdw [r9+456], r2
+  mov64 r2, r8
+  lsh64 r2, 5
+  add64 r2, 40
+  stxdw [r9+464], r2
+  ldxdw r1, [r9+16]
+  mov64 r2, 1
+  call load_precompile
+  jne r0, 0, e_release_sig
+  ldxdw r1, [r9+H_PRE]
+  ldxdw r2, [r9+H_PRELEN]
+  mov64 r3, 0
+  mov64 r4, r9
+  add64 r4, H_EXP
+  call check_signature
+  jne r0, 0, e_release_sig
+  # settled from here on: no second release or refund, even later in this transaction
+  mov64 r2, STATE_CLOSED
+  stxb [r6+ES_STATE], r2
+  # r7 = the workers' total; [H_HASH] = each worker's share; the first takes the remainder
+  ldxdw r2, [r9+8]
+  ldxdw r7, [r2+T_AMOUNT]
+  ldxdw r3, [r6+ES_CREATOR_AMT]
+  sub64 r7, r3
+  ldxdw r3, [r6+ES_GATEWAY_AMT]
+  sub64 r7, r3
+  mov64 r2, r7
+  div64 r2, r8
+  stxdw [r9+H_HASH], r2
+  mov64 r3, r8
+  sub64 r3, 1
+  mul64 r3, r2
+  sub64 r7, r3
+  jeq r7, 0, release_first_paid
+  ldxdw r1, [r9+64]
+  mov64 r3, r7
+  call pay_from_vault
+  jne r0, 0, fail
+release_first_paid:
+  mov64 r7, 1
+release_pay_loop:
+  jge r7, r8, release_workers_paid
+  ldxdw r3, [r9+H_HASH]
+  jeq r3, 0, release_workers_paid
+  mov64 r2, r7
+  add64 r2, 8
+  lsh64 r2, 3
+  add64 r2, r9
+  ldxdw r1, [r2+0]
+  call pay_from_vault
+  jne r0, 0, fail
+  add64 r7, 1
+  ja release_pay_loop
+release_workers_paid:
+  ldxdw r3, [r6+ES_CREATOR_AMT]
+  jeq r3, 0, release_creator_paid
+  ldxdw r1, [r9+24]
+  call pay_from_vault
+  jne r0, 0, fail
+release_creator_paid:
+  ldxdw r3, [r6+ES_GATEWAY_AMT]
+  jeq r3, 0, escrow_close
+  ldxdw r1, [r9+32]
+  call pay_from_vault
+  jne r0, 0, fail
+  ja escrow_close
+
+# ---------------------------------------------------------------------------------------------
+# 9 EscrowRefund. Accounts: escrow (w), vault (w), buyer token (w: a token account of the mint
+# owned by the buyer), rent payer (w), vault authority, token program. Data: [0]=9. At or after the
+# deadline by the chain's clock; anyone may send it. The vault's whole balance goes to the buyer;
+# the vault and the escrow are closed, their rent to the rent payer.
+ix_escrow_refund:
+  ldxdw r2, [r9+H_NACC]
+  jlt r2, 6, e_accounts
+  ldxdw r1, [r9+0]
+  call check_escrow
+  jne r0, 0, fail
+  ldxdw r6, [r9+0]
+  mov64 r1, r9
+  add64 r1, H_CLOCK
+  call sol_get_clock_sysvar
+  ldxdw r2, [r9+808]
+  ldxdw r3, [r6+ES_DEADLINE]
+  jslt r2, r3, e_before_deadline
+  ldxdw r1, [r9+8]
+  add64 r1, A_KEY
+  mov64 r2, r6
+  add64 r2, ES_VAULT
+  call key_eq
+  jeq r0, 0, e_vault
+  ldxdw r1, [r9+16]
+  mov64 r2, r6
+  add64 r2, ES_MINT
+  call check_token_account
+  jne r0, 0, fail
+  ldxdw r1, [r9+16]
+  add64 r1, T_OWNER
+  mov64 r2, r6
+  add64 r2, ES_BUYER
+  call key_eq
+  jeq r0, 0, e_account
+  ldxdw r1, [r9+24]
+  add64 r1, A_KEY
+  mov64 r2, r6
+  add64 r2, ES_RENT_PAYER
+  call key_eq
+  jeq r0, 0, e_account
+  # pay_from_vault and close_vault want the rent payer as account 7, the PDA as 5, the token
+  # program as 6
+  ldxdw r2, [r9+24]
+  stxdw [r9+56], r2
+  ldxdw r2, [r9+40]
+  stxdw [r9+48], r2
+  ldxdw r2, [r9+32]
+  stxdw [r9+40], r2
+  mov64 r2, STATE_CLOSED
+  stxb [r6+ES_STATE], r2
+  ldxdw r2, [r9+8]
+  ldxdw r3, [r2+T_AMOUNT]
+  jeq r3, 0, escrow_close
+  ldxdw r1, [r9+16]
+  call pay_from_vault
+  jne r0, 0, fail
+# the vault (now empty) and the escrow closed, their rent to the rent payer (account 7)
+escrow_close:
+  ldxdw r1, [r9+56]
+  call close_vault
+  jne r0, 0, fail
+  ldxdw r1, [r9+56]
   mov64 r2, r6
   call move_lamports
   ja ok
@@ -753,6 +1130,24 @@ e_root_sig:
 e_above_allocation:
   mov64 r0, E_ABOVE_ALLOCATION
   exit
+e_escrow:
+  mov64 r0, E_ESCROW
+  exit
+e_release_sig:
+  mov64 r0, E_RELEASE_SIG
+  exit
+e_deadline_passed:
+  mov64 r0, E_DEADLINE_PASSED
+  exit
+e_before_deadline:
+  mov64 r0, E_BEFORE_DEADLINE
+  exit
+e_split:
+  mov64 r0, E_SPLIT
+  exit
+e_underfunded:
+  mov64 r0, E_UNDERFUNDED
+  exit
 
 # =============================================================================================
 # Helpers. Each returns r0 = 0 on success or an error code (or, for key_eq, 1 = equal). A helper
@@ -809,6 +1204,26 @@ check_channel_ro:
   ldxdw r2, [r6+CH_DISC]
   lddw r3, 0x6e61686332303464
   jne r2, r3, e_channel
+  mov64 r0, 0
+  exit
+
+# check_escrow(r1 = account): an open task escrow of this program, writable.
+check_escrow:
+  mov64 r6, r1
+  ldxb r2, [r1+A_WRITABLE]
+  jeq r2, 0, e_writable
+  add64 r1, A_OWNER
+  lddw r2, HEAP
+  ldxdw r2, [r2+H_PROG]
+  call key_eq
+  jeq r0, 0, e_owner
+  ldxdw r2, [r6+A_DLEN]
+  jne r2, ESCROW_LEN, e_escrow
+  ldxdw r2, [r6+ES_DISC]
+  lddw r3, 0x7263736532303464
+  jne r2, r3, e_escrow
+  ldxb r2, [r6+ES_STATE]
+  jne r2, STATE_OPEN, e_escrow
   mov64 r0, 0
   exit
 
@@ -1002,22 +1417,23 @@ proof_done:
   mov64 r0, 0
   exit
 
-# verify_signatures(r1 = instructions sysvar account): the instruction before this one is the
-# Ed25519 precompile with exactly two signatures, each over data inside itself, matching the
-# (pubkey, message, length) triples at H_EXP.
-verify_signatures:
+# load_precompile(r1 = instructions sysvar account, r2 = signatures expected): the instruction
+# before this one is the Ed25519 precompile carrying exactly r2 signatures; its data pointer and
+# length are left at H_PRE and H_PRELEN. r0 = 0, or 1 when it is not.
+load_precompile:
   lddw r9, HEAP
+  stxdw [r9+H_PRELEN], r2
   mov64 r6, r1
   add64 r6, A_DATA
   ldxdw r7, [r1+A_DLEN]
-  jlt r7, 4, e_voucher_sig
+  jlt r7, 4, sig_bad
   mov64 r2, r6
   add64 r2, r7
   ldxh r3, [r2-2]
-  jeq r3, 0, e_voucher_sig
+  jeq r3, 0, sig_bad
   sub64 r3, 1
   ldxh r4, [r6+0]
-  jge r3, r4, e_voucher_sig
+  jge r3, r4, sig_bad
   lsh64 r3, 1
   add64 r3, r6
   ldxh r5, [r3+2]
@@ -1030,21 +1446,35 @@ verify_signatures:
   mov64 r1, r8
   lddw r2, ed25519_id
   call key_eq
-  jeq r0, 0, e_voucher_sig
+  jeq r0, 0, sig_bad
   add64 r8, 32
   ldxh r7, [r8+0]
   add64 r8, 2
   ldxb r2, [r8+0]
-  jne r2, 2, e_voucher_sig
-  mov64 r1, r8
-  mov64 r2, r7
+  ldxdw r3, [r9+H_PRELEN]
+  jne r2, r3, sig_bad
+  stxdw [r9+H_PRE], r8
+  stxdw [r9+H_PRELEN], r7
+  mov64 r0, 0
+  exit
+
+# verify_signatures(r1 = instructions sysvar account): the instruction before this one is the
+# Ed25519 precompile with exactly two signatures, each over data inside itself, matching the
+# (pubkey, message, length) triples at H_EXP.
+verify_signatures:
+  mov64 r2, 2
+  call load_precompile
+  jne r0, 0, e_voucher_sig
+  lddw r9, HEAP
+  ldxdw r1, [r9+H_PRE]
+  ldxdw r2, [r9+H_PRELEN]
   mov64 r3, 0
   mov64 r4, r9
   add64 r4, H_EXP
   call check_signature
   jne r0, 0, e_voucher_sig
-  mov64 r1, r8
-  mov64 r2, r7
+  ldxdw r1, [r9+H_PRE]
+  ldxdw r2, [r9+H_PRELEN]
   mov64 r3, 1
   mov64 r4, r9
   add64 r4, 472
@@ -1228,6 +1658,58 @@ invoke_token_signed_by_vault:
   add64 r4, H_SIGNERS
   mov64 r5, 1
   call sol_invoke_signed_c
+  exit
+
+# close_vault(r1 = receiver account): SPL CloseAccount of the vault (account 1) to r1, signed by
+# the vault PDA (account 5), through the token program (account 6). The vault must be empty.
+close_vault:
+  lddw r9, HEAP
+  mov64 r6, r1
+  ldxdw r1, [r9+40]
+  add64 r1, A_KEY
+  ldxdw r2, [r9+8]
+  add64 r2, T_OWNER
+  call key_eq
+  jeq r0, 0, e_vault
+  ldxdw r1, [r9+48]
+  add64 r1, A_KEY
+  lddw r2, token_id
+  call key_eq
+  jeq r0, 0, e_account
+  mov64 r2, 9
+  stxb [r9+H_CPI_DATA], r2
+  ldxdw r1, [r9+8]
+  mov64 r2, r9
+  add64 r2, H_CPI_METAS
+  mov64 r3, 1
+  mov64 r4, 0
+  call fill_meta
+  mov64 r1, r6
+  mov64 r2, r9
+  add64 r2, 976
+  mov64 r3, 1
+  mov64 r4, 0
+  call fill_meta
+  ldxdw r1, [r9+40]
+  mov64 r2, r9
+  add64 r2, 992
+  mov64 r3, 0
+  mov64 r4, 1
+  call fill_meta
+  ldxdw r1, [r9+8]
+  mov64 r2, r9
+  add64 r2, H_CPI_INFOS
+  call fill_info
+  mov64 r1, r6
+  mov64 r2, r9
+  add64 r2, 1080
+  call fill_info
+  ldxdw r1, [r9+40]
+  mov64 r2, r9
+  add64 r2, 1136
+  call fill_info
+  mov64 r1, 1
+  call invoke_token_signed_by_vault
   exit
 
 # create_claim(): creates the claim account (account 2) at H_PDA, signed with the seeds claim_pda

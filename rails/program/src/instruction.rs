@@ -245,3 +245,113 @@ pub fn reclaim_channel(channel: &Pubkey, vault: &Pubkey, authority: &Pubkey) -> 
         data,
     }
 }
+
+/// The validator's release: "d402rel1" || escrow || each worker token account, in the order the
+/// release pays them.
+pub fn release_message(escrow: &Pubkey, worker_tokens: &[Pubkey]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(40 + 32 * worker_tokens.len());
+    m.extend_from_slice(b"d402rel1");
+    m.extend_from_slice(escrow.as_ref());
+    for w in worker_tokens {
+        m.extend_from_slice(w.as_ref());
+    }
+    m
+}
+
+/// A task escrow's terms as [`escrow_open`] records them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EscrowOpen {
+    pub escrow: Pubkey,
+    pub buyer: Pubkey,
+    pub vault: Pubkey,
+    pub validator: Pubkey,
+    pub mint: Pubkey,
+    /// The creator's token account of the mint.
+    pub creator_token: Pubkey,
+    /// The gateway's token account of the mint.
+    pub gateway_token: Pubkey,
+    /// Funds the escrow's and the vault's rent and gets it back.
+    pub rent_payer: Pubkey,
+    pub deadline: i64,
+    pub amount: u64,
+    pub creator_amount: u64,
+    pub gateway_amount: u64,
+}
+
+/// 7 EscrowOpen: records a task escrow in `escrow` (an [`crate::escrow::ESCROW_LEN`]-byte
+/// account of this program created in the same transaction) over `vault` (a token account of the
+/// mint owned by [`vault_authority`] of the escrow, funded earlier in the same transaction).
+pub fn escrow_open(o: &EscrowOpen) -> Instruction {
+    let (_, bump) = vault_authority(&o.escrow);
+    let mut data = vec![0u8; 40];
+    data[0] = 7;
+    data[1] = bump;
+    data[8..16].copy_from_slice(&o.deadline.to_le_bytes());
+    data[16..24].copy_from_slice(&o.amount.to_le_bytes());
+    data[24..32].copy_from_slice(&o.creator_amount.to_le_bytes());
+    data[32..40].copy_from_slice(&o.gateway_amount.to_le_bytes());
+    Instruction {
+        program_id: ID,
+        accounts: vec![
+            AccountMeta::new(o.escrow, false),
+            AccountMeta::new_readonly(o.buyer, true),
+            AccountMeta::new_readonly(o.vault, false),
+            AccountMeta::new_readonly(o.validator, false),
+            AccountMeta::new_readonly(o.mint, false),
+            AccountMeta::new_readonly(o.creator_token, false),
+            AccountMeta::new_readonly(o.gateway_token, false),
+            AccountMeta::new(o.rent_payer, true),
+        ],
+        data,
+    }
+}
+
+/// 8 EscrowRelease: must follow the [`ed25519_instruction`] carrying the validator's
+/// [`release_message`] for these `worker_tokens` (1 to [`crate::escrow::MAX_RELEASE_WORKERS`]).
+pub fn escrow_release(
+    escrow: &Pubkey,
+    state: &crate::escrow::EscrowState,
+    worker_tokens: &[Pubkey],
+) -> Instruction {
+    let mut data = vec![0u8; 8];
+    data[0] = 8;
+    let mut accounts = vec![
+        AccountMeta::new(*escrow, false),
+        AccountMeta::new(state.vault, false),
+        AccountMeta::new_readonly(INSTRUCTIONS_SYSVAR, false),
+        AccountMeta::new(state.creator, false),
+        AccountMeta::new(state.gateway, false),
+        AccountMeta::new_readonly(vault_authority(escrow).0, false),
+        AccountMeta::new_readonly(TOKEN_PROGRAM, false),
+        AccountMeta::new(state.rent_payer, false),
+    ];
+    accounts.extend(worker_tokens.iter().map(|w| AccountMeta::new(*w, false)));
+    Instruction {
+        program_id: ID,
+        accounts,
+        data,
+    }
+}
+
+/// 9 EscrowRefund, at or after the deadline: the vault's balance to `buyer_token` (a token
+/// account of the mint owned by the buyer). Anyone may send it.
+pub fn escrow_refund(
+    escrow: &Pubkey,
+    state: &crate::escrow::EscrowState,
+    buyer_token: &Pubkey,
+) -> Instruction {
+    let mut data = vec![0u8; 8];
+    data[0] = 9;
+    Instruction {
+        program_id: ID,
+        accounts: vec![
+            AccountMeta::new(*escrow, false),
+            AccountMeta::new(state.vault, false),
+            AccountMeta::new(*buyer_token, false),
+            AccountMeta::new(state.rent_payer, false),
+            AccountMeta::new_readonly(vault_authority(escrow).0, false),
+            AccountMeta::new_readonly(TOKEN_PROGRAM, false),
+        ],
+        data,
+    }
+}

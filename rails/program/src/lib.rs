@@ -1,6 +1,8 @@
 //! `d402-program`: d402's on-chain Solana program, and what a client needs to use it.
 //!
-//! The program (`src/d402.s`, sBPF assembly assembled by `build.rs`) keeps payment channels whose
+//! The program (`src/d402.s`, sBPF assembly assembled by `build.rs`) keeps per-task escrows
+//! ([`escrow`]: a task's payment released by the validator's signature or refunded after its
+//! deadline) and payment channels whose
 //! money is allocated by Merkle roots: a payer funds a vault held by the channel's PDA; the
 //! channel's authority (a gateway's settlement key) signs roots over cumulative per-claimant
 //! amounts, each bounded on chain by the payer's latest signed cumulative voucher and by the vault;
@@ -12,6 +14,7 @@
 //! messages), [`merkle`] (the allocation tree) and [`ProgramError`] (the program's error codes).
 
 pub mod channel;
+pub mod escrow;
 pub mod instruction;
 pub mod merkle;
 
@@ -88,13 +91,25 @@ pub enum ProgramError {
     NotClosed = 23,
     #[error("the withdrawal is above what the root allocated and nobody withdrew yet")]
     AboveAllocation = 24,
+    #[error("not an open task escrow of this program (or already open)")]
+    Escrow = 25,
+    #[error("no valid validator release signature precedes the instruction")]
+    ReleaseSignature = 26,
+    #[error("the escrow's deadline has passed: it can only be refunded")]
+    DeadlinePassed = 27,
+    #[error("the escrow's deadline has not passed: it cannot be refunded yet")]
+    BeforeDeadline = 28,
+    #[error("the creator's and the gateway's amounts exceed the escrowed amount (or it is zero)")]
+    Split = 29,
+    #[error("the vault holds less than the escrowed amount")]
+    Underfunded = 30,
 }
 
 impl ProgramError {
     /// The error a `Custom(code)` from this program stands for.
     pub fn from_code(code: u32) -> Option<Self> {
         use ProgramError::*;
-        const ALL: [ProgramError; 24] = [
+        const ALL: [ProgramError; 30] = [
             Instruction,
             Accounts,
             Owner,
@@ -119,6 +134,12 @@ impl ProgramError {
             NotClosing,
             NotClosed,
             AboveAllocation,
+            Escrow,
+            ReleaseSignature,
+            DeadlinePassed,
+            BeforeDeadline,
+            Split,
+            Underfunded,
         ];
         ALL.into_iter().find(|e| *e as u32 == code)
     }
@@ -158,10 +179,10 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip() {
-        for code in 1..=24 {
+        for code in 1..=30 {
             assert_eq!(ProgramError::from_code(code).map(|e| e as u32), Some(code));
         }
         assert_eq!(ProgramError::from_code(0), None);
-        assert_eq!(ProgramError::from_code(25), None);
+        assert_eq!(ProgramError::from_code(31), None);
     }
 }
