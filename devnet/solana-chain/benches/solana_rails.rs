@@ -13,15 +13,17 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use d402_rails::PaymentRequirements;
+use d402_rails::evm::buyer::payment_payload;
+use d402_rails::rail::{Commission, Rail, Release, TaskId, Terms};
 use d402_rails::solana::direct::{
     DirectConfig, SolanaDirect, partially_signed, payment_instructions,
 };
 use d402_rails::solana::escrow::{
-    EscrowConfig, EscrowRoles, EscrowTerms, TaskEscrow, approve_settlement, funding_transaction,
+    EscrowConfig, ReleaseContext, SolanaTaskEscrow, funding_transaction, sign_release,
 };
 use d402_rails::solana::submit::Submitter;
 use d402_rails::solana::{direct, escrow};
-use d402_rails::{Outbox, SafetyCaps};
+use d402_rails::{Atomic, GatewayFee, Outbox, SafetyCaps};
 use d402_solana_chain::SolanaChain;
 use solana_commitment_config::CommitmentConfig;
 use solana_hash::Hash;
@@ -76,11 +78,10 @@ struct Chain {
     usdc: Pubkey,
     gateway: Arc<Keypair>,
     validator: Keypair,
-    finalizer: Keypair,
     buyer: Keypair,
     payees: [Pubkey; 3],
     direct: SolanaDirect,
-    escrow: TaskEscrow,
+    escrow: SolanaTaskEscrow,
     _dir: tempfile::TempDir,
 }
 
@@ -92,7 +93,6 @@ impl Chain {
         ));
         let usdc = chain.create_mint(6).await.expect("mint");
         let gateway = Arc::new(chain.funded_keypair(10 * SOL).await.expect("gateway"));
-        let finalizer = chain.funded_keypair(10 * SOL).await.expect("finalizer");
         let buyer = chain.funded_keypair(10 * SOL).await.expect("buyer");
         chain
             .mint_to(&usdc, &buyer.pubkey(), 1_000_000_000_000)
@@ -116,16 +116,17 @@ impl Chain {
             DirectConfig::new(chain.caip2().parse().expect("caip2"), usdc, 6),
             gateway.clone(),
         );
-        let escrow = TaskEscrow::new(
+        let escrow = SolanaTaskEscrow::new(
             EscrowConfig::new(
+                chain.caip2().parse().expect("caip2"),
                 usdc,
                 6,
-                EscrowRoles {
-                    validator: validator.pubkey(),
-                    finalizer: finalizer.pubkey(),
-                },
+                validator.pubkey(),
+                payees[2],
             ),
+            gateway.clone(),
             Submitter::new(rpc.clone(), outbox, escrow::NAME),
+            SafetyCaps::default(),
         );
         Self {
             chain,
@@ -133,7 +134,6 @@ impl Chain {
             usdc,
             gateway,
             validator,
-            finalizer,
             buyer,
             payees,
             direct,
@@ -166,49 +166,55 @@ impl Chain {
         started.elapsed()
     }
 
-    fn terms(&self, n: u64) -> EscrowTerms {
-        EscrowTerms {
-            task_id: format!("bench-{n}-{}", Pubkey::new_unique()),
-            buyer: self.buyer.pubkey(),
-            worker: self.payees[0],
-            creator: self.payees[1],
-            gateway: self.payees[2],
-            amount: 10_000,
-            creator_commission_bps: 1_000,
-            gateway_fee_bps: 200,
-            deadline: i64::MAX,
+    /// A commission-bearing task (10% to the creator, 2% to the gateway) with a deadline far
+    /// enough away.
+    fn terms(&self, n: u64) -> Terms {
+        Terms {
+            task_id: TaskId::from_label(&format!("bench-{n}-{}", Pubkey::new_unique())),
+            price: Atomic::new(10_000),
+            pay_to: self.payees[0].to_string(),
+            commission: Some(Commission {
+                wallet: self.payees[1].to_string(),
+                bps: 1_000,
+            }),
+            gateway_fee: GatewayFee::Bps(200),
+            max_timeout_seconds: 60,
+            deadline_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_secs()
+                + 3_600,
         }
     }
 
-    async fn fund(&self, terms: &EscrowTerms) {
-        let rents = self.escrow.rents().await.expect("rents");
-        let with_multisig = !self.escrow.multisig_exists(terms).await.expect("exists");
+    /// The buyer funds the task's escrow through the rail, as the gateway would accept it.
+    async fn fund(&self, terms: &Terms) {
+        let req = self.escrow.challenge(terms).expect("challenge");
         let blockhash = self.rpc.get_latest_blockhash().await.expect("blockhash");
-        let tx = funding_transaction(
-            terms,
-            self.escrow.config(),
-            rents,
-            with_multisig,
-            &self.gateway.pubkey(),
-            &self.buyer,
-            blockhash,
-        )
-        .expect("funding");
-        self.escrow
-            .accept_funding(terms, &tx, &self.gateway)
-            .await
-            .expect("funded");
+        let tx = funding_transaction(&self.buyer, &req, blockhash).expect("funding");
+        let payload = payment_payload(&req, serde_json::json!({ "transaction": tx }));
+        let verified = self.escrow.verify(&payload, &req).await.expect("verify");
+        self.escrow.settle(&verified).await.expect("funded");
     }
 
-    async fn settle(&self, terms: &EscrowTerms) -> Duration {
-        let blockhash = self.rpc.get_latest_blockhash().await.expect("blockhash");
+    /// The validator's release to the worker, sent by the gateway.
+    async fn settle(&self, terms: &Terms) -> Duration {
         let started = Instant::now();
-        let approved = approve_settlement(terms, self.escrow.config(), &self.validator, blockhash)
-            .expect("approve");
+        let context = ReleaseContext {
+            rail: escrow::NAME.into(),
+            base: self.gateway.pubkey().to_string(),
+            mint: self.usdc.to_string(),
+        };
+        let signature = sign_release(&self.validator, &context, &terms.task_id, &[self.payees[0]])
+            .expect("sign");
         self.escrow
-            .finalize_settlement(terms, approved, &self.finalizer)
+            .finalize(&Release::Task {
+                task_id: terms.task_id,
+                workers: vec![self.payees[0].to_string()],
+                validator_signature: signature,
+            })
             .await
-            .expect("settle");
+            .expect("release");
         started.elapsed()
     }
 
@@ -234,8 +240,6 @@ fn on_chain(c: &mut Criterion) {
     };
     let chain = runtime.block_on(Chain::start(chain));
     let req = chain.requirements();
-    // Create the buyer's multisig once, outside every measurement (a one-off per buyer).
-    runtime.block_on(chain.fund(&chain.terms(0)));
 
     let mut group = c.benchmark_group("solana_on_chain");
     group
@@ -267,15 +271,11 @@ fn on_chain(c: &mut Criterion) {
     });
     group.finish();
 
-    // Fees: every lamport the gateway, finalizer and buyer spend over FEE_RUN_TASKS tasks of
-    // each rail, in steady state (multisig and payee token accounts exist; vault rent comes back
-    // to the buyer when the vault closes).
+    // Fees: every lamport the gateway and the buyer spend over FEE_RUN_TASKS tasks of each rail,
+    // in steady state (payee token accounts exist; the escrow's and the vault's rent come back to
+    // the gateway's fee payer when the release closes them).
     runtime.block_on(async {
-        let payers = [
-            chain.gateway.pubkey(),
-            chain.finalizer.pubkey(),
-            chain.buyer.pubkey(),
-        ];
+        let payers = [chain.gateway.pubkey(), chain.buyer.pubkey()];
         let total = |balances: &[u64]| balances.iter().sum::<u64>();
         let mut before = Vec::new();
         for p in &payers {

@@ -1,6 +1,6 @@
 //! Solana rails on SPL Token: [`direct`] (`solana-direct`, the x402 SVM `exact` scheme with the
-//! gateway as fee payer) and [`escrow`] (`solana-task-escrow`, a per-task vault that no single key
-//! can move), with every money-moving transaction written to the core [`crate::outbox`] before it is sent
+//! gateway as fee payer) and [`escrow`] (`solana-task-escrow`, a per-task escrow of d402's program
+//! released by the validator's signature or refunded after its deadline), with every money-moving transaction written to the core [`crate::outbox`] before it is sent
 //! ([`submit`]).
 //!
 //! Only the light client crates are used here (`solana-rpc-client`, `solana-sdk`, the SPL
@@ -18,11 +18,9 @@
 //! the error reasons are the x402 SVM strings ([`direct::VerifyError::reason`]).
 //!
 //! ## Programs
-//! `solana-direct` and `solana-task-escrow` use only the SPL programs: the escrow's "no single key"
-//! property comes from an SPL Token multisig, with the deadline enforced by the finalizer's
-//! co-signing policy. [`channel`] runs on d402's own program (`d402-program`, sBPF assembly in
-//! `rails/program`), which enforces its bounds on chain; moving the task escrow onto it is later
-//! work.
+//! `solana-direct` uses only the SPL programs. [`escrow`] and [`channel`] run on d402's own
+//! program (`d402-program`, sBPF assembly in `rails/program`), which enforces their bounds on
+//! chain: the escrow's deadline and release key, the channel's vouchers and roots.
 
 pub mod channel;
 pub mod direct;
