@@ -39,7 +39,7 @@ enum ClientCommand {
         )]
         wallet: Option<String>,
         /// The buyer's Solana keypair (a `solana-keygen` JSON file, or base58), for gateways
-        /// selling on solana-direct.
+        /// selling on solana-direct or solana-task-escrow.
         #[arg(long, value_name = "FILE|BASE58", requires = "solana_rpc_url")]
         solana_wallet: Option<String>,
         /// The Solana cluster's JSON-RPC URL (for the latest blockhash and the mint's decimals).

@@ -19,7 +19,7 @@ use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter, FallbackSnapshotter}
 use serde::Deserialize;
 
 use crate::serve;
-use d402_gateway::release::EscrowReleaseSigner;
+use d402_gateway::release::{EscrowReleaseSigner, ReleaseSigners, SolanaEscrowReleaseSigner};
 
 /// Flags of `d402 node` (seed 001's names). Every flag may also be set in the `--config` file.
 #[derive(Args, Debug, Default, Deserialize)]
@@ -150,6 +150,16 @@ pub struct NodeArgs {
     /// key. On a gateway it signs there instead (one process holding everything: development).
     #[arg(long, value_name = "FILE|HEX")]
     release_key: Option<String>,
+    /// The `solana-task-escrow` validator-role key (a `solana-keygen` JSON file, or base58): on
+    /// a validator node it signs the release of the work it accepts, inside its verdict (the
+    /// gateway then runs with `--solana-escrow-validator`); on a gateway it signs there
+    /// (development).
+    #[arg(long, value_name = "FILE|BASE58")]
+    solana_release_key: Option<String>,
+    /// Gateway, solana-task-escrow: the public key whose signature releases a task's escrow (the
+    /// validator node's `--solana-release-key`).
+    #[arg(long, value_name = "PUBKEY")]
+    solana_escrow_validator: Option<String>,
     /// Gateway: where direct payments and gateway fees go [default: the facilitator address].
     /// On base-x402-direct it must be the facilitator address (workers are paid out of it).
     #[arg(long, value_name = "0xADDRESS")]
@@ -292,6 +302,10 @@ impl NodeArgs {
             escrow_validator: self.escrow_validator.or(file.escrow_validator),
             facilitator_key: self.facilitator_key.or(file.facilitator_key),
             release_key: self.release_key.or(file.release_key),
+            solana_release_key: self.solana_release_key.or(file.solana_release_key),
+            solana_escrow_validator: self
+                .solana_escrow_validator
+                .or(file.solana_escrow_validator),
             gateway_wallet: self.gateway_wallet.or(file.gateway_wallet),
             solana_rpc_url: self.solana_rpc_url.or(file.solana_rpc_url),
             solana_mint: self.solana_mint.or(file.solana_mint),
@@ -409,17 +423,26 @@ pub fn run(args: NodeArgs) -> anyhow::Result<std::process::ExitCode> {
         config.peers = peers;
         config.worker = worker;
         config.validate = validate.clone();
-        let release_signer = match (&args.release_key, validate.is_empty()) {
-            (Some(key), false) => Some(Arc::new(EscrowReleaseSigner::new(serve::load_key(
-                "--release-key",
-                key,
-            )?))),
-            _ => None,
-        };
-        let escrow_validator = release_signer
-            .as_ref()
-            .map(|s| s.address().to_checksum(None));
-        config.release_signer = release_signer.map(|s| s as Arc<dyn d402_node::ReleaseSigner>);
+        // A validator signs the releases of the escrow rails it holds keys for.
+        let mut signers: Vec<Arc<dyn d402_node::ReleaseSigner>> = Vec::new();
+        let mut escrow_validator = None;
+        let mut solana_escrow_validator = None;
+        if !validate.is_empty() {
+            if let Some(key) = &args.release_key {
+                let signer = EscrowReleaseSigner::new(serve::load_key("--release-key", key)?);
+                escrow_validator = Some(signer.address().to_checksum(None));
+                signers.push(Arc::new(signer));
+            }
+            if let Some(key) = &args.solana_release_key {
+                let signer = SolanaEscrowReleaseSigner::new(serve::load_solana_keypair(
+                    "--solana-release-key",
+                    key,
+                )?);
+                solana_escrow_validator = Some(signer.public_key().to_string());
+                signers.push(Arc::new(signer));
+            }
+        }
+        config.release_signer = ReleaseSigners::of(signers);
         let node = Node::start(config).await?;
         let mut http = None;
         if let Some(settings) = gateway {
@@ -450,6 +473,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<std::process::ExitCode> {
                 "offers": offers,
                 "validates": validate,
                 "escrowValidator": escrow_validator,
+                "solanaEscrowValidator": solana_escrow_validator,
                 "http": http.as_ref().map(|(_, _, a, _)| format!("http://{a}")),
                 "sells": http.as_ref().map(|(_, _, _, s)| s.clone()),
             })
@@ -529,6 +553,8 @@ fn gateway_settings(
         escrow_validator: args.escrow_validator.clone(),
         facilitator_key: args.facilitator_key.clone(),
         release_key: args.release_key.clone(),
+        solana_release_key: args.solana_release_key.clone(),
+        solana_escrow_validator: args.solana_escrow_validator.clone(),
         gateway_wallet: args.gateway_wallet.clone(),
         solana_rpc_url: args.solana_rpc_url.clone(),
         solana_mint: args.solana_mint.clone(),

@@ -38,8 +38,8 @@ pub enum PaymentRail {
     /// pays each task with a cumulative voucher; each task's split is allocated to its claimants
     /// and paid by roots and withdrawals.
     SolanaChannel,
-    /// A per-task SPL multisig vault that the buyer co-signs; it is driven from the Rust API
-    /// (`d402_rails::solana::escrow`), not sold over HTTP yet.
+    /// A per-task escrow on d402's Solana program: the buyer funds it in one partially signed
+    /// transaction; the validator's signature releases the split, the on-chain deadline refunds.
     SolanaTaskEscrow,
 }
 
@@ -63,6 +63,8 @@ pub struct GatewaySettings {
     pub escrow_validator: Option<String>,
     pub facilitator_key: Option<String>,
     pub release_key: Option<String>,
+    pub solana_release_key: Option<String>,
+    pub solana_escrow_validator: Option<String>,
     pub gateway_wallet: Option<String>,
     pub solana_rpc_url: Option<String>,
     pub solana_mint: Option<String>,
@@ -266,10 +268,7 @@ async fn build_rail(
         PaymentRail::BaseX402SolanaChannel => {
             base_x402_solana_channel(s, state, evm_chain(s).await?, outbox).await
         }
-        PaymentRail::SolanaTaskEscrow => bail!(
-            "--payment solana-task-escrow: the buyer co-signs its vault, which the x402 exact \
-             flow cannot carry; sell on solana-direct or base-task-escrow"
-        ),
+        PaymentRail::SolanaTaskEscrow => solana_task_escrow(s, outbox).await,
     }
 }
 
@@ -580,6 +579,57 @@ async fn solana_direct(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<Bu
     Ok(BuiltRail {
         rail: Arc::new(rail),
         pay_to: pay_to.to_string(),
+        asset: sol.mint.to_string(),
+        decimals: sol.decimals,
+        fee_payer: fee_payer_info,
+    })
+}
+
+/// `solana-task-escrow` on d402's program: the fee payer co-signs fundings (paying the escrow's
+/// rent, returned at release or refund) and sends releases and refunds; the gateway's fee goes to
+/// `--solana-gateway-wallet` [default: the fee payer]. Releases are signed by the validator node
+/// (`--solana-escrow-validator` names its key) or, in development, here (`--solana-release-key`).
+async fn solana_task_escrow(s: &GatewaySettings, outbox: Outbox) -> anyhow::Result<BuiltRail> {
+    use d402_rails::solana::escrow::{EscrowConfig, NAME, SolanaTaskEscrow};
+    use d402_rails::solana::submit::Submitter;
+    use solana_signer::Signer;
+
+    let sol = SolanaSetup::new(s, NAME).await?;
+    sol.channel_program(s).await?;
+    let wallet = match &s.solana_gateway_wallet {
+        Some(w) => w
+            .parse::<solana_pubkey::Pubkey>()
+            .map_err(|_| anyhow!("--solana-gateway-wallet {w:?}: not a base58 public key"))?,
+        None => sol.fee_payer.pubkey(),
+    };
+    let release = s
+        .solana_release_key
+        .as_deref()
+        .map(|k| load_solana_keypair("--solana-release-key", k))
+        .transpose()?;
+    let validator = match (&s.solana_escrow_validator, &release) {
+        (Some(v), _) => v
+            .parse::<solana_pubkey::Pubkey>()
+            .map_err(|_| anyhow!("--solana-escrow-validator {v:?}: not a base58 public key"))?,
+        (None, Some(k)) => k.pubkey(),
+        (None, None) => {
+            bail!("solana-task-escrow needs --solana-escrow-validator or --solana-release-key")
+        }
+    };
+    let fee_payer_info = sol.fee_payer_info();
+    let rail = SolanaTaskEscrow::new(
+        EscrowConfig::new(sol.network, sol.mint, sol.decimals, validator, wallet),
+        Arc::new(sol.fee_payer),
+        Submitter::new(sol.rpc, outbox, NAME),
+        sol.caps,
+    );
+    let rail = match release {
+        Some(key) => rail.with_release_key(Arc::new(key)),
+        None => rail,
+    };
+    Ok(BuiltRail {
+        rail: Arc::new(rail),
+        pay_to: wallet.to_string(),
         asset: sol.mint.to_string(),
         decimals: sol.decimals,
         fee_payer: fee_payer_info,

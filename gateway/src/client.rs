@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use alloy::signers::local::PrivateKeySigner;
 use d402_rails::evm::buyer;
-use d402_rails::solana::direct;
+use d402_rails::solana::{direct, escrow};
 use d402_rails::{Atomic, PaymentPayload, PaymentRequired, PaymentRequirements};
 use serde_json::Value;
 use solana_commitment_config::CommitmentConfig;
@@ -29,7 +29,7 @@ pub struct SolanaPayer {
 impl SolanaPayer {
     /// The x402 SVM `exact` payload for `r`: a `TransferChecked` to `payTo`'s token account,
     /// signed by the buyer, with the gateway's `extra.feePayer` as fee payer (left for the
-    /// gateway to sign).
+    /// gateway to sign); on `solana-task-escrow`, the funding of the task's escrow instead.
     async fn pay(&self, r: &PaymentRequirements) -> Result<PaymentPayload, ClientError> {
         let rpc =
             RpcClient::new_with_commitment(self.rpc_url.clone(), CommitmentConfig::confirmed());
@@ -44,6 +44,19 @@ impl SolanaPayer {
             .ok_or_else(|| ClientError::Challenge("no extra.feePayer on a Solana option".into()))?
             .parse()
             .map_err(|e| sign("extra.feePayer", &e))?;
+        let blockhash = rpc
+            .get_latest_blockhash()
+            .await
+            .map_err(|e| sign("reading the latest blockhash", &e))?;
+        // A task escrow: the funding of the escrow the challenge names, built from it alone.
+        if r.scheme == escrow::SCHEME {
+            let transaction = escrow::funding_transaction(&self.keypair, r, blockhash)
+                .map_err(|e| sign("building the escrow funding", &e))?;
+            return Ok(buyer::payment_payload(
+                r,
+                serde_json::json!({ "transaction": transaction }),
+            ));
+        }
         let decimals = rpc
             .get_token_supply(&mint)
             .await
@@ -51,10 +64,6 @@ impl SolanaPayer {
             .decimals;
         let instructions = direct::payment_instructions(&self.keypair.pubkey(), r, decimals, 0)
             .map_err(|e| sign("building the transfer", &e))?;
-        let blockhash = rpc
-            .get_latest_blockhash()
-            .await
-            .map_err(|e| sign("reading the latest blockhash", &e))?;
         let transaction =
             direct::partially_signed(&instructions, &fee_payer, &[&self.keypair], blockhash)
                 .map_err(|e| sign("signing", &e))?;
@@ -157,7 +166,9 @@ impl Buyer {
         for r in &required.accepts {
             let solana = r.network.to_string().starts_with("solana:");
             let payable = match (r.scheme.as_str(), solana) {
-                ("exact", true) => self.solana.is_some(),
+                ("exact", true) | (d402_rails::solana::escrow::SCHEME, true) => {
+                    self.solana.is_some()
+                }
                 (d402_rails::solana::channel::rail::SCHEME, true) => self.solana_channels.is_some(),
                 ("exact", false) | (d402_rails::evm::escrow::SCHEME, false) => {
                     self.signer.is_some()

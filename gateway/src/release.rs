@@ -1,4 +1,6 @@
-//! The `base-task-escrow` release key as a validator node holds it.
+//! The task escrows' release keys as a validator node holds them: `base-task-escrow`'s
+//! ([`EscrowReleaseSigner`]) and `solana-task-escrow`'s ([`SolanaEscrowReleaseSigner`]), one
+//! node holding either or both ([`ReleaseSigners`]).
 //!
 //! Seed 000 keeps validator keys out of the process that serves public HTTP, so the key can live
 //! on a validator node (`d402 node --validate … --release-key KEY`): the gateway's rail sends the
@@ -6,6 +8,8 @@
 //! validator signs the release of the claims it accepted (a quorum's agreeing workers share the
 //! worker amount) inside its signed verdict. What is signed, and how, is the rail's
 //! ([`d402_rails::evm::escrow::EscrowRelease`]); this is the network's hook for it.
+
+use std::sync::Arc;
 
 use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
@@ -54,6 +58,85 @@ impl ReleaseSigner for EscrowReleaseSigner {
             workers: workers.iter().map(|w| w.to_checksum(None)).collect(),
             signature: alloy::hex::encode_prefixed(signature),
         }))
+    }
+}
+
+/// A validator's `solana-task-escrow` release key.
+pub struct SolanaEscrowReleaseSigner {
+    key: solana_keypair::Keypair,
+}
+
+impl SolanaEscrowReleaseSigner {
+    pub fn new(key: solana_keypair::Keypair) -> Self {
+        Self { key }
+    }
+
+    /// The escrow validator key this signs as.
+    pub fn public_key(&self) -> solana_pubkey::Pubkey {
+        use solana_signer::Signer;
+        self.key.pubkey()
+    }
+}
+
+impl ReleaseSigner for SolanaEscrowReleaseSigner {
+    fn sign_release(
+        &self,
+        task_id: &str,
+        context: &serde_json::Value,
+        payout_wallets: &[CreatorWallets],
+    ) -> Result<Option<SignedRelease>, String> {
+        use d402_rails::solana::escrow::{ReleaseContext, sign_release};
+        let Some(context) = ReleaseContext::from_context(context)? else {
+            return Ok(None);
+        };
+        // A worker without a usable Solana wallet cannot be paid on this chain: the others share.
+        let workers: Vec<solana_pubkey::Pubkey> = payout_wallets
+            .iter()
+            .filter_map(|w| w.solana.as_deref()?.parse().ok())
+            .take(d402_rails::solana::channel::program::escrow::MAX_RELEASE_WORKERS)
+            .collect();
+        if workers.is_empty() {
+            return Err("no accepted worker has a Solana payout wallet".into());
+        }
+        // The escrow is derived from the task judged here, whatever the gateway sent.
+        let task = d402_rails::TaskId::from_label(task_id);
+        let signature =
+            sign_release(&self.key, &context, &task, &workers).map_err(|e| e.to_string())?;
+        Ok(Some(SignedRelease {
+            workers: workers.iter().map(|w| w.to_string()).collect(),
+            signature: alloy::hex::encode_prefixed(signature),
+        }))
+    }
+}
+
+/// The release keys one validator node holds: each task's context goes to the signer of its
+/// rail.
+pub struct ReleaseSigners(Vec<Arc<dyn ReleaseSigner>>);
+
+impl ReleaseSigners {
+    /// `None` when the node holds no release key.
+    pub fn of(signers: Vec<Arc<dyn ReleaseSigner>>) -> Option<Arc<dyn ReleaseSigner>> {
+        match signers.len() {
+            0 => None,
+            1 => signers.into_iter().next(),
+            _ => Some(Arc::new(ReleaseSigners(signers))),
+        }
+    }
+}
+
+impl ReleaseSigner for ReleaseSigners {
+    fn sign_release(
+        &self,
+        task_id: &str,
+        context: &serde_json::Value,
+        payout_wallets: &[CreatorWallets],
+    ) -> Result<Option<SignedRelease>, String> {
+        for signer in &self.0 {
+            if let Some(signed) = signer.sign_release(task_id, context, payout_wallets)? {
+                return Ok(Some(signed));
+            }
+        }
+        Ok(None)
     }
 }
 
