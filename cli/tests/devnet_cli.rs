@@ -29,11 +29,11 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     common::assert_nothing_left(Duration::from_secs(15), "a full devnet demo");
 
     // Every step reported, in order, and none failed.
-    for step in 1..=12 {
-        assert!(stderr.contains(&format!("[{step}/12] ")), "{stderr}");
+    for step in 1..=13 {
+        assert!(stderr.contains(&format!("[{step}/13] ")), "{stderr}");
     }
     assert!(!stderr.contains("failed ("), "{stderr}");
-    assert_eq!(stderr.matches("ok (").count(), 12, "{stderr}");
+    assert_eq!(stderr.matches("ok (").count(), 13, "{stderr}");
     // 20 tasks bought through one batch-settlement channel, and what they cost on chain.
     let batch = stdout
         .lines()
@@ -80,6 +80,25 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     assert_eq!(gained("creator"), 1_000, "{hybrid}");
     let workers: Vec<i64> = (1..=3).map(|i| gained(&format!("worker-{i}"))).collect();
     assert_eq!(workers.iter().sum::<i64>(), 8_500, "{hybrid}");
+    // One task on solana-task-escrow: the escrow funded by the payment, released by the
+    // validator node's signature to the two agreeing workers, the creator and the gateway.
+    let escrow = stdout
+        .split("SPL token balances after the task escrow")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let gained = |who: &str| -> i64 {
+        escrow
+            .lines()
+            .find(|l| l.trim_start().starts_with(who))
+            .and_then(|l| l.rsplit('(').next())
+            .and_then(|d| d.trim_end_matches(')').parse().ok())
+            .unwrap_or_else(|| panic!("{who} in {escrow}"))
+    };
+    assert_eq!(gained("buyer"), -10_000, "{escrow}");
+    assert_eq!(gained("creator"), 1_000, "{escrow}");
+    assert_eq!(gained("gateway"), 500, "{escrow}");
+    let workers: Vec<i64> = (1..=3).map(|i| gained(&format!("worker-{i}"))).collect();
+    assert_eq!(workers.iter().sum::<i64>(), 8_500, "{escrow}");
 
     // The page built by JavaScript was frozen by Chromium and converted by a quorum of two.
     assert!(
@@ -118,7 +137,7 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
             .unwrap()
             .starts_with("http://127.0.0.1:")
     );
-    assert_eq!(d["nodes"].as_array().unwrap().len(), 11, "{d}");
+    assert_eq!(d["nodes"].as_array().unwrap().len(), 12, "{d}");
     assert_eq!(
         d["evm"]["batchSettlement"],
         "0x4020074e9dF2ce1deE5A9C1b5c3f541D02a10003"
@@ -134,7 +153,13 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
             )
         })
         .collect();
-    assert_eq!(listed.len(), 6, "{d}");
+    assert_eq!(listed.len(), 7, "{d}");
+    assert!(
+        listed
+            .iter()
+            .any(|(p, n)| *p == "solana-task-escrow" && n.starts_with("solana:")),
+        "{d}"
+    );
     assert!(
         listed.contains(&("base-x402-solana-channel", "eip155:31337")),
         "{d}"
@@ -186,6 +211,7 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
         ("gatewaySolana", "solana-direct"),
         ("gatewaySolanaChannel", "solana-channel"),
         ("gatewayHybrid", "base-x402-solana-channel"),
+        ("gatewaySolanaEscrow", "solana-task-escrow"),
     ] {
         let dir = std::path::PathBuf::from(d["opsState"][key].as_str().unwrap());
         let snapshot: serde_json::Value =

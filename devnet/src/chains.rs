@@ -122,6 +122,11 @@ pub struct Solana {
     /// The `base-x402-solana-channel` gateway's Solana key: funds its own channel from its tokens,
     /// signs its vouchers and roots, pays the fees, claims the gateway fee.
     pub hybrid_key: Keypair,
+    /// The solana-task-escrow gateway's fee payer: co-signs buyers' escrow fundings (paying the
+    /// escrow's rent, returned when it closes), sends releases and refunds, receives the fee.
+    pub escrow_fee_payer: Keypair,
+    /// The validator node's `solana-task-escrow` release key (it signs releases in verdicts).
+    pub release: Keypair,
 }
 
 /// Starts the test validator (the `d402-solana-validator` binary), creates a 6-decimals mint and
@@ -145,6 +150,7 @@ pub async fn solana(buyers: usize, workers: usize) -> anyhow::Result<Solana> {
     chain
         .mint_to(&mint, &hybrid_key.pubkey(), BUYER_FUNDS)
         .await?;
+    let escrow_fee_payer = chain.funded_keypair(WALLET_LAMPORTS).await?;
     Ok(Solana {
         chain,
         mint,
@@ -155,6 +161,8 @@ pub async fn solana(buyers: usize, workers: usize) -> anyhow::Result<Solana> {
         channel_authority,
         maintainer,
         hybrid_key,
+        escrow_fee_payer,
+        release: Keypair::new(),
     })
 }
 

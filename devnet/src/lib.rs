@@ -235,8 +235,9 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
     let state = args.state.clone();
     let sol = usize::from(args.solana);
     // The demo steps: the Base buyer, the batch-settlement buyer, and with Solana the direct
-    // buyer, the channel buyer and the hybrid (Base payment, Solana split) buyer.
-    let total = 6 + sol + if args.keep_running { 0 } else { 2 + 3 * sol };
+    // buyer, the channel buyer, the hybrid (Base payment, Solana split) buyer and the task escrow
+    // buyer.
+    let total = 6 + sol + if args.keep_running { 0 } else { 2 + 4 * sol };
     let mut steps = Steps::new(total);
     let started = Instant::now();
 
@@ -337,6 +338,7 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
     let solana_gateway_url = http_of("gateway-solana");
     let channel_gateway_url = http_of("gateway-solana-channel");
     let hybrid_gateway_url = http_of("gateway-hybrid");
+    let escrow_gateway_url = http_of("gateway-solana-escrow");
     let batch_gateway_url = http_of("gateway-batch");
     let probe = steps
         .run(
@@ -430,6 +432,14 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
             )
             .await?;
     }
+    if let (Some(sol), Some(url)) = (&solana, &escrow_gateway_url) {
+        steps
+            .run_printing(
+                "buying one task on solana-task-escrow",
+                demo_solana_escrow(url, &pages_url, sol),
+            )
+            .await?;
+    }
     probe.shutdown();
     drop(nodes);
     Ok(())
@@ -485,6 +495,10 @@ async fn start_nodes(
         v.extend([s("--validate"), o.clone()]);
     }
     v.extend([s("--release-key"), release]);
+    if let Some(sol) = solana {
+        let release = write_key_json(&keys.join("solana-release.json"), &sol.release.to_bytes())?;
+        v.extend([s("--solana-release-key"), release]);
+    }
     starting.push({
         let state = state.to_path_buf();
         let supervisor = Arc::clone(supervisor);
@@ -602,6 +616,26 @@ async fn start_nodes(
             )
             .await?,
         );
+    }
+
+    if let Some(sol) = solana {
+        // solana-task-escrow: each task's payment held by d402's program until the validator
+        // node's signed release (or the deadline, for a refund); it sells commission-bearing work.
+        let fee_payer = write_key_json(
+            &keys.join("solana-escrow-fee-payer.json"),
+            &sol.escrow_fee_payer.to_bytes(),
+        )?;
+        let mut g = common.clone();
+        g.extend([s("--http-port"), port(6).to_string()]);
+        g.extend([s("--payment"), s("solana-task-escrow")]);
+        g.extend([s("--solana-rpc-url"), sol.chain.rpc_url().to_string()]);
+        g.extend([s("--solana-mint"), sol.mint.to_string()]);
+        g.extend([s("--solana-fee-payer-key"), fee_payer]);
+        g.extend([
+            s("--solana-escrow-validator"),
+            sol.release.pubkey().to_string(),
+        ]);
+        nodes.push(spawn_node(supervisor, state, "gateway-solana-escrow", &g).await?);
     }
 
     // The x402 `exact` scheme on Base, which any stock x402 client pays: a direct rail, so it
@@ -831,6 +865,7 @@ fn describe(
             "gatewayExact": nodes.iter().find(|n| n.label == "gateway-exact").map(|n| n.state.display().to_string()),
             "gatewaySolanaChannel": nodes.iter().find(|n| n.label == "gateway-solana-channel").map(|n| n.state.display().to_string()),
             "gatewayHybrid": nodes.iter().find(|n| n.label == "gateway-hybrid").map(|n| n.state.display().to_string()),
+            "gatewaySolanaEscrow": nodes.iter().find(|n| n.label == "gateway-solana-escrow").map(|n| n.state.display().to_string()),
         },
     })
 }
@@ -1029,6 +1064,64 @@ async fn demo_solana(gateway: &str, sol: &chains::Solana) -> anyhow::Result<()> 
         }
     }
     println!("\nSPL token balances on the Solana test validator (atomic units, 6 decimals):");
+    for ((name, k), b) in who.iter().zip(before) {
+        let a = sol.chain.token_balance_of(k, &sol.mint).await?;
+        println!("  {name:<10} {a:>14}  ({:+})", a as i128 - b as i128);
+    }
+    Ok(())
+}
+
+/// Buys a commission-bearing page conversion from the solana-task-escrow gateway with a Solana
+/// wallet: the buyer funds the task's escrow on d402's program, the validator node signs the
+/// release in its verdict, the program pays workers, creator and gateway.
+async fn demo_solana_escrow(
+    gateway: &str,
+    pages: &str,
+    sol: &chains::Solana,
+) -> anyhow::Result<()> {
+    let buyer = sol
+        .buyers
+        .first()
+        .ok_or_else(|| anyhow!("no Solana test buyer"))?;
+    let keypair = solana_keypair::Keypair::try_from(buyer.to_bytes().as_slice())
+        .map_err(|e| anyhow!("copying the buyer keypair: {e}"))?;
+    let mut who = vec![
+        ("buyer".to_string(), buyer.pubkey()),
+        ("creator".to_string(), sol.creator.pubkey()),
+        ("gateway".to_string(), sol.escrow_fee_payer.pubkey()),
+    ];
+    for (i, w) in sol.workers.iter().enumerate() {
+        who.push((format!("worker-{}", i + 1), w.pubkey()));
+    }
+    let mut before = Vec::new();
+    for (_, k) in &who {
+        before.push(sol.chain.token_balance_of(k, &sol.mint).await?);
+    }
+    let client = Buyer::with_wallets(
+        gateway,
+        None,
+        Some(SolanaPayer {
+            keypair,
+            rpc_url: sol.chain.rpc_url().to_string(),
+        }),
+        Some(Atomic::new(1_000_000)),
+    );
+    let page = format!("{pages}{}", pages::PAGES[0].0);
+    println!(
+        "\n→ {} on {page} through {gateway} (solana-task-escrow: the escrow is funded by this payment)",
+        catalog::PAGE_TO_MARKDOWN
+    );
+    let bought = client
+        .run(catalog::PAGE_TO_MARKDOWN, json!({ "url": page }))
+        .await
+        .context("buying web.page_to_markdown@1 on solana-task-escrow")?;
+    print_purchase(&bought.task, bought.paid);
+    let release = &bought.task["payment"]["release"];
+    println!(
+        "  released by the validator's signature: tx {}",
+        release["txHashes"][0].as_str().unwrap_or("(pending)")
+    );
+    println!("\nSPL token balances after the task escrow (atomic units):");
     for ((name, k), b) in who.iter().zip(before) {
         let a = sol.chain.token_balance_of(k, &sol.mint).await?;
         println!("  {name:<10} {a:>14}  ({:+})", a as i128 - b as i128);
