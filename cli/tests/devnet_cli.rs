@@ -29,11 +29,25 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     common::assert_nothing_left(Duration::from_secs(15), "a full devnet demo");
 
     // Every step reported, in order, and none failed.
-    for step in 1..=13 {
-        assert!(stderr.contains(&format!("[{step}/13] ")), "{stderr}");
+    for step in 1..=14 {
+        assert!(stderr.contains(&format!("[{step}/14] ")), "{stderr}");
     }
     assert!(!stderr.contains("failed ("), "{stderr}");
-    assert_eq!(stderr.matches("ok (").count(), 13, "{stderr}");
+    assert_eq!(stderr.matches("ok (").count(), 14, "{stderr}");
+    // The incident drill on both channel gateways: every channel closed and reclaimed, every
+    // claim account reclaimed (so every claimant paid in full), each payer's unallocated
+    // remainder back, as the devnet read it from the chain.
+    for label in ["gateway-solana-channel", "gateway-hybrid"] {
+        let closed: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.contains(&format!("{label}: channel ")))
+            .collect();
+        assert!(!closed.is_empty(), "{label}: {stdout}");
+        for line in closed {
+            assert!(line.contains("closed and reclaimed"), "{line}");
+            assert!(line.contains("claim account(s) reclaimed"), "{line}");
+        }
+    }
     // 20 tasks bought through one batch-settlement channel, and what they cost on chain.
     let batch = stdout
         .lines()

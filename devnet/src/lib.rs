@@ -18,6 +18,7 @@
 
 mod catalog;
 mod chains;
+mod incident_drill;
 mod pages;
 mod progress;
 mod supervisor;
@@ -235,9 +236,9 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
     let state = args.state.clone();
     let sol = usize::from(args.solana);
     // The demo steps: the Base buyer, the batch-settlement buyer, and with Solana the direct
-    // buyer, the channel buyer, the hybrid (Base payment, Solana split) buyer and the task escrow
-    // buyer.
-    let total = 6 + sol + if args.keep_running { 0 } else { 2 + 4 * sol };
+    // buyer, the channel buyer, the hybrid (Base payment, Solana split) buyer, the task escrow
+    // buyer and the channels' incident drill.
+    let total = 6 + sol + if args.keep_running { 0 } else { 2 + 5 * sol };
     let mut steps = Steps::new(total);
     let started = Instant::now();
 
@@ -437,6 +438,20 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
             .run_printing(
                 "buying one task on solana-task-escrow",
                 demo_solana_escrow(url, &pages_url, sol),
+            )
+            .await?;
+    }
+    if let Some(sol) = &solana {
+        steps
+            .run_printing(
+                "winding the Solana channels down with the incident steps",
+                async {
+                    for label in ["gateway-solana-channel", "gateway-hybrid"] {
+                        let key = state.join("keys").join(format!("{label}-solana.json"));
+                        incident_drill::run(&supervisor, &state, sol, label, &key).await?;
+                    }
+                    anyhow::Ok(())
+                },
             )
             .await?;
     }
@@ -690,6 +705,8 @@ async fn channel_gateway(
         sol.maintainer.pubkey().to_string(),
     ]);
     g.extend([s("--gateway-root-interval-ms"), s("5000")]);
+    // A short close grace, so that the demo's incident drill closes the channels in seconds.
+    g.extend([s("--gateway-channel-grace-secs"), s("5")]);
     let gateway = spawn_node(supervisor, state, label, &g).await?;
     let maintainer = write_key_json(
         &keys.join(format!("{label}-maintainer.json")),

@@ -35,26 +35,48 @@ impl Supervisor {
             Ok(mut c) => std::mem::take(&mut *c),
             Err(_) => return Vec::new(),
         };
-        for (_, child) in &children {
-            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                // SAFETY: a signal to our own child, by pid; no memory is involved.
-                #[allow(unsafe_code)]
-                unsafe {
-                    libc::kill(pid, libc::SIGTERM);
-                }
-            }
-        }
-        let deadline = tokio::time::Instant::now() + grace;
-        let mut killed = Vec::new();
-        for (label, mut child) in children {
-            if tokio::time::timeout_at(deadline, child.wait())
-                .await
-                .is_err()
-            {
-                let _ = child.kill().await;
-                killed.push(label);
-            }
-        }
-        killed
+        stop(children, grace).await
     }
+
+    /// Stops the children named `labels` as [`Supervisor::stop_all`] stops every one (the
+    /// incident drill stops a gateway and its maintainer this way); the others keep running.
+    pub async fn stop_some(&self, labels: &[&str], grace: Duration) -> Vec<String> {
+        let chosen = match self.children.lock() {
+            Ok(mut c) => {
+                let (chosen, rest) = std::mem::take(&mut *c)
+                    .into_iter()
+                    .partition(|(label, _)| labels.contains(&label.as_str()));
+                *c = rest;
+                chosen
+            }
+            Err(_) => return Vec::new(),
+        };
+        stop(chosen, grace).await
+    }
+}
+
+/// `SIGTERM` to every one of `children` at once, `SIGKILL` to those still running after
+/// `grace`; waits for each. Returns the labels of those that had to be killed.
+async fn stop(children: Vec<(String, Child)>, grace: Duration) -> Vec<String> {
+    for (_, child) in &children {
+        if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: a signal to our own child, by pid; no memory is involved.
+            #[allow(unsafe_code)]
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut killed = Vec::new();
+    for (label, mut child) in children {
+        if tokio::time::timeout_at(deadline, child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+            killed.push(label);
+        }
+    }
+    killed
 }

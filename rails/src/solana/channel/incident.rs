@@ -145,14 +145,22 @@ pub async fn run(
                 _ => report.waiting = Some("already closing or closed".into()),
             },
             Step::Close => {
-                let now = d402_core::clock::now_unix() as i64;
+                // By the chain's clock, which the program checks, not this machine's.
+                let now = match chain.chain_time().await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        report.errors.push(e.to_string());
+                        reports.push(report);
+                        continue;
+                    }
+                };
                 let due = state.close_at.saturating_add(state.grace_secs as i64);
                 match state.stage {
                     ChannelStage::Open => {
                         report.waiting = Some("no close requested: run request-close".into())
                     }
                     ChannelStage::Closed => report.waiting = Some("closed".into()),
-                    ChannelStage::Closing if now < due => {
+                    ChannelStage::Closing if now <= due => {
                         report.waiting = Some(format!(
                             "the grace period ends in {} s (unix {due})",
                             due - now

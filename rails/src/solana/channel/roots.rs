@@ -135,6 +135,13 @@ impl ChannelChain {
         ChannelState::parse(&data).ok_or_else(|| ChannelError::NotAChannel(channel.to_string()))
     }
 
+    /// The chain's clock (the latest confirmed block's time): what the program's grace checks
+    /// read, which may lag this machine's clock by a few seconds.
+    pub async fn chain_time(&self) -> Result<i64, ChannelError> {
+        let slot = self.rpc.get_slot().await?;
+        Ok(self.rpc.get_block_time(slot).await?)
+    }
+
     async fn send(
         &self,
         instructions: &[solana_instruction::Instruction],
