@@ -405,8 +405,8 @@ async fn stock_client_pays_on_base_and_the_split_is_withdrawn_on_solana() {
     assert_eq!(allocated, 2 * PRICE, "each task allocated once");
 }
 
-/// Gas, transactions, fees and rent per 1,000 tasks: `base-x402-solana-channel` beside
-/// `base-task-escrow`, one run on one anvil, validator and network (a commission-bearing proof
+/// Gas, transactions, fees and rent per 1,000 tasks: `base-x402-solana-channel` and
+/// `solana-task-escrow` beside `base-task-escrow`, one run on one anvil, validator and network (a commission-bearing proof
 /// check, 10 % creator commission, 5 % fee; `d402 client` buying 30 tasks on each, one after
 /// another). Gas is every Base transaction's `gasUsed` from its receipt, by sender; Solana fees
 /// are the chain's own record of each transaction. For BENCHMARKS.md:
@@ -538,6 +538,30 @@ async fn per_thousand_hybrid_vs_task_escrow() {
         ],
     );
     let hybrid_url = info["http"].as_str().unwrap().to_string();
+    // solana-task-escrow, its own fee payer; the release key here (signing in the validator
+    // node instead changes no transaction).
+    let escrow_sol = sol.funded_keypair(5_000_000_000).await.unwrap();
+    let release_sol = Keypair::new();
+    let sol_buyer = sol.funded_keypair(1_000_000_000).await.unwrap();
+    sol.mint_to(&mint, &sol_buyer.pubkey(), 10_000_000)
+        .await
+        .unwrap();
+    let (_sol_escrow_gw, info) = gateway(
+        "gw-sol-escrow",
+        &[
+            "--payment".into(),
+            "solana-task-escrow".into(),
+            "--solana-rpc-url".into(),
+            sol.rpc_url().into(),
+            "--solana-mint".into(),
+            mint.to_string(),
+            "--solana-fee-payer-key".into(),
+            common::keypair_file(dir, "escrow-sol.json", &escrow_sol),
+            "--solana-release-key".into(),
+            common::keypair_file(dir, "release-sol.json", &release_sol),
+        ],
+    );
+    let sol_escrow_url = info["http"].as_str().unwrap().to_string();
 
     let provider = anvil.provider(deployer);
     // Base gas and transactions by sender over blocks (from, to].
@@ -614,6 +638,60 @@ async fn per_thousand_hybrid_vs_task_escrow() {
         assert!(out.status.success());
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // solana-task-escrow: every transaction the escrow gateway's fee payer sent (the buyer's
+    // fundings it co-signed, the releases), and the lamports it spent net of the rent the
+    // releases returned.
+    let b = d402_gateway::client::Buyer::with_wallets(
+        &sol_escrow_url,
+        None,
+        Some(d402_gateway::client::SolanaPayer {
+            keypair: sol_buyer.insecure_clone(),
+            rpc_url: sol.rpc_url().to_string(),
+        }),
+        None,
+    );
+    let buy = |i: String| {
+        let b = &b;
+        async move {
+            let input: Value = serde_json::from_str(&merkle_input(&i)).unwrap();
+            let p = b.run(MERKLE, input).await.expect("bought");
+            assert_eq!(p.task["status"], "delivered", "{}", p.task);
+        }
+    };
+    // Steady state: the first task creates the payees' token accounts (a one-off per payee).
+    buy("sol-escrow-warm-up".into()).await;
+    let (esc0, buyer_sol0) = (
+        sol.sol_balance(&escrow_sol.pubkey()).await.unwrap(),
+        sol.sol_balance(&sol_buyer.pubkey()).await.unwrap(),
+    );
+    let rpc = sol.rpc();
+    let signatures = |key: Pubkey| {
+        let rpc = &rpc;
+        async move {
+            rpc.get_signatures_for_address_with_config(
+                &key,
+                solana_rpc_client::rpc_client::GetConfirmedSignaturesForAddress2Config {
+                    commitment: Some(solana_commitment_config::CommitmentConfig::confirmed()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .len() as u64
+        }
+    };
+    let sigs0 = signatures(escrow_sol.pubkey()).await;
+    for i in 0..N {
+        buy(format!("sol-escrow-{i}")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let sol_escrow_txs = signatures(escrow_sol.pubkey()).await - sigs0;
+    let sol_escrow_spent = esc0 - sol.sol_balance(&escrow_sol.pubkey()).await.unwrap();
+    assert_eq!(
+        sol.sol_balance(&sol_buyer.pubkey()).await.unwrap(),
+        buyer_sol0,
+        "the buyer pays no SOL"
+    );
     let escrow_gas = gas_by_sender(b0, b1).await;
     let hybrid_gas = gas_by_sender(b1, b2).await;
     let per_thousand = |x: u64| x * 1_000 / N;
@@ -627,12 +705,15 @@ async fn per_thousand_hybrid_vs_task_escrow() {
     println!(
         "per 1,000 tasks (measured over {N} each):\n\
          | base-task-escrow per 1,000 | {} Base tx | {} gas | 0 Solana tx |\n\
-         | base-x402-solana-channel per 1,000 | {} Base tx | {} gas | Solana: {} lamports spent over the run (fees and rent, not scaled) |",
+         | base-x402-solana-channel per 1,000 | {} Base tx | {} gas | Solana: {} lamports spent over the run (fees and rent, not scaled) |\n\
+         | solana-task-escrow per 1,000 | 0 Base tx | 0 gas | Solana: {} tx, {} lamports (fees, steady state: the escrow's and the vault's rent came back at each release) |",
         per_thousand(etx),
         per_thousand(egas),
         per_thousand(htx),
         per_thousand(hgas),
-        sol_spent
+        sol_spent,
+        per_thousand(sol_escrow_txs),
+        per_thousand(sol_escrow_spent),
     );
     println!("escrow run, by sender: {escrow_gas:?}\nhybrid run, by sender: {hybrid_gas:?}");
 }

@@ -13,7 +13,7 @@ use d402_rails::solana::escrow::{
     self, EscrowConfig, ReleaseContext, SolanaTaskEscrow, funding_instructions,
     funding_transaction, sign_release,
 };
-use d402_rails::solana::submit::{EntryKind, SolanaRequest, Submitter};
+use d402_rails::solana::submit::Submitter;
 use d402_rails::solana::{direct, wire};
 use d402_rails::{Atomic, GatewayFee, Outbox, RailError, SafetyCaps, SettlementState};
 use d402_solana_chain::SolanaChain;
@@ -73,6 +73,10 @@ impl World {
 
     /// The rail as a gateway holds it (a fresh process each call: same outbox).
     fn rail(&self) -> SolanaTaskEscrow {
+        self.rail_with(SafetyCaps::default())
+    }
+
+    fn rail_with(&self, caps: SafetyCaps) -> SolanaTaskEscrow {
         let outbox = Outbox::open(&self.dir.path().join("outbox.redb")).expect("outbox");
         SolanaTaskEscrow::new(
             EscrowConfig::new(
@@ -84,7 +88,7 @@ impl World {
             ),
             self.gateway.clone(),
             Submitter::new(self.rpc.clone(), outbox, escrow::NAME),
-            SafetyCaps::default(),
+            caps,
         )
     }
 
@@ -248,23 +252,29 @@ async fn a_failed_task_is_refunded_after_the_deadline_and_a_crash_funds_once() {
     let terms = w.terms("task-crash", now() + 4);
     let (req, payload) = w.payload(&rail, &terms).await;
     let verified = rail.verify(&payload, &req).await.expect("verify");
-    let tx = wire::decode_transaction(verified.payload["transaction"].as_str().unwrap()).unwrap();
-    let request = SolanaRequest::new(&tx, EntryKind::EscrowFunding, "task-crash").expect("req");
-    let _ = rail
-        .submitter()
-        .submit_as(&verified.settlement_id, &request, false, true)
-        .await;
+    rail.stop_before_next_funding_send();
+    assert!(rail.settle(&verified).await.is_err(), "recorded, not sent");
     assert_eq!(w.balance(&w.buyer.pubkey()).await, start, "not sent yet");
     drop(rail);
     let rail = w.rail();
     let report = rail.reconcile().await.expect("reconcile");
-    assert_eq!(report.resent, [verified.settlement_id.clone()]);
+    assert_eq!(report.resent, std::slice::from_ref(&verified.settlement_id));
     assert_eq!(
         rail.settlement_state(&verified.settlement_id).unwrap(),
         Some(SettlementState::Confirmed)
     );
     assert_eq!(w.balance(&w.buyer.pubkey()).await, start - 1_000_003);
     assert!(rail.reconcile().await.expect("again").resent.is_empty());
+
+    // D402_SAFETY_MAX_OPEN_TASK_ESCROW_BUDGET: with 1.5 tasks' worth allowed open, the funded
+    // escrow leaves no room for a second challenge until it is refunded.
+    drop(rail);
+    let rail = w.rail_with(SafetyCaps {
+        max_open_task_escrow_budget: Some(Atomic::new(1_500_000)),
+        ..SafetyCaps::default()
+    });
+    let refused = refusal(rail.challenge(&w.terms("task-over-cap", now() + 600)));
+    assert!(refused.contains("open"), "{refused}");
 
     // The task fails: the escrow waits for its deadline, then the buyer gets everything back.
     let deadline = terms.deadline_unix;
@@ -280,6 +290,9 @@ async fn a_failed_task_is_refunded_after_the_deadline_and_a_crash_funds_once() {
     }
     assert!(now() >= deadline, "refunded before the deadline");
     assert_eq!(w.balance(&w.buyer.pubkey()).await, start);
+    // Refunded money is no longer held: the cap has room again.
+    rail.challenge(&w.terms("task-after-refund", now() + 600))
+        .expect("within the cap once the escrow closed");
     // Too late for a release now, even signed by the validator.
     let release = w.release(&terms, &[Pubkey::new_unique()]);
     assert!(rail.finalize(&release).await.is_err());

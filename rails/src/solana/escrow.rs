@@ -318,6 +318,7 @@ pub struct SolanaTaskEscrow {
     /// Open escrows by task (funded or being funded, not yet released or refunded), for the
     /// open-escrow cap; `None` means "rebuild from the outbox".
     open: Mutex<Option<BTreeMap<String, Atomic>>>,
+    stop_before_funding_send: std::sync::atomic::AtomicBool,
 }
 
 /// The outbox id of one step (`fund`, `release`, `refund`) of a task's escrow.
@@ -341,7 +342,16 @@ impl SolanaTaskEscrow {
             caps,
             release_key: None,
             open: Mutex::new(None),
+            stop_before_funding_send: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Test hook: the next funding is recorded and not sent, as a crash between the record and
+    /// the send would leave it.
+    #[doc(hidden)]
+    pub fn stop_before_next_funding_send(&self) {
+        self.stop_before_funding_send
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Signs releases here with `key` (the escrow's validator role) instead of asking the
@@ -453,7 +463,9 @@ impl SolanaTaskEscrow {
                 continue;
             }
             let amount = r.request["amount"].as_u64().unwrap_or_default();
-            open.insert(base.to_string(), Atomic::new(u128::from(amount)));
+            // Keyed by the escrow's address, as `note_open` keys it.
+            let escrow = base.trim_start_matches("solana-escrow:");
+            open.insert(escrow.to_string(), Atomic::new(u128::from(amount)));
         }
         Ok(open)
     }
@@ -793,9 +805,12 @@ impl Rail for SolanaTaskEscrow {
             SolanaRequest::new(&tx, EntryKind::EscrowFunding, &verified.settlement_id)?;
         request.amount = Some(amount);
         self.note_open(&escrow, Some(verified.amount));
+        let stop = self
+            .stop_before_funding_send
+            .swap(false, std::sync::atomic::Ordering::SeqCst);
         let landed = self
             .submitter
-            .submit_as(&verified.settlement_id, &request, false, false)
+            .submit_as(&verified.settlement_id, &request, false, stop)
             .await
             .inspect_err(|_| *self.open_escrows() = None)?;
         Ok(self.settlement(
