@@ -160,7 +160,7 @@ pub async fn run(
                         report.waiting = Some("no close requested: run request-close".into())
                     }
                     ChannelStage::Closed => report.waiting = Some("closed".into()),
-                    ChannelStage::Closing if now <= due => {
+                    ChannelStage::Closing if now < due => {
                         report.waiting = Some(format!(
                             "the grace period ends in {} s (unix {due})",
                             due - now
