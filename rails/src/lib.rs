@@ -36,6 +36,7 @@ pub mod error;
 pub mod evm;
 #[cfg(feature = "solana")]
 pub mod hybrid;
+pub mod open_escrows;
 pub mod outbox;
 pub mod payment;
 pub mod rail;

@@ -59,13 +59,15 @@ pub struct ClaimState {
     pub withdrawn: u64,
 }
 
-fn key(data: &[u8], at: usize) -> Pubkey {
+/// The key at `at` in an account's data (the caller checked the length).
+pub(crate) fn key(data: &[u8], at: usize) -> Pubkey {
     let mut k = [0u8; 32];
     k.copy_from_slice(&data[at..at + 32]);
     Pubkey::new_from_array(k)
 }
 
-fn u64_at(data: &[u8], at: usize) -> u64 {
+/// The little-endian u64 at `at` in an account's data.
+pub(crate) fn u64_at(data: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&data[at..at + 8]);
     u64::from_le_bytes(b)

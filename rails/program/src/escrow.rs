@@ -7,6 +7,7 @@
 use solana_pubkey::Pubkey;
 
 use crate::ID;
+use crate::channel::{key, u64_at};
 
 /// An escrow account's size.
 pub const ESCROW_LEN: usize = 272;
@@ -35,18 +36,6 @@ pub struct EscrowState {
     pub gateway: Pubkey,
     /// Who funded the escrow's and the vault's rent, and gets it back.
     pub rent_payer: Pubkey,
-}
-
-fn key(data: &[u8], at: usize) -> Pubkey {
-    let mut k = [0u8; 32];
-    k.copy_from_slice(&data[at..at + 32]);
-    Pubkey::new_from_array(k)
-}
-
-fn u64_at(data: &[u8], at: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&data[at..at + 8]);
-    u64::from_le_bytes(b)
 }
 
 impl EscrowState {

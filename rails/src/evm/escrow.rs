@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::Mutex;
 
 use alloy::contract::SolCallBuilder;
 use alloy::primitives::{Address, B256, TxHash, U256, keccak256};
@@ -30,9 +29,10 @@ use super::direct::check_window;
 use super::eip712::{self, Release as ReleaseMessage};
 use super::{EvmChain, SETTLE_MARGIN_SECS, chain_err, now_unix, parse_address, to_atomic, to_u256};
 use crate::amount::Atomic;
-use crate::caps::{Exposure, SafetyCaps};
+use crate::caps::SafetyCaps;
 use crate::delivery::{Accepted, Delivery};
 use crate::error::{RailError, VerifyError};
+use crate::open_escrows::OpenEscrows;
 use crate::outbox::SettlementRecord;
 use crate::outbox::{Outbox, OutboxError, SettlementState};
 use crate::rail::{
@@ -211,10 +211,8 @@ pub struct BaseTaskEscrow {
     /// The validator role's key when it is held here (one process holds everything: a
     /// development set-up); `None` when the network's validator signs inside its verdict.
     release_key: Option<PrivateKeySigner>,
-    /// Open escrows by task (funded or being funded, not yet released or refunded), for the
-    /// open-escrow cap. Built from the outbox on first use, then kept up to date; `None` means
-    /// "rebuild from the outbox".
-    open: Mutex<Option<BTreeMap<B256, Atomic>>>,
+    /// Open escrows by task, for the open-escrow cap.
+    open: OpenEscrows<B256>,
 }
 
 impl BaseTaskEscrow {
@@ -241,7 +239,7 @@ impl BaseTaskEscrow {
             outbox,
             caps,
             release_key: None,
-            open: Mutex::new(None),
+            open: OpenEscrows::default(),
         }
     }
 
@@ -303,33 +301,6 @@ impl BaseTaskEscrow {
             2 => TaskState::Settled,
             _ => TaskState::Refunded,
         })
-    }
-
-    fn open_escrows(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<B256, Atomic>>> {
-        // A panic while holding the lock leaves plain data behind; keep using it.
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The sum of open escrows this rail funded, for the open-escrow cap.
-    fn open_escrow_total(&self) -> Result<Atomic, RailError> {
-        let mut open = self.open_escrows();
-        if open.is_none() {
-            *open = Some(self.scan_open_escrows()?);
-        }
-        open.iter()
-            .flat_map(|m| m.values())
-            .try_fold(Atomic::ZERO, |a, b| a.checked_add(*b))
-            .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))
-    }
-
-    /// Records `task` as open (`Some(amount)`) or closed (`None`) in the cache.
-    fn note_open(&self, task: B256, amount: Option<Atomic>) {
-        if let Some(map) = self.open_escrows().as_mut() {
-            match amount {
-                Some(a) => map.insert(task, a),
-                None => map.remove(&task),
-            };
-        }
     }
 
     /// Open escrows according to the outbox: fundings not failed, without a confirmed release
@@ -619,15 +590,8 @@ impl Rail for BaseTaskEscrow {
     fn challenge(&self, terms: &Terms) -> Result<PaymentRequirements, RailError> {
         let split = terms.split()?;
         let creator_bps = terms.commission.as_ref().map_or(0, |c| c.bps);
-        let open_after = self
-            .open_escrow_total()?
-            .checked_add(terms.price)
-            .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))?;
-        self.caps.check(&Exposure {
-            task_budget: terms.price,
-            creator_bps,
-            open_task_escrow_after: Some(open_after),
-            ..Exposure::default()
+        self.open.check(&self.caps, terms.price, creator_bps, || {
+            self.scan_open_escrows()
         })?;
         let creator = match &terms.commission {
             Some(c) if c.bps > 0 => parse_address(NAME, "creator wallet", &c.wallet)?,
@@ -713,17 +677,10 @@ impl Rail for BaseTaskEscrow {
         let id = self.id(&terms.task_id, "fund");
         // Checked again here: several challenges may have been issued under the cap and paid
         // together. Refusing now leaves the buyer's authorization unused.
-        let open_after = self
-            .open_escrow_total()?
-            .checked_add(terms.amount)
-            .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))?;
-        self.caps.check(&Exposure {
-            task_budget: terms.amount,
-            open_task_escrow_after: Some(open_after),
-            ..Exposure::default()
-        })?;
+        self.open
+            .check(&self.caps, terms.amount, 0, || self.scan_open_escrows())?;
         self.intent(&id, json!({ "payload": verified.payload, "terms": terms }))?;
-        self.note_open(terms.task_id, Some(terms.amount));
+        self.open.note(terms.task_id, Some(terms.amount));
         let sent = match self.send("the funding", self.fund_call(&terms, &p)).await {
             Ok(tx) => self.conclude(&id, tx).await.map(|fee| (tx, fee)),
             Err(e @ RailError::WouldRevert { .. }) => {
@@ -739,7 +696,7 @@ impl Rail for BaseTaskEscrow {
             }
             Err(e) => Err(e),
         };
-        let (tx, fee) = sent.inspect_err(|_| *self.open_escrows() = None)?;
+        let (tx, fee) = sent.inspect_err(|_| self.open.forget())?;
         Ok(self.settlement(
             id,
             tx,
@@ -800,7 +757,7 @@ impl Rail for BaseTaskEscrow {
         let tx = self.send("the release", call).await?;
         let fee = self.conclude(&id, tx).await?;
         // Released money is no longer held: it stops counting against the open-escrow cap.
-        self.note_open(task_id.0, None);
+        self.open.note(task_id.0, None);
         Ok(self.settlement(id, tx, fee, Some(buyer.to_string()), payouts))
     }
 
@@ -824,13 +781,13 @@ impl Rail for BaseTaskEscrow {
         self.intent(&id, json!({}))?;
         let tx = self.send("the refund", call).await?;
         let fee = self.conclude(&id, tx).await?;
-        self.note_open(task_id.0, None);
+        self.open.note(task_id.0, None);
         Ok(self.settlement(id, tx, fee, Some(buyer.to_string()), payouts))
     }
 
     async fn reconcile(&self) -> Result<ReconcileReport, RailError> {
         // Whatever reconciliation settles, the open-escrow total is rebuilt from the outbox.
-        *self.open_escrows() = None;
+        self.open.forget();
         let mut report = ReconcileReport::default();
         for record in self.outbox.in_flight(NAME)? {
             let mut parts = record.id.rsplitn(2, ':');

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -38,9 +38,10 @@ use spl_associated_token_account_interface::instruction::create_associated_token
 use super::submit::{EntryKind, SolanaRequest, Submitter};
 use super::{TOKEN_PROGRAM_ID, wire};
 use crate::amount::Atomic;
-use crate::caps::{Exposure, SafetyCaps};
+use crate::caps::SafetyCaps;
 use crate::delivery::{Accepted, Delivery};
 use crate::error::{RailError, VerifyError};
+use crate::open_escrows::OpenEscrows;
 use crate::outbox::{SettlementRecord, SettlementState};
 use crate::rail::{
     ChainId, PaymentPayload, PaymentRequirements, Payout, Rail, RailKind, ReconcileReport, Release,
@@ -315,9 +316,8 @@ pub struct SolanaTaskEscrow {
     /// The validator role's key when it is held here (development); `None` when the network's
     /// validator signs inside its verdict.
     release_key: Option<Arc<Keypair>>,
-    /// Open escrows by task (funded or being funded, not yet released or refunded), for the
-    /// open-escrow cap; `None` means "rebuild from the outbox".
-    open: Mutex<Option<BTreeMap<String, Atomic>>>,
+    /// Open escrows by escrow address, for the open-escrow cap.
+    open: OpenEscrows<Pubkey>,
     stop_before_funding_send: std::sync::atomic::AtomicBool,
 }
 
@@ -341,7 +341,7 @@ impl SolanaTaskEscrow {
             submitter,
             caps,
             release_key: None,
-            open: Mutex::new(None),
+            open: OpenEscrows::default(),
             stop_before_funding_send: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -415,35 +415,9 @@ impl SolanaTaskEscrow {
         }))
     }
 
-    fn open_escrows(&self) -> std::sync::MutexGuard<'_, Option<BTreeMap<String, Atomic>>> {
-        // A panic while holding the lock leaves plain data behind; keep using it.
-        self.open.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The sum of open escrows this rail funded, for the open-escrow cap.
-    fn open_escrow_total(&self) -> Result<Atomic, RailError> {
-        let mut open = self.open_escrows();
-        if open.is_none() {
-            *open = Some(self.scan_open_escrows()?);
-        }
-        open.iter()
-            .flat_map(|m| m.values())
-            .try_fold(Atomic::ZERO, |a, b| a.checked_add(*b))
-            .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))
-    }
-
-    fn note_open(&self, escrow: &Pubkey, amount: Option<Atomic>) {
-        if let Some(map) = self.open_escrows().as_mut() {
-            match amount {
-                Some(a) => map.insert(escrow.to_string(), a),
-                None => map.remove(&escrow.to_string()),
-            };
-        }
-    }
-
     /// Open escrows according to the outbox: fundings not failed, without a confirmed release
     /// or refund.
-    fn scan_open_escrows(&self) -> Result<BTreeMap<String, Atomic>, RailError> {
+    fn scan_open_escrows(&self) -> Result<BTreeMap<Pubkey, Atomic>, RailError> {
         let records = self.submitter.outbox().all()?;
         let confirmed = |id: String| {
             records
@@ -463,24 +437,17 @@ impl SolanaTaskEscrow {
                 continue;
             }
             let amount = r.request["amount"].as_u64().unwrap_or_default();
-            // Keyed by the escrow's address, as `note_open` keys it.
-            let escrow = base.trim_start_matches("solana-escrow:");
-            open.insert(escrow.to_string(), Atomic::new(u128::from(amount)));
+            // Keyed by the escrow's address, as the rail notes it.
+            if let Ok(escrow) = Pubkey::from_str(base.trim_start_matches("solana-escrow:")) {
+                open.insert(escrow, Atomic::new(u128::from(amount)));
+            }
         }
         Ok(open)
     }
 
     fn check_caps(&self, amount: Atomic, creator_bps: u16) -> Result<(), RailError> {
-        let open_after = self
-            .open_escrow_total()?
-            .checked_add(amount)
-            .ok_or_else(|| RailError::Refused("open escrow total overflows".into()))?;
-        Ok(self.caps.check(&Exposure {
-            task_budget: amount,
-            creator_bps,
-            open_task_escrow_after: Some(open_after),
-            ..Exposure::default()
-        })?)
+        self.open
+            .check(&self.caps, amount, creator_bps, || self.scan_open_escrows())
     }
 
     /// The off-chain checks of a funding transaction: the exact transaction the challenge
@@ -804,7 +771,7 @@ impl Rail for SolanaTaskEscrow {
         let mut request =
             SolanaRequest::new(&tx, EntryKind::EscrowFunding, &verified.settlement_id)?;
         request.amount = Some(amount);
-        self.note_open(&escrow, Some(verified.amount));
+        self.open.note(escrow, Some(verified.amount));
         let stop = self
             .stop_before_funding_send
             .swap(false, std::sync::atomic::Ordering::SeqCst);
@@ -812,7 +779,7 @@ impl Rail for SolanaTaskEscrow {
             .submitter
             .submit_as(&verified.settlement_id, &request, false, stop)
             .await
-            .inspect_err(|_| *self.open_escrows() = None)?;
+            .inspect_err(|_| self.open.forget())?;
         Ok(self.settlement(
             verified.settlement_id.clone(),
             vec![landed.signature.to_string()],
@@ -928,7 +895,7 @@ impl Rail for SolanaTaskEscrow {
             )
             .await?;
         // Released money is no longer held: it stops counting against the open-escrow cap.
-        self.note_open(&escrow, None);
+        self.open.note(escrow, None);
         Ok(self.settlement(id, vec![tx], fee, Some(state.buyer.to_string()), payouts))
     }
 
@@ -944,7 +911,12 @@ impl Rail for SolanaTaskEscrow {
         }
         match self.refund(&task.task_id()).await {
             // The chain's clock lags the gateway's: not yet by the program's reckoning.
-            Err(RailError::WouldRevert { reason, .. }) if reason.contains("Custom(28)") => {
+            Err(RailError::WouldRevert { reason, .. })
+                if reason.contains(&format!(
+                    "Custom({})",
+                    d402_program::ProgramError::BeforeDeadline as u32
+                )) =>
+            {
                 Ok(Refund::NotBefore(d402_core::clock::now_unix() + 2))
             }
             other => other.map(Refund::Refunded),
@@ -983,7 +955,7 @@ impl Rail for SolanaTaskEscrow {
                 &ixs,
             )
             .await?;
-        self.note_open(&escrow, None);
+        self.open.note(escrow, None);
         Ok(self.settlement(
             id,
             vec![tx],
@@ -1005,7 +977,7 @@ impl Rail for SolanaTaskEscrow {
     }
 
     async fn reconcile(&self) -> Result<ReconcileReport, RailError> {
-        *self.open_escrows() = None;
+        self.open.forget();
         Ok(self.submitter.reconcile().await?)
     }
 }
