@@ -1574,8 +1574,20 @@ fill_info:
 # (account 1) to r1, signed by the vault PDA (account 5), through the token program (account 6).
 pay_from_vault:
   lddw r9, HEAP
+  mov64 r2, 3
+  stxb [r9+H_CPI_DATA], r2
+  stxdw [r9+897], r3
+  mov64 r2, 9
+  call vault_cpi
+  exit
+
+# vault_cpi(r1 = the other account, r2 = data length): invokes the token program (account 6) on
+# the vault (account 1, writable), r1 (writable) and the vault PDA (account 5, signing), with the
+# instruction data already at H_CPI_DATA: a Transfer or a CloseAccount of the vault.
+vault_cpi:
+  lddw r9, HEAP
   mov64 r6, r1
-  mov64 r7, r3
+  mov64 r7, r2
   ldxdw r1, [r9+40]
   add64 r1, A_KEY
   ldxdw r2, [r9+8]
@@ -1587,9 +1599,6 @@ pay_from_vault:
   lddw r2, token_id
   call key_eq
   jeq r0, 0, e_account
-  mov64 r2, 3
-  stxb [r9+H_CPI_DATA], r2
-  stxdw [r9+897], r7
   ldxdw r1, [r9+8]
   mov64 r2, r9
   add64 r2, H_CPI_METAS
@@ -1620,7 +1629,7 @@ pay_from_vault:
   mov64 r2, r9
   add64 r2, 1136
   call fill_info
-  mov64 r1, 9
+  mov64 r1, r7
   call invoke_token_signed_by_vault
   exit
 
@@ -1664,52 +1673,10 @@ invoke_token_signed_by_vault:
 # the vault PDA (account 5), through the token program (account 6). The vault must be empty.
 close_vault:
   lddw r9, HEAP
-  mov64 r6, r1
-  ldxdw r1, [r9+40]
-  add64 r1, A_KEY
-  ldxdw r2, [r9+8]
-  add64 r2, T_OWNER
-  call key_eq
-  jeq r0, 0, e_vault
-  ldxdw r1, [r9+48]
-  add64 r1, A_KEY
-  lddw r2, token_id
-  call key_eq
-  jeq r0, 0, e_account
   mov64 r2, 9
   stxb [r9+H_CPI_DATA], r2
-  ldxdw r1, [r9+8]
-  mov64 r2, r9
-  add64 r2, H_CPI_METAS
-  mov64 r3, 1
-  mov64 r4, 0
-  call fill_meta
-  mov64 r1, r6
-  mov64 r2, r9
-  add64 r2, 976
-  mov64 r3, 1
-  mov64 r4, 0
-  call fill_meta
-  ldxdw r1, [r9+40]
-  mov64 r2, r9
-  add64 r2, 992
-  mov64 r3, 0
-  mov64 r4, 1
-  call fill_meta
-  ldxdw r1, [r9+8]
-  mov64 r2, r9
-  add64 r2, H_CPI_INFOS
-  call fill_info
-  mov64 r1, r6
-  mov64 r2, r9
-  add64 r2, 1080
-  call fill_info
-  ldxdw r1, [r9+40]
-  mov64 r2, r9
-  add64 r2, 1136
-  call fill_info
-  mov64 r1, 1
-  call invoke_token_signed_by_vault
+  mov64 r2, 1
+  call vault_cpi
   exit
 
 # create_claim(): creates the claim account (account 2) at H_PDA, signed with the seeds claim_pda
