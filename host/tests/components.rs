@@ -287,6 +287,83 @@ fn merkle_verify() {
     );
 }
 
+/// Runs a comparator component twice on the same candidates: the scores equal the native
+/// crate's bit for bit, and the second run burns the same fuel (a validator's rerun of the
+/// comparator gives the same verdict).
+fn run_comparator(
+    path: &str,
+    candidates: &[&str],
+    native: fn(&str) -> Result<d402_comparator::Scores, d402_comparator::ContractError>,
+) -> d402_comparator::Scores {
+    let host = host();
+    let (cid, _) = load(&host, path);
+    let input = d402_comparator::Candidates {
+        candidates: candidates.iter().map(|c| c.to_string()).collect(),
+    }
+    .to_json();
+    let runs: Vec<_> = (0..2)
+        .map(|i| {
+            host.execute(Task {
+                input: &input,
+                ..Task::defaults(cid, &format!("compare-{i}"))
+            })
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(runs[0].output, runs[1].output);
+    assert_eq!(
+        runs[0].receipt.body.fuel_used,
+        runs[1].receipt.body.fuel_used
+    );
+    let scores = d402_comparator::Scores::from_output(&runs[0].output, candidates.len()).unwrap();
+    assert_eq!(
+        scores,
+        native(&input).unwrap(),
+        "the component and the crate disagree"
+    );
+    let err = host
+        .execute(Task {
+            input: r#"{"candidates":["only one"]}"#,
+            ..Task::defaults(cid, "one")
+        })
+        .unwrap_err();
+    assert!(
+        matches!(&err, HostError::Guest { code, .. } if code == "invalid_input"),
+        "{err}"
+    );
+    scores
+}
+
+#[test]
+fn compare_text() {
+    let body: String = (0..80)
+        .map(|i| format!("Sentence {i} of an article about rivers. "))
+        .collect();
+    let a = serde_json::json!({"markdown": format!("{body} Visitors today: 1041")}).to_string();
+    let b = serde_json::json!({"markdown": format!("{body} Visitors today: 1042")}).to_string();
+    let c = serde_json::json!({"markdown": "Buy cheap watches at example.invalid!"}).to_string();
+    let scores = run_comparator(
+        artifacts::COMPARE_TEXT_COMPONENT,
+        &[&a, &b, &c],
+        d402_cap_compare_text::run,
+    );
+    assert!(scores.scores[0][1] > 950_000, "{scores:?}");
+    assert!(scores.scores[0][2] < 50_000, "{scores:?}");
+}
+
+#[test]
+fn compare_json() {
+    let scores = run_comparator(
+        artifacts::COMPARE_JSON_COMPONENT,
+        &[
+            r#"{"title":"A","lang":"en"}"#,
+            r#"{"title":"A","lang":"fr"}"#,
+        ],
+        d402_cap_compare_json::run,
+    );
+    assert_eq!(scores.scores[0][1], 500_000);
+}
+
 #[test]
 fn extract_metadata() {
     let host = host();

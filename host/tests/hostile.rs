@@ -358,6 +358,22 @@ fn lookalike_import() {
 /// cannot reach it. The task's clock is stopped, so every timer is due at once: a long sleep returns
 /// immediately (the same on every node), and sleeping forever is a loop the wall-time limit stops
 /// within a small margin of the limit.
+/// The host runs a comparator with malformed scores like any component; the output is what the
+/// validator's contract check refuses (node/tests/scoreable.rs).
+#[test]
+fn malformed_scores() {
+    let host = host();
+    let (cid, _) = load(&host, d402_test_artifacts::MALFORMED_SCORES_COMPONENT);
+    let run = host
+        .execute(Task {
+            input: r#"{"candidates":["a","b"]}"#,
+            ..Task::defaults(cid, "malformed")
+        })
+        .unwrap();
+    let err = d402_comparator::Scores::from_output(&run.output, 2).unwrap_err();
+    assert!(err.to_string().contains("2×2"), "{err}");
+}
+
 #[test]
 fn sleeper() {
     let host = host();

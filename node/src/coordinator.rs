@@ -30,7 +30,8 @@ use crate::swarm::{NetError, NetHandle};
 use crate::validator::judge;
 use crate::verdict::Verdict;
 use crate::wire::{
-    Claim, Intent, Lease, ReleaseRequest, TaskRequest, TaskResponse, ValidationRequest,
+    Claim, ComparatorRef, Intent, Lease, ReleaseRequest, TaskRequest, TaskResponse,
+    ValidationRequest,
 };
 
 /// How long claims already leased may still arrive once a quorum agrees.
@@ -94,6 +95,16 @@ impl Offer {
     pub fn capability(&self) -> String {
         self.manifest.capability_ref().to_string()
     }
+
+    /// This offer as the comparator of a scoreable capability.
+    pub fn comparator_ref(&self) -> ComparatorRef {
+        ComparatorRef {
+            capability: self.capability(),
+            registration: self.registration_cid,
+            manifest: self.manifest_cid,
+            implementation: self.manifest.implementation.cid,
+        }
+    }
 }
 
 /// One task to submit.
@@ -120,6 +131,9 @@ pub struct TaskSpec {
     /// [`crate::wire::ReleaseRequest`]): with it, the verdict carries the signed release of the
     /// winning claim, from a validator that holds the release key.
     pub release: Option<serde_json::Value>,
+    /// For a *scoreable* capability: the comparator the validator runs (the one the manifest
+    /// names, published in this node's store, see [`Offer::comparator_ref`]).
+    pub comparator: Option<ComparatorRef>,
 }
 
 impl TaskSpec {
@@ -142,6 +156,7 @@ impl TaskSpec {
             timestamp_ms: crate::now_ms(),
             validate: true,
             release: None,
+            comparator: None,
         }
     }
 }
@@ -166,6 +181,22 @@ pub struct TaskOutcome {
     pub rejected: Vec<Rejection>,
     /// Every worker leased, in order (including those that failed).
     pub leased: Vec<PeerId>,
+    /// Every claim counted, in the order the validator saw them (a scoreable verdict's score
+    /// matrix is over these, less any whose receipt did not hold).
+    pub claims: Vec<Claim>,
+}
+
+impl TaskOutcome {
+    /// What the outcome promises: the verdict's assurance when a validator signed one, else
+    /// `quorum` when several workers agreed, else `reputation`.
+    pub fn assurance(&self) -> d402_registry::validation::Assurance {
+        use d402_registry::validation::Assurance;
+        match &self.verdict {
+            Some(verdict) => verdict.body.assurance,
+            None if self.receipts.len() > 1 => Assurance::Quorum,
+            None => Assurance::Reputation,
+        }
+    }
 }
 
 /// Why a task did not complete.
@@ -333,8 +364,13 @@ impl Coordinator {
         };
         let reads_world = offer.manifest.permissions.snapshot
             || !offer.manifest.permissions.egress_hosts.is_empty();
-        // Freeze once when several workers must agree on what they saw.
-        let freeze_first = reads_world && spec.mode == Mode::Quorum && needed > 1;
+        // Freeze once when several workers must agree on what they saw. Scoreable work is
+        // compared by score, not byte for byte: each worker reads the world itself, so that one
+        // worker's copy of a page is never what everyone else is judged on.
+        let freeze_first = reads_world
+            && spec.mode == Mode::Quorum
+            && needed > 1
+            && class != ValidationClass::Scoreable;
         let mut lease = Lease {
             lease_id: String::new(),
             task_id: spec.task_id.clone(),
@@ -440,6 +476,7 @@ impl Coordinator {
                 lease: lease.clone(),
                 claims: Vec::new(),
                 release: None,
+                comparator: None,
             };
             if let Err(reason) = self.check_claim(&request, &candidate, &claim) {
                 self.event(&candidate.peer, ReputationEvent::Rejected);
@@ -470,9 +507,15 @@ impl Coordinator {
             claims.push((candidate, claim, latency));
         }
         drop(in_flight);
-        let Some(outcome) = tally.outcome(needed) else {
+        let Some(mut outcome) = tally.outcome(needed) else {
             return Err(TaskError::DeadlinePassed);
         };
+        if class == ValidationClass::Scoreable && !spec.validate {
+            return Err(TaskError::ValidationFailed(
+                "a scoreable capability is compared by a validator, and this task asked for none"
+                    .into(),
+            ));
+        }
 
         let winner = &claims[outcome.majority[0]];
         if !freeze_first {
@@ -493,6 +536,7 @@ impl Coordinator {
                             context,
                             claims: outcome.majority.clone(),
                         }),
+                        comparator: spec.comparator.clone(),
                     },
                     deadline,
                 )
@@ -501,6 +545,36 @@ impl Coordinator {
         } else {
             None
         };
+        let mut winner_index = outcome.majority[0];
+        if let Some(scoring) = verdict.as_ref().and_then(|v| v.body.scoring.as_ref()) {
+            // The comparator decided: the accepted claims are the majority, the one closest to
+            // the others is delivered, and the rest are outliers.
+            let accepted: HashSet<ContentId> = verdict
+                .iter()
+                .flat_map(|v| v.body.accepted.iter().copied())
+                .collect();
+            let cid = |i: usize| claims[i].1.receipt.cid().ok();
+            let (majority, minority): (Vec<usize>, Vec<usize>) =
+                (0..claims.len()).partition(|&i| cid(i).is_some_and(|c| accepted.contains(&c)));
+            if majority.is_empty() {
+                for (candidate, _, _) in &claims {
+                    self.event(&candidate.peer, ReputationEvent::Rejected);
+                }
+                return Err(TaskError::ValidationFailed(format!(
+                    "no majority of outputs scored {} or more by {}",
+                    scoring.threshold, scoring.comparator
+                )));
+            }
+            winner_index = majority
+                .iter()
+                .copied()
+                .find(|&i| cid(i) == Some(scoring.delivered))
+                .unwrap_or(majority[0]);
+            outcome.agreed = claims[winner_index].1.receipt.body.output;
+            outcome.majority = majority;
+            outcome.minority = minority;
+        }
+        let winner = &claims[winner_index];
         let rejected_by_validator: HashSet<String> = verdict
             .iter()
             .flat_map(|v| v.body.rejected.iter().map(|r| r.worker.clone()))
@@ -552,6 +626,7 @@ impl Coordinator {
             verdict,
             rejected,
             leased,
+            claims: claims.into_iter().map(|(_, claim, _)| claim).collect(),
         })
     }
 

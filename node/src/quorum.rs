@@ -1,7 +1,8 @@
 //! Counting claims: which output enough workers agree on.
 //!
 //! Claims are grouped by what the validation class compares: the output CID for *exact*
-//! capabilities, the canonical hash for *canonicalizable* ones. A group that reaches the quorum
+//! capabilities, the canonical hash for *canonicalizable* ones; *scoreable* claims are only
+//! counted here and compared by the validator's comparator. A group that reaches the quorum
 //! wins; claims outside it are the minority and are rejected.
 
 use std::collections::BTreeMap;
@@ -11,10 +12,12 @@ use d402_registry::ValidationClass;
 
 use crate::wire::Claim;
 
-/// The key claims agree on under `class`.
+/// The key claims agree on under `class`. Scoreable claims all share one key: they are counted
+/// until the quorum is reached and compared afterwards by the validator's comparator.
 pub fn agreement_key(claim: &Claim, class: ValidationClass) -> ContentId {
     match class {
         ValidationClass::Exact => claim.receipt.body.output,
+        ValidationClass::Scoreable => ContentId::of(b"d402/scoreable: compared by score"),
         _ => claim.receipt.body.canonical_output,
     }
 }

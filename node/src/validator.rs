@@ -5,10 +5,15 @@
 //! manifest's validation class (DESIGN.md §8):
 //! - *exact*: output CID and fuel must equal the validator's own run;
 //! - *canonicalizable*: the canonical hash must equal the validator's;
+//! - *scoreable*: every pair of claims' outputs is scored by the comparator capability the
+//!   manifest names (run here, in the host, under its own manifest's limits; see
+//!   [`d402_comparator`]); the claims around the one that agrees with the most others are
+//!   accepted if they are a strict majority, the rest rejected as outliers;
 //! - *non-verifiable*: only the receipt's signature and terms are checked.
 //!
-//! *Scoreable* needs a comparator capability and is refused for now. The verdict is signed with
-//! the validator's own key, which lives only in the validator process.
+//! The verdict is signed with the validator's own key, which lives only in the validator
+//! process. A comparator that traps, runs out of fuel, or answers anything but a well-formed
+//! score matrix is a refusal: no task is ever accepted on a broken comparator's word.
 //!
 //! A validator may also hold a rail's release key (a [`ReleaseSigner`]): when a task's payment
 //! sits in an escrow that the validator role releases, the verdict carries the signed release
@@ -28,9 +33,9 @@ use crate::admission::{self, Refusal};
 use crate::state::NodeState;
 use crate::swarm::NetHandle;
 use crate::verdict::{
-    Reference, RejectedClaim, ReleaseSigner, SignedRelease, Verdict, VerdictBody,
+    Reference, RejectedClaim, ReleaseSigner, Scoring, SignedRelease, Verdict, VerdictBody,
 };
-use crate::wire::{Claim, ReleaseRequest, TaskResponse, ValidationRequest};
+use crate::wire::{Claim, Lease, ReleaseRequest, TaskResponse, ValidationRequest};
 
 /// A running validator.
 pub struct Validator {
@@ -72,13 +77,14 @@ impl Validator {
         let class = admitted.manifest.validation.class;
         let this = self.clone();
         let request_for_run = request.clone();
-        let reference = match class {
+        let comparator = match class {
             ValidationClass::Scoreable => {
-                return Err(Refusal::Execution(
-                    "scoreable validation needs a comparator capability, which this validator does not run".into(),
-                ));
+                Some(self.admit_comparator(from, &request, &admitted).await?)
             }
-            ValidationClass::NonVerifiable => None,
+            _ => None,
+        };
+        let reference = match class {
+            ValidationClass::Scoreable | ValidationClass::NonVerifiable => None,
             ValidationClass::Exact | ValidationClass::Canonicalizable => Some(
                 tokio::task::spawn_blocking(move || this.re_execute(&request_for_run, &admitted))
                     .await
@@ -105,14 +111,67 @@ impl Validator {
                 }),
             }
         }
+        let scoring = match comparator {
+            Some(comparator) => {
+                let this = self.clone();
+                let for_run = request.clone();
+                let candidates = accepted_claims.clone();
+                let scored = tokio::task::spawn_blocking(move || {
+                    this.score(&for_run, &candidates, comparator)
+                })
+                .await
+                .map_err(|e| Refusal::Execution(format!("comparator task failed: {e}")))??;
+                // Only the agreeing cluster stays accepted; the outliers are rejected with
+                // their best score against it.
+                let mut kept = Vec::new();
+                for (position, &index) in accepted_claims.iter().enumerate() {
+                    if scored.members.contains(&position) {
+                        kept.push(index);
+                        continue;
+                    }
+                    let best = scored
+                        .members
+                        .iter()
+                        .map(|&m| scored.scoring.scores[position][m])
+                        .max()
+                        .unwrap_or(0);
+                    let claim = &request.claims[index];
+                    let receipt = accepted[position];
+                    rejected.push(RejectedClaim {
+                        worker: claim.receipt.body.worker.clone(),
+                        receipt,
+                        reason: if scored.members.is_empty() {
+                            format!(
+                                "no strict majority of claims scored {} or more with each other",
+                                scored.scoring.threshold
+                            )
+                        } else {
+                            format!(
+                                "outlier: scored at most {best} against the agreeing claims, under the threshold {}",
+                                scored.scoring.threshold
+                            )
+                        },
+                    });
+                }
+                accepted = kept
+                    .iter()
+                    .map(|&i| accepted[accepted_claims.iter().position(|&a| a == i).unwrap_or(0)])
+                    .collect();
+                accepted_claims = kept;
+                Some(scored.scoring)
+            }
+            None => None,
+        };
         let body = VerdictBody {
             task_id: request.task_id.clone(),
             capability: lease.capability.clone(),
             class,
+            assurance: class.verdict_assurance(),
             validator: self.host.identity().public_id(),
             reference,
             accepted,
             rejected,
+            scoring,
             release: match (&request.release, &self.release_signer) {
                 (Some(release), Some(signer)) => {
                     self.sign_release(signer.as_ref(), &request, release, &accepted_claims)
@@ -171,6 +230,122 @@ impl Validator {
         }
     }
 
+    /// Fetches and checks the comparator the request names: it must be the one the manifest
+    /// names, and *exact* and pure (no snapshot, no egress), so that its scores are themselves
+    /// re-executable bit for bit.
+    async fn admit_comparator(
+        &self,
+        from: PeerId,
+        request: &ValidationRequest,
+        admitted: &admission::Admitted,
+    ) -> Result<Comparison, Refusal> {
+        let validation = &admitted.manifest.validation;
+        let (Some(wanted), Some(threshold)) = (&validation.comparator, validation.threshold) else {
+            return Err(Refusal::Execution(
+                "the scoreable manifest names no comparator or threshold".into(),
+            ));
+        };
+        let Some(named) = &request.comparator else {
+            return Err(Refusal::Execution(format!(
+                "scoreable validation needs the comparator {wanted}, and the request names none"
+            )));
+        };
+        if &named.capability != wanted {
+            return Err(Refusal::Execution(format!(
+                "the request names comparator {}, the manifest {wanted}",
+                named.capability
+            )));
+        }
+        let lease = Lease {
+            lease_id: format!("{}/compare", request.task_id),
+            task_id: format!("{}/compare", request.task_id),
+            capability: named.capability.clone(),
+            registration: named.registration,
+            manifest: named.manifest,
+            implementation: named.implementation,
+            input: String::new(),
+            timestamp_ms: request.lease.timestamp_ms,
+            expires_at_ms: u64::MAX,
+            evidence: Vec::new(),
+            evidence_objects: Vec::new(),
+        };
+        let comparator =
+            admission::admit(&self.net, &self.store, &self.state, &lease, &[from]).await?;
+        let manifest = &comparator.manifest;
+        if manifest.validation.class != ValidationClass::Exact
+            || manifest.permissions.snapshot
+            || !manifest.permissions.egress_hosts.is_empty()
+        {
+            return Err(Refusal::Execution(format!(
+                "comparator {wanted} must be exact and read nothing outside its input"
+            )));
+        }
+        Ok(Comparison {
+            lease,
+            admitted: comparator,
+            threshold,
+        })
+    }
+
+    /// Runs the comparator over the outputs of `candidates` (indexes into the request's
+    /// claims) and finds the agreeing cluster. Any failure of the comparator is a refusal.
+    fn score(
+        &self,
+        request: &ValidationRequest,
+        candidates: &[usize],
+        mut comparison: Comparison,
+    ) -> Result<Scored, Refusal> {
+        if candidates.len() < 2 {
+            return Err(Refusal::Execution(format!(
+                "scoreable validation compares at least two valid claims, got {}",
+                candidates.len()
+            )));
+        }
+        let outputs: Vec<String> = candidates
+            .iter()
+            .map(|&i| request.claims[i].output.clone())
+            .collect();
+        comparison.lease.input = d402_comparator::Candidates {
+            candidates: outputs,
+        }
+        .to_json();
+        let execution = crate::execution::run(
+            &self.host,
+            &self.store,
+            &comparison.lease,
+            &comparison.admitted,
+            EvidenceMode::Replay(ReplayBook::default()),
+            false,
+        )
+        .map_err(|e| {
+            Refusal::Execution(format!("comparator {}: {e}", comparison.lease.capability))
+        })?;
+        let scores = d402_comparator::Scores::from_output(&execution.output, candidates.len())
+            .map_err(|e| {
+                Refusal::Execution(format!("comparator {}: {e}", comparison.lease.capability))
+            })?;
+        let cluster = scores.cluster(comparison.threshold, 1);
+        let (members, center) = match &cluster {
+            Some(c) => (c.members.clone(), c.center),
+            None => (Vec::new(), 0),
+        };
+        let delivered = request.claims[candidates[center]]
+            .receipt
+            .cid()
+            .map_err(|e| Refusal::Execution(e.to_string()))?;
+        Ok(Scored {
+            members,
+            scoring: Scoring {
+                comparator: comparison.lease.capability.clone(),
+                implementation: comparison.lease.implementation,
+                threshold: comparison.threshold,
+                scores: scores.scores,
+                fuel_used: execution.receipt.body.fuel_used,
+                delivered,
+            },
+        })
+    }
+
     /// Replays the task from the claims' evidence; never goes to the network.
     fn re_execute(
         &self,
@@ -202,6 +377,20 @@ impl Validator {
             fuel_used: execution.receipt.body.fuel_used,
         })
     }
+}
+
+/// A comparator admitted for one validation.
+struct Comparison {
+    lease: Lease,
+    admitted: admission::Admitted,
+    threshold: u32,
+}
+
+/// What the comparator said: the agreeing cluster (positions among the scored claims; empty
+/// when no strict majority agrees) and the scores for the verdict.
+struct Scored {
+    members: Vec<usize>,
+    scoring: Scoring,
 }
 
 /// Whether one claim holds up against the lease and the validator's own run.

@@ -7,6 +7,7 @@ use d402_core::ContentId;
 use d402_core::content_id::canonical_json;
 use d402_core::identity::verify_signature;
 use d402_registry::ValidationClass;
+use d402_registry::validation::Assurance;
 use serde::{Deserialize, Serialize};
 
 /// Signs a rail's release of a task's held payment, for work this validator accepted.
@@ -42,6 +43,26 @@ pub struct Reference {
     pub fuel_used: u64,
 }
 
+/// How a scoreable task's claims were compared: enough for anyone holding the comparator's
+/// component to rerun the comparison and get the same scores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scoring {
+    /// The comparator, `ID@VERSION`.
+    pub comparator: String,
+    /// The comparator's implementation CID: what was run.
+    pub implementation: ContentId,
+    /// The manifest's threshold, in millionths.
+    pub threshold: u32,
+    /// `scores[i][j]`, in millionths, between the outputs of claims `i` and `j` (the request's
+    /// order).
+    pub scores: Vec<Vec<u32>>,
+    /// The comparator's fuel: a rerun burns the same.
+    pub fuel_used: u64,
+    /// The receipt of the claim delivered: the one closest to the most others.
+    pub delivered: ContentId,
+}
+
 /// A claim the validator did not accept, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -59,6 +80,8 @@ pub struct VerdictBody {
     pub task_id: String,
     pub capability: String,
     pub class: ValidationClass,
+    /// What the verdict promises about the accepted output (see [`Assurance`]).
+    pub assurance: Assurance,
     /// `ed25519:<hex>` of the validator.
     pub validator: String,
     /// The validator's own run; `None` for classes that are not re-executed.
@@ -66,6 +89,9 @@ pub struct VerdictBody {
     /// CIDs of the receipts that hold up.
     pub accepted: Vec<ContentId>,
     pub rejected: Vec<RejectedClaim>,
+    /// For a scoreable capability: the comparator's scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scoring: Option<Scoring>,
     /// The signed release of the held payment to the accepted worker, when one was asked of a
     /// validator holding the rail's release key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -187,6 +187,22 @@ pub struct ValidationRequest {
     /// escrow): what to sign if the named claim holds up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<ReleaseRequest>,
+    /// For a *scoreable* capability: the comparator the validator runs over the claims' outputs,
+    /// named by CID so that anyone can rerun the same comparison. It must be the comparator the
+    /// capability's manifest names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparator: Option<ComparatorRef>,
+}
+
+/// A comparator capability, by the CIDs a node fetches and checks it by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ComparatorRef {
+    /// `ID@VERSION`.
+    pub capability: String,
+    pub registration: ContentId,
+    pub manifest: ContentId,
+    pub implementation: ContentId,
 }
 
 /// A request to sign the release of a task's held payment to the workers of some claims.

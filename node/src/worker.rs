@@ -48,6 +48,9 @@ pub struct WorkerConfig {
 pub enum Fault {
     /// Alter the output (and sign a receipt for the altered output): a lying worker.
     AlterOutput,
+    /// Return a degraded output: a page's Markdown cut to its first line and spam (with a
+    /// consistent, correctly signed receipt), which exact comparison and a comparator both catch.
+    DegradeOutput,
     /// Sleep this long before answering a lease: a worker that hangs or is killed mid-task.
     Stall(Duration),
 }
@@ -162,7 +165,9 @@ impl Worker {
         )?;
         let evidence_objects = execution.objects.iter().map(|(cid, _)| cid).collect();
         let (output, receipt) = match self.config.fault {
-            Some(Fault::AlterOutput) => self.lie(&execution.output, execution.receipt)?,
+            Some(fault @ (Fault::AlterOutput | Fault::DegradeOutput)) => {
+                self.lie(fault, &execution.output, execution.receipt)?
+            }
             _ => (execution.output, execution.receipt),
         };
         let payout_wallets = self.config.payout_wallets.clone();
@@ -184,12 +189,17 @@ impl Worker {
     /// correctly signed, so only comparison with honest workers can catch it.
     fn lie(
         &self,
+        fault: Fault,
         output: &str,
         receipt: d402_core::Receipt,
     ) -> Result<(String, d402_core::Receipt), Refusal> {
         let mut value: serde_json::Value = serde_json::from_str(output)
             .map_err(|e| Refusal::Execution(format!("output is not JSON: {e}")))?;
         if let Some(serde_json::Value::String(text)) = value.get_mut("markdown") {
+            if fault == Fault::DegradeOutput {
+                let first = text.lines().next().unwrap_or_default().to_string();
+                *text = first;
+            }
             text.push_str("\n\nBuy cheap watches at example.invalid!");
         } else if let serde_json::Value::Object(map) = &mut value {
             map.insert("forged".into(), true.into());

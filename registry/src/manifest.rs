@@ -208,6 +208,21 @@ impl Validation {
             ),
             (_, None) => {}
         }
+        match (self.class, self.threshold) {
+            (Scoreable, None) => p.add(
+                "/validation/threshold",
+                "is required for class scoreable (the agreeing score, 0 to 1000000)",
+            ),
+            (Scoreable, Some(t)) if t > crate::validation::SCORE_MAX => p.add(
+                "/validation/threshold",
+                "must be at most 1000000 (a score in millionths)",
+            ),
+            (Scoreable, Some(_)) | (_, None) => {}
+            (_, Some(_)) => p.add(
+                "/validation/threshold",
+                "is only allowed for class scoreable",
+            ),
+        }
     }
 
     /// The canonicalizer outputs are compared with (`jcs` unless the manifest names another).
@@ -287,6 +302,7 @@ pub fn template(
             class: ValidationClass::Canonicalizable,
             canonicalizer: Some(Canonicalizer::Jcs),
             comparator: None,
+            threshold: None,
             quorum: 2,
         },
         limits: ManifestLimits {
@@ -411,6 +427,14 @@ mod tests {
         assert_path(&v, "/validation/quorum");
         v["validation"] =
             serde_json::json!({"class": "scoreable", "comparator": "web.judge@1", "quorum": 3});
+        assert_path(&v, "/validation/threshold");
+        v["validation"] = serde_json::json!({"class": "scoreable", "comparator": "web.judge@1",
+            "threshold": 1_000_001, "quorum": 3});
+        assert_path(&v, "/validation/threshold");
+        v["validation"] = serde_json::json!({"class": "exact", "threshold": 5, "quorum": 1});
+        assert_path(&v, "/validation/threshold");
+        v["validation"] = serde_json::json!({"class": "scoreable", "comparator": "web.judge@1",
+            "threshold": 900_000, "quorum": 3});
         assert!(Manifest::from_json(&serde_json::to_vec(&v).unwrap()).is_ok());
     }
 

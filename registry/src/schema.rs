@@ -55,6 +55,7 @@ pub fn manifest_schema() -> Value {
                     "class": {"enum": ValidationClass::ALL},
                     "canonicalizer": {"enum": ["jcs", "normalized-text"], "description": "Required for canonicalizable; optional for exact."},
                     "comparator": {"type": "string", "pattern": CAPABILITY_REF, "description": "Comparator capability ID@VERSION; required for scoreable."},
+                    "threshold": {"type": "integer", "minimum": 0, "maximum": 1_000_000, "description": "Scoreable: the comparator score, in millionths, at which two outputs agree; required for scoreable."},
                     "quorum": {"type": "integer", "minimum": 1, "maximum": u32::MAX, "description": "Default number of agreeing workers."}
                 }
             },

@@ -15,6 +15,11 @@ pub struct Validation {
     /// The comparator capability (`ID@VERSION`): required for `scoreable`, not allowed otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparator: Option<String>,
+    /// For `scoreable`: the comparator score, in millionths (0 to 1,000,000), at which two
+    /// outputs agree. Required for `scoreable`, not allowed otherwise. An integer, so that the
+    /// manifest's canonical form and every node's comparison are exact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
     /// Default number of agreeing workers, at least 1.
     pub quorum: u32,
 }
@@ -29,6 +34,38 @@ pub enum ValidationClass {
     NonVerifiable,
 }
 
+/// The largest comparator score: identical outputs.
+pub const SCORE_MAX: u32 = 1_000_000;
+
 impl ValidationClass {
     pub const ALL: [&'static str; 4] = ["exact", "canonicalizable", "scoreable", "non-verifiable"];
+}
+
+/// What a validated result promises the buyer, from strongest to weakest (seed 000: "lower
+/// assurance claims" for what cannot be re-executed exactly). Carried by verdicts and by the
+/// gateway's task results, so a buyer never has to infer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Assurance {
+    /// A validator re-executed the work from the frozen evidence and got the same output (or
+    /// the same canonical output).
+    Exact,
+    /// Several workers agreed, but no validator re-executed the work.
+    Quorum,
+    /// Several workers' outputs were scored alike by a named comparator; the output is the one
+    /// closest to the others, not a proven one.
+    Scored,
+    /// Only the worker's signature and standing stand behind it.
+    Reputation,
+}
+
+impl ValidationClass {
+    /// The assurance a validator's verdict gives for this class.
+    pub fn verdict_assurance(self) -> Assurance {
+        match self {
+            ValidationClass::Exact | ValidationClass::Canonicalizable => Assurance::Exact,
+            ValidationClass::Scoreable => Assurance::Scored,
+            ValidationClass::NonVerifiable => Assurance::Reputation,
+        }
+    }
 }

@@ -112,6 +112,26 @@ fn merkle_verify() {
 fn extract_metadata() {
     assert_d402_world(d402_capability_artifacts::EXTRACT_METADATA_COMPONENT);
 }
+/// Comparators must be pure (exactly re-executable): no host import at all.
+fn assert_pure(path: &str) {
+    assert_d402_world(path);
+    let (imports, _) = component_imports_exports(&read(path));
+    assert!(
+        !imports
+            .iter()
+            .any(|i| i.starts_with("d402:capability/host")),
+        "{imports:?}"
+    );
+}
+fn compare_text() {
+    assert_pure(d402_capability_artifacts::COMPARE_TEXT_COMPONENT);
+}
+fn compare_json() {
+    assert_pure(d402_capability_artifacts::COMPARE_JSON_COMPONENT);
+}
+fn malformed_scores() {
+    assert_d402_world(d402_test_artifacts::MALFORMED_SCORES_COMPONENT);
+}
 fn endless_loop() {
     assert_d402_world(d402_test_artifacts::ENDLESS_LOOP_COMPONENT);
 }

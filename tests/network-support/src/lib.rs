@@ -17,6 +17,31 @@ use d402_registry::{CreatorWallets, Manifest};
 
 pub const PAGE: &str = "web.page_to_markdown@1";
 pub const MERKLE: &str = "merkle.verify_proof@1";
+/// The page conversion as a *scoreable* capability: each worker freezes its own copy of the
+/// page, and the validator compares the conversions with [`COMPARE_TEXT`].
+pub const LIVE_PAGE: &str = "web.page_to_markdown_live@1";
+pub const COMPARE_TEXT: &str = "compare.text_similarity@1";
+/// The threshold [`LIVE_PAGE`] is published with: 0.9.
+pub const LIVE_PAGE_THRESHOLD: u32 = 900_000;
+
+/// An article that differs a little on every load (a visit counter and the time), as live
+/// pages do: two loads never freeze the same bytes.
+pub fn dynamic_article(load: usize) -> String {
+    let body: String = (0..40)
+        .map(|i| {
+            format!(
+                "<p>Paragraph {i} of the report on river {}: the water level rose by {} centimetres after the storm.</p>\n",
+                ["Elbe", "Oder", "Rhine", "Danube"][i % 4],
+                i * 3 + 7
+            )
+        })
+        .collect();
+    format!(
+        "<html><head><title>River report</title></head><body><main><article><h1>River report</h1>\n{body}<p>This page was viewed {} times; rendered at 10:{:02}.</p></article></main></body></html>",
+        1000 + load,
+        load % 60
+    )
+}
 
 /// A page whose main text is built by JavaScript: a plain fetch sees different content than the
 /// browser.
@@ -43,6 +68,13 @@ pub fn manifest(capability: &str, component: &[u8]) -> Manifest {
         m.permissions.snapshot = true;
         m.validation.class = ValidationClass::Canonicalizable;
         m.validation.quorum = 2;
+    } else if capability == LIVE_PAGE {
+        m.permissions.snapshot = true;
+        m.validation.class = ValidationClass::Scoreable;
+        m.validation.canonicalizer = None;
+        m.validation.comparator = Some(COMPARE_TEXT.into());
+        m.validation.threshold = Some(LIVE_PAGE_THRESHOLD);
+        m.validation.quorum = 3;
     } else {
         m.input_schema = serde_json::json!({"type": "object"});
         m.validation.class = ValidationClass::Exact;
@@ -78,6 +110,17 @@ pub fn publish(node: &Node, manifest: Manifest, component: &[u8]) -> Offer {
 pub fn page_offer(node: &Node) -> Offer {
     let bytes = component(artifacts::PAGE_TO_MARKDOWN_COMPONENT);
     publish(node, manifest(PAGE, &bytes), &bytes)
+}
+
+pub fn live_page_offer(node: &Node) -> Offer {
+    let bytes = component(artifacts::PAGE_TO_MARKDOWN_COMPONENT);
+    publish(node, manifest(LIVE_PAGE, &bytes), &bytes)
+}
+
+/// The text comparator, or any `component` published under its name (hostile comparators).
+pub fn comparator_offer(node: &Node, component_path: &str) -> Offer {
+    let bytes = component(component_path);
+    publish(node, manifest(COMPARE_TEXT, &bytes), &bytes)
 }
 
 pub fn merkle_offer(node: &Node) -> Offer {
