@@ -19,6 +19,7 @@ use d402_snapshotter::{ChromiumConfig, ChromiumSnapshotter, FallbackSnapshotter}
 use serde::Deserialize;
 
 use crate::serve;
+use d402_gateway::gateway::policy::{SnapshotCheckPolicy, SnapshotFailure};
 use d402_gateway::release::{EscrowReleaseSigner, ReleaseSigners, SolanaEscrowReleaseSigner};
 
 /// Flags of `d402 node` (seed 001's names). Every flag may also be set in the `--config` file.
@@ -228,6 +229,19 @@ pub struct NodeArgs {
     /// [default: STATE/gateway/INCIDENT].
     #[arg(long, value_name = "FILE")]
     incident_file: Option<PathBuf>,
+    /// Gateway: honest snapshots. `off`, or the share of tasks (0 to 1) whose frozen page an
+    /// independent worker freezes again, the validator comparing the two outputs with
+    /// compare.text_similarity@1 (which must be --publish'ed) [default: off].
+    #[arg(long, value_name = "off|RATE")]
+    snapshot_check: Option<String>,
+    /// Gateway: the score (0 to 1) the agreed output and the independent one must reach
+    /// [default: 0.8].
+    #[arg(long, value_name = "SCORE")]
+    snapshot_check_threshold: Option<f64>,
+    /// Gateway: what a failed snapshot check does: `refund` the buyer, or `deliver-disputed`
+    /// (the output delivered, marked `disputed`) [default: refund].
+    #[arg(long, value_name = "refund|deliver-disputed")]
+    snapshot_check_failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -344,6 +358,11 @@ impl NodeArgs {
                 .gateway_channel_deposit
                 .or(file.gateway_channel_deposit),
             incident_file: self.incident_file.or(file.incident_file),
+            snapshot_check: self.snapshot_check.or(file.snapshot_check),
+            snapshot_check_threshold: self
+                .snapshot_check_threshold
+                .or(file.snapshot_check_threshold),
+            snapshot_check_failure: self.snapshot_check_failure.or(file.snapshot_check_failure),
         })
     }
 }
@@ -574,6 +593,7 @@ fn gateway_settings(
         channel_grace_secs: args.gateway_channel_grace_secs,
         channel_deposit: args.gateway_channel_deposit.clone(),
         incident_file: args.incident_file.clone(),
+        snapshot_check: snapshot_check(args)?,
     }))
 }
 
@@ -594,4 +614,34 @@ fn snapshotter(kind: SnapshotterKind, fallback: bool) -> anyhow::Result<Arc<dyn 
             }
         }
     })
+}
+
+/// `--snapshot-check`, `--snapshot-check-threshold` and `--snapshot-check-failure`.
+fn snapshot_check(args: &NodeArgs) -> anyhow::Result<Option<SnapshotCheckPolicy>> {
+    let rate = match args.snapshot_check.as_deref() {
+        None | Some("off") => return Ok(None),
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .filter(|r| *r > 0.0 && *r <= 1.0)
+            .ok_or_else(|| {
+                anyhow::anyhow!("--snapshot-check {text:?}: `off` or a rate in (0, 1]")
+            })?,
+    };
+    let threshold = args.snapshot_check_threshold.unwrap_or(0.8);
+    if !(0.0..=1.0).contains(&threshold) {
+        anyhow::bail!("--snapshot-check-threshold {threshold}: a score from 0 to 1");
+    }
+    let on_failure = match args.snapshot_check_failure.as_deref() {
+        None | Some("refund") => SnapshotFailure::Refund,
+        Some("deliver-disputed") => SnapshotFailure::DeliverDisputed,
+        Some(other) => {
+            anyhow::bail!("--snapshot-check-failure {other:?}: `refund` or `deliver-disputed`")
+        }
+    };
+    Ok(Some(SnapshotCheckPolicy {
+        rate,
+        threshold: (threshold * f64::from(d402_registry::validation::SCORE_MAX)).round() as u32,
+        on_failure,
+    }))
 }

@@ -8,6 +8,7 @@ use alloy::primitives::Address;
 use alloy::providers::{Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, anyhow, bail};
+use d402_gateway::gateway::policy::SnapshotCheckPolicy;
 use d402_gateway::gateway::{Gateway, GatewayConfig, OpsReporting, SalePolicy, TaskStore, api};
 use d402_gateway::ops::{Chain, FeePayer};
 use d402_gateway::published;
@@ -89,6 +90,8 @@ pub struct GatewaySettings {
     pub channel_deposit: Option<String>,
     /// The incident switch file; `None`: `STATE/gateway/INCIDENT`.
     pub incident_file: Option<PathBuf>,
+    /// `--snapshot-check`: `None` when off.
+    pub snapshot_check: Option<SnapshotCheckPolicy>,
 }
 
 /// A private key from a file holding hex, or from hex given directly.
@@ -215,8 +218,19 @@ pub async fn start(
                 .clone()
                 .unwrap_or_else(|| state.join("INCIDENT")),
         ),
+        snapshot_check: s.snapshot_check,
         ..defaults
     };
+    if s.snapshot_check.is_some()
+        && !offers
+            .iter()
+            .any(|o| o.capability() == d402_gateway::gateway::policy::SNAPSHOT_COMPARATOR)
+    {
+        bail!(
+            "--snapshot-check: the comparator {} must be published on this gateway (--publish its folder)",
+            d402_gateway::gateway::policy::SNAPSHOT_COMPARATOR
+        );
+    }
     let gw = Arc::new(Gateway::new(
         GatewayConfig {
             policy,

@@ -120,6 +120,32 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
         "{stdout}"
     );
     assert!(stdout.matches("receipt: worker").count() >= 3, "{stdout}");
+
+    // The scored page conversion: sold as scoreable, each of three workers froze its own copy of
+    // the live page, and the verdict carries the comparator's 3×3 scores.
+    let scored = stdout
+        .split("buying a scored page conversion")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        scored.contains("web.page_to_markdown_live@1 is scoreable (assurance scored), compared by compare.text_similarity@1"),
+        "{scored}"
+    );
+    assert!(scored.contains("  assurance: scored"), "{scored}");
+    assert!(
+        scored.contains("verdict by validator") && scored.contains("3 claim(s) accepted, 0 rejected"),
+        "{scored}"
+    );
+    assert_eq!(
+        scored
+            .split("[10/")
+            .next()
+            .unwrap()
+            .matches("  scores: [")
+            .count(),
+        3,
+        "{scored}"
+    );
     assert!(stdout.contains("delivered"), "{stdout}");
 
     // devnet.json says how to reach everything.
@@ -207,9 +233,14 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
         .find(|g| g["payment"] == "base-x402-direct")
         .unwrap();
     assert_eq!(exact["schemes"], serde_json::json!(["exact"]), "{exact}");
+    // Commission-free work only on a direct rail: the proof check and the two comparators.
     assert_eq!(
         exact["capabilities"],
-        serde_json::json!(["merkle.verify_proof@1"]),
+        serde_json::json!([
+            "compare.json_fields@1",
+            "compare.text_similarity@1",
+            "merkle.verify_proof@1"
+        ]),
         "{exact}"
     );
     for g in gateways {

@@ -25,8 +25,18 @@ pub struct Example {
 pub const PAGE_TO_MARKDOWN: &str = "web.page_to_markdown@1";
 pub const EXTRACT_METADATA: &str = "web.extract_metadata@1";
 pub const MERKLE_VERIFY: &str = "merkle.verify_proof@1";
+/// The page conversion sold as *scoreable*: each worker freezes its own copy of a live page, and
+/// the validator compares the conversions with [`COMPARE_TEXT`].
+pub const LIVE_PAGE_TO_MARKDOWN: &str = "web.page_to_markdown_live@1";
+pub const COMPARE_TEXT: &str = "compare.text_similarity@1";
+pub const COMPARE_JSON: &str = "compare.json_fields@1";
+/// The score two live-page conversions must reach to agree: 0.85 (two loads of the devnet's
+/// live page differ in a counter and a time, and score about 0.95).
+pub const LIVE_PAGE_THRESHOLD: u32 = 850_000;
+/// Workers that convert one live page: the scored conversion's quorum.
+pub const LIVE_PAGE_QUORUM: u32 = 3;
 
-pub const EXAMPLES: [Example; 3] = [
+pub const EXAMPLES: [Example; 6] = [
     Example {
         capability: PAGE_TO_MARKDOWN,
         description: "The main content of a web page as Markdown, frozen by a headless browser",
@@ -45,10 +55,28 @@ pub const EXAMPLES: [Example; 3] = [
         component: artifacts::MERKLE_VERIFY_COMPONENT,
         commission_bps: 0,
     },
+    Example {
+        capability: LIVE_PAGE_TO_MARKDOWN,
+        description: "The main content of a live web page as Markdown: each worker freezes its own copy, and the conversions are compared by score",
+        component: artifacts::PAGE_TO_MARKDOWN_COMPONENT,
+        commission_bps: 1000,
+    },
+    Example {
+        capability: COMPARE_TEXT,
+        description: "Comparator: word-shingle Jaccard and word edit distance between outputs' text, in millionths",
+        component: artifacts::COMPARE_TEXT_COMPONENT,
+        commission_bps: 0,
+    },
+    Example {
+        capability: COMPARE_JSON,
+        description: "Comparator: the share of JSON fields on which outputs agree, in millionths",
+        component: artifacts::COMPARE_JSON_COMPONENT,
+        commission_bps: 0,
+    },
 ];
 
 /// The namespaces of [`EXAMPLES`]; the devnet's publisher owns them all.
-pub const NAMESPACES: [&str; 2] = ["web", "merkle"];
+pub const NAMESPACES: [&str; 3] = ["web", "merkle", "compare"];
 
 /// Writes every example's folder under `dir`, registered by `publisher` with commissions paid to
 /// `creator_evm` (and `creator_solana` when given). Returns the folders.
@@ -75,6 +103,29 @@ pub fn write(
         let mut manifest = template(id, version, Some(ContentId::of(&component)))?;
         manifest.description = example.description.to_string();
         match example.capability {
+            LIVE_PAGE_TO_MARKDOWN => {
+                manifest.permissions.snapshot = true;
+                manifest.validation.class = ValidationClass::Scoreable;
+                manifest.validation.canonicalizer = None;
+                manifest.validation.comparator = Some(COMPARE_TEXT.into());
+                manifest.validation.threshold = Some(LIVE_PAGE_THRESHOLD);
+                manifest.validation.quorum = LIVE_PAGE_QUORUM;
+            }
+            COMPARE_TEXT | COMPARE_JSON => {
+                manifest.input_schema = serde_json::json!({
+                    "type": "object",
+                    "properties": {"candidates": {"type": "array", "items": {"type": "string"}}},
+                    "required": ["candidates"]
+                });
+                manifest.output_schema = serde_json::json!({
+                    "type": "object",
+                    "properties": {"scores": {"type": "array"}},
+                    "required": ["scores"]
+                });
+                manifest.validation.class = ValidationClass::Exact;
+                manifest.validation.canonicalizer = Some(Canonicalizer::Jcs);
+                manifest.validation.quorum = 1;
+            }
             MERKLE_VERIFY => {
                 manifest.input_schema = serde_json::json!({
                     "type": "object",

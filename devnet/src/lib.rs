@@ -54,7 +54,7 @@ pub struct DevnetArgs {
     /// The gateway's HTTP port on 127.0.0.1 (0 picks a free one).
     #[arg(long, value_name = "PORT", default_value_t = 8402)]
     http_port: u16,
-    /// How many workers to start (a quorum of two needs at least two).
+    /// How many workers to start (the scored page conversion's quorum of three needs three).
     #[arg(long, value_name = "N", default_value_t = 3)]
     workers: usize,
     /// How many funded test buyers to create on each chain.
@@ -196,10 +196,11 @@ pub fn run(
     args: DevnetArgs,
     stop: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
 ) -> anyhow::Result<std::process::ExitCode> {
-    if args.workers < 2 {
+    if args.workers < catalog::LIVE_PAGE_QUORUM as usize {
         bail!(
-            "--workers {}: the web capabilities need a quorum of two",
-            args.workers
+            "--workers {}: the scored page conversion needs a quorum of {}",
+            args.workers,
+            catalog::LIVE_PAGE_QUORUM
         );
     }
     if !matches!(args.snapshotter.as_str(), "chromium" | "fetch") {
@@ -238,7 +239,7 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
     // The demo steps: the Base buyer, the batch-settlement buyer, and with Solana the direct
     // buyer, the channel buyer, the hybrid (Base payment, Solana split) buyer, the task escrow
     // buyer and the channels' incident drill.
-    let total = 6 + sol + if args.keep_running { 0 } else { 2 + 5 * sol };
+    let total = 6 + sol + if args.keep_running { 0 } else { 3 + 5 * sol };
     let mut steps = Steps::new(total);
     let started = Instant::now();
 
@@ -399,6 +400,12 @@ async fn devnet(args: DevnetArgs, supervisor: Arc<Supervisor>) -> anyhow::Result
         .run_printing(
             "running the demo client",
             demo(&gateway_url, &pages_url, &evm),
+        )
+        .await?;
+    steps
+        .run_printing(
+            "buying a scored page conversion (a quorum of three, compared by score)",
+            demo_scored(&gateway_url, &pages_url, &evm),
         )
         .await?;
     if let Some(url) = &batch_gateway_url {
@@ -944,6 +951,54 @@ async fn demo(gateway: &str, pages: &str, evm: &chains::Evm) -> anyhow::Result<(
     for ((who, _), (b, a)) in watched.iter().zip(before.iter().zip(after.iter())) {
         let delta = *a as i128 - *b as i128;
         println!("  {who:<10} {a:>14}  ({delta:+})");
+    }
+    Ok(())
+}
+
+/// Buys `web.page_to_markdown_live@1` on the live page: three workers each freeze their own copy,
+/// and the validator's comparator scores the three conversions against each other.
+async fn demo_scored(gateway: &str, pages: &str, evm: &chains::Evm) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let about = discover(&http, gateway).await?;
+    let listed = about["capabilities"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["id"] == catalog::LIVE_PAGE_TO_MARKDOWN))
+        .ok_or_else(|| anyhow!("{gateway} does not sell {}", catalog::LIVE_PAGE_TO_MARKDOWN))?;
+    println!(
+        "{} is {} (assurance {}), compared by {} at {}",
+        catalog::LIVE_PAGE_TO_MARKDOWN,
+        listed["validation"].as_str().unwrap_or_default(),
+        listed["assurance"].as_str().unwrap_or_default(),
+        listed["comparator"]["id"].as_str().unwrap_or_default(),
+        listed["comparator"]["threshold"]
+    );
+    let buyer_key = evm
+        .buyers
+        .first()
+        .ok_or_else(|| anyhow!("no test buyer"))?
+        .clone();
+    let buyer = Buyer::new(gateway, buyer_key, Some(Atomic::new(1_000_000)));
+    let page = format!("{pages}{}", pages::LIVE_PATH);
+    println!("\n→ {} on {page}", catalog::LIVE_PAGE_TO_MARKDOWN);
+    let bought = buyer
+        .run(catalog::LIVE_PAGE_TO_MARKDOWN, json!({ "url": page }))
+        .await
+        .with_context(|| format!("buying {}", catalog::LIVE_PAGE_TO_MARKDOWN))?;
+    print_purchase(&bought.task, bought.paid);
+    let task = &bought.task;
+    println!(
+        "  assurance: {}",
+        task["assurance"].as_str().unwrap_or_default()
+    );
+    let scoring = &task["verdict"]["scoring"];
+    println!(
+        "  compared by {} ({}), threshold {}:",
+        scoring["comparator"].as_str().unwrap_or_default(),
+        short(scoring["implementation"].as_str()),
+        scoring["threshold"]
+    );
+    for row in scoring["scores"].as_array().into_iter().flatten() {
+        println!("  scores: {row}");
     }
     Ok(())
 }

@@ -30,8 +30,8 @@ use crate::swarm::{NetError, NetHandle};
 use crate::validator::judge;
 use crate::verdict::Verdict;
 use crate::wire::{
-    Claim, ComparatorRef, Intent, Lease, ReleaseRequest, TaskRequest, TaskResponse,
-    ValidationRequest,
+    Claim, ComparatorRef, Intent, Lease, ReleaseRequest, SnapshotCheckRequest, TaskRequest,
+    TaskResponse, ValidationRequest,
 };
 
 /// How long claims already leased may still arrive once a quorum agrees.
@@ -134,6 +134,34 @@ pub struct TaskSpec {
     /// For a *scoreable* capability: the comparator the validator runs (the one the manifest
     /// names, published in this node's store, see [`Offer::comparator_ref`]).
     pub comparator: Option<ComparatorRef>,
+    /// Honest snapshots: on a sample of the tasks whose page is frozen once, an independent
+    /// worker runs the task on its own freeze and the validator compares the two outputs.
+    pub snapshot_check: Option<SnapshotCheckSpec>,
+}
+
+/// The gateway's `--snapshot-check` policy, as the coordinator applies it.
+#[derive(Debug, Clone)]
+pub struct SnapshotCheckSpec {
+    /// The comparator the validator runs (a pure, exact capability in this node's store).
+    pub comparator: ComparatorRef,
+    /// The score, in millionths, the two outputs must reach.
+    pub threshold: u32,
+    /// The share of frozen tasks checked, 0.0 to 1.0; which tasks is decided by the task id, so
+    /// a retry samples the same way.
+    pub rate: f64,
+}
+
+impl SnapshotCheckSpec {
+    /// Whether `task_id` is in the sample.
+    pub fn samples(&self, task_id: &str) -> bool {
+        if self.rate >= 1.0 {
+            return true;
+        }
+        let hash = blake3::hash(task_id.as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&hash.as_bytes()[..8]);
+        (u64::from_le_bytes(first) as f64 / u64::MAX as f64) < self.rate
+    }
 }
 
 impl TaskSpec {
@@ -157,6 +185,7 @@ impl TaskSpec {
             validate: true,
             release: None,
             comparator: None,
+            snapshot_check: None,
         }
     }
 }
@@ -184,6 +213,9 @@ pub struct TaskOutcome {
     /// Every claim counted, in the order the validator saw them (a scoreable verdict's score
     /// matrix is over these, less any whose receipt did not hold).
     pub claims: Vec<Claim>,
+    /// Set when an honest-snapshot check found the frozen page wanting: why. The result is
+    /// not validated work; the caller refunds it or delivers it marked disputed.
+    pub snapshot_disputed: Option<String>,
 }
 
 impl TaskOutcome {
@@ -392,6 +424,8 @@ impl Coordinator {
         let mut failed = 0;
         let mut in_flight = FuturesUnordered::new();
         let mut frozen = !freeze_first;
+        // The worker whose freeze everyone else replays.
+        let mut freezer: Option<PeerId> = None;
 
         // Once enough claims agree, claims already leased get a short grace to arrive, so a
         // minority is judged (and a liar caught) even when the honest claims came first.
@@ -477,6 +511,7 @@ impl Coordinator {
                 claims: Vec::new(),
                 release: None,
                 comparator: None,
+                snapshot_check: None,
             };
             if let Err(reason) = self.check_claim(&request, &candidate, &claim) {
                 self.event(&candidate.peer, ReputationEvent::Rejected);
@@ -493,6 +528,7 @@ impl Coordinator {
                         lease.evidence = claim.receipt.body.evidence.clone();
                         lease.evidence_objects = claim.evidence_objects.clone();
                         frozen = true;
+                        freezer = Some(candidate.peer);
                     }
                     Err(e) => {
                         rejected.push(Rejection {
@@ -523,6 +559,17 @@ impl Coordinator {
             self.fetch_claim_objects(&winner.0, &winner.1).await?;
             lease.evidence_objects = winner.1.evidence_objects.clone();
         }
+        let snapshot_check = match &spec.snapshot_check {
+            Some(check) if freeze_first && spec.validate && check.samples(&spec.task_id) => self
+                .independent_freeze(&spec, &lease, &mut candidates, deadline)
+                .await
+                .map(|claim| SnapshotCheckRequest {
+                    claim,
+                    comparator: check.comparator.clone(),
+                    threshold: check.threshold,
+                }),
+            _ => None,
+        };
         let verdict = if spec.validate {
             let all_claims = claims.iter().map(|(_, c, _)| c.clone()).collect();
             Some(
@@ -537,6 +584,7 @@ impl Coordinator {
                             claims: outcome.majority.clone(),
                         }),
                         comparator: spec.comparator.clone(),
+                        snapshot_check,
                     },
                     deadline,
                 )
@@ -573,6 +621,22 @@ impl Coordinator {
             outcome.agreed = claims[winner_index].1.receipt.body.output;
             outcome.majority = majority;
             outcome.minority = minority;
+        }
+        let mut snapshot_disputed = None;
+        if let Some(check) = verdict
+            .as_ref()
+            .and_then(|v| v.body.snapshot_check.as_ref())
+            && !check.passed
+        {
+            // The page everyone replayed is not the page an independent worker saw: the
+            // freezer's word is what failed.
+            if let Some(freezer) = freezer {
+                self.event(&freezer, ReputationEvent::Rejected);
+            }
+            snapshot_disputed = Some(format!(
+                "the frozen page failed the snapshot check: {} scored {} against an independent freeze, under {}",
+                check.comparator, check.score, check.threshold
+            ));
         }
         let winner = &claims[winner_index];
         let rejected_by_validator: HashSet<String> = verdict
@@ -627,7 +691,60 @@ impl Coordinator {
             rejected,
             leased,
             claims: claims.into_iter().map(|(_, claim, _)| claim).collect(),
+            snapshot_disputed,
         })
+    }
+
+    /// Leases the task, live, to a worker that took no part in it, for an honest-snapshot check:
+    /// its claim, or `None` (logged) when no such worker answers in time.
+    async fn independent_freeze(
+        &self,
+        spec: &TaskSpec,
+        lease: &Lease,
+        candidates: &mut VecDeque<Candidate>,
+        deadline: Instant,
+    ) -> Option<Claim> {
+        let mut live = lease.clone();
+        live.evidence.clear();
+        live.evidence_objects.clear();
+        while let Some(candidate) = candidates.pop_front() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let lease_for = spec.lease_time.min(deadline - now);
+            live.lease_id = format!("{}/snapshot-check", spec.task_id);
+            live.expires_at_ms = crate::now_ms() + lease_for.as_millis() as u64;
+            let request = TaskRequest::Lease(Box::new(live.clone()));
+            match self.net.task(candidate.peer, request, lease_for).await {
+                Ok(TaskResponse::Claim(claim)) => {
+                    let check = ValidationRequest {
+                        task_id: spec.task_id.clone(),
+                        lease: live.clone(),
+                        claims: Vec::new(),
+                        release: None,
+                        comparator: None,
+                        snapshot_check: None,
+                    };
+                    match self.check_claim(&check, &candidate, &claim) {
+                        Ok(()) => return Some(*claim),
+                        Err(reason) => {
+                            self.event(&candidate.peer, ReputationEvent::Rejected);
+                            tracing::info!(peer = %candidate.peer, "snapshot check claim refused: {reason}");
+                        }
+                    }
+                }
+                Ok(other) => {
+                    tracing::info!(peer = %candidate.peer, "snapshot check lease not run: {other:?}")
+                }
+                Err(e) => tracing::info!(peer = %candidate.peer, "snapshot check lease lost: {e}"),
+            }
+        }
+        tracing::warn!(
+            task = spec.task_id,
+            "no independent worker for the snapshot check: the frozen page is unchecked"
+        );
+        None
     }
 
     async fn collect_bids(

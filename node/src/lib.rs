@@ -35,7 +35,9 @@ pub mod worker;
 
 pub use libp2p::{Multiaddr, PeerId};
 
-pub use coordinator::{Coordinator, Mode, Offer, TaskError, TaskOutcome, TaskSpec};
+pub use coordinator::{
+    Coordinator, Mode, Offer, SnapshotCheckSpec, TaskError, TaskOutcome, TaskSpec,
+};
 pub use node::{Node, NodeConfig, NodeError};
 pub use reputation::Standing;
 pub use swarm::{NetError, NetHandle, peer_addr};

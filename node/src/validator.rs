@@ -33,9 +33,10 @@ use crate::admission::{self, Refusal};
 use crate::state::NodeState;
 use crate::swarm::NetHandle;
 use crate::verdict::{
-    Reference, RejectedClaim, ReleaseSigner, Scoring, SignedRelease, Verdict, VerdictBody,
+    Reference, RejectedClaim, ReleaseSigner, Scoring, SignedRelease, SnapshotCheck, Verdict,
+    VerdictBody,
 };
-use crate::wire::{Claim, Lease, ReleaseRequest, TaskResponse, ValidationRequest};
+use crate::wire::{Claim, ComparatorRef, Lease, ReleaseRequest, TaskResponse, ValidationRequest};
 
 /// A running validator.
 pub struct Validator {
@@ -79,9 +80,16 @@ impl Validator {
         let request_for_run = request.clone();
         let comparator = match class {
             ValidationClass::Scoreable => {
-                Some(self.admit_comparator(from, &request, &admitted).await?)
+                Some(self.scoreable_comparator(from, &request, &admitted).await?)
             }
             _ => None,
+        };
+        let snapshot_comparator = match &request.snapshot_check {
+            Some(check) => Some(
+                self.admit_comparator(from, &request, &check.comparator, check.threshold)
+                    .await?,
+            ),
+            None => None,
         };
         let reference = match class {
             ValidationClass::Scoreable | ValidationClass::NonVerifiable => None,
@@ -162,6 +170,18 @@ impl Validator {
             }
             None => None,
         };
+        let snapshot_check = match (snapshot_comparator, accepted_claims.first()) {
+            (Some(comparison), Some(&agreed)) => {
+                let this = self.clone();
+                let for_run = request.clone();
+                tokio::task::spawn_blocking(move || {
+                    this.check_snapshot(&for_run, agreed, comparison)
+                })
+                .await
+                .map_err(|e| Refusal::Execution(format!("comparator task failed: {e}")))??
+            }
+            _ => None,
+        };
         let body = VerdictBody {
             task_id: request.task_id.clone(),
             capability: lease.capability.clone(),
@@ -172,6 +192,7 @@ impl Validator {
             accepted,
             rejected,
             scoring,
+            snapshot_check,
             release: match (&request.release, &self.release_signer) {
                 (Some(release), Some(signer)) => {
                     self.sign_release(signer.as_ref(), &request, release, &accepted_claims)
@@ -230,10 +251,9 @@ impl Validator {
         }
     }
 
-    /// Fetches and checks the comparator the request names: it must be the one the manifest
-    /// names, and *exact* and pure (no snapshot, no egress), so that its scores are themselves
-    /// re-executable bit for bit.
-    async fn admit_comparator(
+    /// The comparator of a scoreable capability: the request must name the one the manifest
+    /// names.
+    async fn scoreable_comparator(
         &self,
         from: PeerId,
         request: &ValidationRequest,
@@ -256,6 +276,19 @@ impl Validator {
                 named.capability
             )));
         }
+        self.admit_comparator(from, request, named, threshold).await
+    }
+
+    /// Fetches and checks a comparator: it must be *exact* and pure (no snapshot, no egress),
+    /// so that its scores are themselves re-executable bit for bit.
+    async fn admit_comparator(
+        &self,
+        from: PeerId,
+        request: &ValidationRequest,
+        named: &ComparatorRef,
+        threshold: u32,
+    ) -> Result<Comparison, Refusal> {
+        let wanted = &named.capability;
         let lease = Lease {
             lease_id: format!("{}/compare", request.task_id),
             task_id: format!("{}/compare", request.task_id),
@@ -305,25 +338,7 @@ impl Validator {
             .iter()
             .map(|&i| request.claims[i].output.clone())
             .collect();
-        comparison.lease.input = d402_comparator::Candidates {
-            candidates: outputs,
-        }
-        .to_json();
-        let execution = crate::execution::run(
-            &self.host,
-            &self.store,
-            &comparison.lease,
-            &comparison.admitted,
-            EvidenceMode::Replay(ReplayBook::default()),
-            false,
-        )
-        .map_err(|e| {
-            Refusal::Execution(format!("comparator {}: {e}", comparison.lease.capability))
-        })?;
-        let scores = d402_comparator::Scores::from_output(&execution.output, candidates.len())
-            .map_err(|e| {
-                Refusal::Execution(format!("comparator {}: {e}", comparison.lease.capability))
-            })?;
+        let (scores, fuel_used) = self.compare(&mut comparison, outputs)?;
         let cluster = scores.cluster(comparison.threshold, 1);
         let (members, center) = match &cluster {
             Some(c) => (c.members.clone(), c.center),
@@ -340,10 +355,76 @@ impl Validator {
                 implementation: comparison.lease.implementation,
                 threshold: comparison.threshold,
                 scores: scores.scores,
-                fuel_used: execution.receipt.body.fuel_used,
+                fuel_used,
                 delivered,
             },
         })
+    }
+
+    /// Runs the comparator over `outputs`; any failure of the comparator, or an answer that
+    /// breaks the contract, is a refusal.
+    fn compare(
+        &self,
+        comparison: &mut Comparison,
+        outputs: Vec<String>,
+    ) -> Result<(d402_comparator::Scores, u64), Refusal> {
+        let n = outputs.len();
+        comparison.lease.input = d402_comparator::Candidates {
+            candidates: outputs,
+        }
+        .to_json();
+        let capability = comparison.lease.capability.clone();
+        let failed = |e: String| Refusal::Execution(format!("comparator {capability}: {e}"));
+        let execution = crate::execution::run(
+            &self.host,
+            &self.store,
+            &comparison.lease,
+            &comparison.admitted,
+            EvidenceMode::Replay(ReplayBook::default()),
+            false,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        let scores = d402_comparator::Scores::from_output(&execution.output, n)
+            .map_err(|e| failed(e.to_string()))?;
+        Ok((scores, execution.receipt.body.fuel_used))
+    }
+
+    /// Compares the agreed output (claim `agreed`) with the independent worker's run on its own
+    /// freeze. `None` when the independent claim itself does not hold up (a broken checker says
+    /// nothing about the freezer).
+    fn check_snapshot(
+        &self,
+        request: &ValidationRequest,
+        agreed: usize,
+        mut comparison: Comparison,
+    ) -> Result<Option<SnapshotCheck>, Refusal> {
+        let Some(check) = &request.snapshot_check else {
+            return Ok(None);
+        };
+        if let Err(reason) = judge(request, &check.claim, ValidationClass::NonVerifiable, None) {
+            tracing::warn!(task = request.task_id, "snapshot check not made: {reason}");
+            return Ok(None);
+        }
+        let outputs = vec![
+            request.claims[agreed].output.clone(),
+            check.claim.output.clone(),
+        ];
+        let (scores, fuel_used) = self.compare(&mut comparison, outputs)?;
+        let score = scores.scores[0][1];
+        Ok(Some(SnapshotCheck {
+            comparator: comparison.lease.capability.clone(),
+            implementation: comparison.lease.implementation,
+            threshold: comparison.threshold,
+            score,
+            fuel_used,
+            checker: check.claim.receipt.body.worker.clone(),
+            receipt: check
+                .claim
+                .receipt
+                .cid()
+                .map_err(|e| Refusal::Execution(e.to_string()))?,
+            passed: score >= comparison.threshold,
+        }))
     }
 
     /// Replays the task from the claims' evidence; never goes to the network.

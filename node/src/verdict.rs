@@ -63,6 +63,24 @@ pub struct Scoring {
     pub delivered: ContentId,
 }
 
+/// The result of an honest-snapshot check: how the agreed output compares with an independent
+/// worker's run on its own freeze of the same page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotCheck {
+    pub comparator: String,
+    pub implementation: ContentId,
+    pub threshold: u32,
+    /// The comparator's score between the agreed output and the independent one.
+    pub score: u32,
+    pub fuel_used: u64,
+    /// `ed25519:<hex>` of the independent worker, and its receipt.
+    pub checker: String,
+    pub receipt: ContentId,
+    /// `score >= threshold`: the frozen evidence holds up.
+    pub passed: bool,
+}
+
 /// A claim the validator did not accept, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -92,6 +110,9 @@ pub struct VerdictBody {
     /// For a scoreable capability: the comparator's scores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scoring: Option<Scoring>,
+    /// The honest-snapshot check, when one was asked for and could be made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_check: Option<SnapshotCheck>,
     /// The signed release of the held payment to the accepted worker, when one was asked of a
     /// validator holding the rail's release key.
     #[serde(default, skip_serializing_if = "Option::is_none")]

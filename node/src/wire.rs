@@ -192,6 +192,21 @@ pub struct ValidationRequest {
     /// capability's manifest names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comparator: Option<ComparatorRef>,
+    /// An honest-snapshot check: an independent worker's run of the same task on its own
+    /// freeze of the world, to be compared with the agreed output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_check: Option<SnapshotCheckRequest>,
+}
+
+/// What a validator compares to check the frozen evidence a quorum agreed on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SnapshotCheckRequest {
+    /// The independent worker's claim: the same lease run live, on its own freeze.
+    pub claim: Claim,
+    pub comparator: ComparatorRef,
+    /// The score, in millionths, at or above which the two outputs agree.
+    pub threshold: u32,
 }
 
 /// A comparator capability, by the CIDs a node fetches and checks it by.

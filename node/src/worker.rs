@@ -51,6 +51,11 @@ pub enum Fault {
     /// Return a degraded output: a page's Markdown cut to its first line and spam (with a
     /// consistent, correctly signed receipt), which exact comparison and a comparator both catch.
     DegradeOutput,
+    /// Alter every page before freezing it (its paragraphs replaced by spam) and run honestly on
+    /// the altered page: a lying snapshotter, whose evidence, output and receipt are all
+    /// consistent, so that replaying its frozen page agrees with it. Only an independent
+    /// freeze of the same URL catches it (the gateway's `--snapshot-check`).
+    AlterPage,
     /// Sleep this long before answering a lease: a worker that hangs or is killed mid-task.
     Stall(Duration),
 }
@@ -147,7 +152,12 @@ impl Worker {
     fn execute(&self, lease: Lease, admitted: admission::Admitted) -> Result<Claim, Refusal> {
         let evidence = if lease.evidence.is_empty() {
             EvidenceMode::Live {
-                snapshotter: self.config.snapshotter.clone(),
+                snapshotter: match self.config.fault {
+                    Some(Fault::AlterPage) => {
+                        Arc::new(AlteringSnapshotter(self.config.snapshotter.clone()))
+                    }
+                    _ => self.config.snapshotter.clone(),
+                },
             }
         } else {
             EvidenceMode::Replay(
@@ -221,5 +231,36 @@ impl Worker {
             .sign(self.host.identity())
             .map_err(|e| Refusal::Execution(e.to_string()))?;
         Ok((altered, receipt))
+    }
+}
+
+/// The [`Fault::AlterPage`] snapshotter: freezes the page, then replaces what every paragraph says.
+struct AlteringSnapshotter(Arc<dyn Snapshotter>);
+
+impl Snapshotter for AlteringSnapshotter {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+
+    fn freeze(
+        &self,
+        url: &url::Url,
+        limits: &d402_core::snapshot::SnapshotLimits,
+    ) -> Result<d402_core::snapshot::FrozenHtml, d402_core::snapshot::SnapshotError> {
+        let mut page = self.0.freeze(url, limits)?;
+        let mut altered = String::with_capacity(page.html.len());
+        let mut rest = page.html.as_str();
+        while let Some(start) = rest.find("<p>") {
+            altered.push_str(&rest[..start + 3]);
+            rest = &rest[start + 3..];
+            let end = rest.find("</p>").unwrap_or(rest.len());
+            altered.push_str(
+                "Buy cheap watches at example.invalid, the best prices on the whole web today.",
+            );
+            rest = &rest[end..];
+        }
+        altered.push_str(rest);
+        page.html = altered;
+        Ok(page)
     }
 }

@@ -8,6 +8,7 @@
 use d402_node::TaskSpec;
 use d402_registry::wallet::Rail as WalletFamily;
 
+use super::policy::SnapshotFailure;
 use super::{Gateway, GatewayError, TaskRecord, TaskState};
 
 impl Gateway {
@@ -22,11 +23,26 @@ impl Gateway {
                 deadline: self.policy.task_deadline,
                 budget: u64::try_from(self.policy.worker_budget.get()).unwrap_or(u64::MAX),
                 release: self.rail.release_context(&record.requirements),
+                comparator: listing.comparator.clone(),
+                snapshot_check: self.snapshot_check.clone(),
                 ..TaskSpec::new(record.id.clone(), record.input.clone(), &listing.offer)
             };
             self.metrics.inc(&self.metrics.tasks_dispatched);
             match self.coordinator.submit(&listing.offer, spec).await {
+                Ok(outcome)
+                    if outcome.snapshot_disputed.is_some()
+                        && self.policy.snapshot_check.map(|c| c.on_failure)
+                            != Some(SnapshotFailure::DeliverDisputed) =>
+                {
+                    self.metrics.inc(&self.metrics.snapshot_checks_failed);
+                    record.error = outcome.snapshot_disputed;
+                    return self.fail(record).await;
+                }
                 Ok(outcome) if outcome.output.len() <= self.policy.max_output_bytes => {
+                    if outcome.snapshot_disputed.is_some() {
+                        self.metrics.inc(&self.metrics.snapshot_checks_failed);
+                    }
+                    record.disputed = outcome.snapshot_disputed.clone();
                     record.output = Some(outcome.output.clone());
                     record.receipts = outcome
                         .receipts
@@ -37,6 +53,7 @@ impl Gateway {
                         .verdict
                         .as_ref()
                         .and_then(|v| serde_json::to_value(v).ok());
+                    record.assurance = Some(outcome.assurance());
                     // The workers' wallets on the rail's own chain.
                     let family = WalletFamily::of_namespace(self.rail.payout_network().namespace());
                     record.worker_wallets = outcome

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub release_errors: AtomicU64,
     pub refund_errors: AtomicU64,
     pub payout_errors: AtomicU64,
+    pub snapshot_checks_failed: AtomicU64,
 }
 
 impl Metrics {
@@ -32,7 +33,7 @@ impl Metrics {
     }
 
     /// Every counter with its Prometheus name and help text.
-    fn rows(&self) -> [(&'static str, &'static str, &AtomicU64); 17] {
+    fn rows(&self) -> [(&'static str, &'static str, &AtomicU64); 18] {
         [
             (
                 "d402_http_requests_total",
@@ -73,6 +74,11 @@ impl Metrics {
                 "d402_idempotent_replays_total",
                 "stored responses returned for a repeated payment-identifier",
                 &self.idempotent_replays,
+            ),
+            (
+                "d402_snapshot_checks_failed_total",
+                "tasks whose frozen page an independent freeze did not confirm",
+                &self.snapshot_checks_failed,
             ),
             (
                 "d402_tasks_dispatched_total",

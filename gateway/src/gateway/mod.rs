@@ -79,6 +79,9 @@ pub struct OpsReporting {
 /// A running gateway: listings, rail, task records, the network's coordinator.
 pub struct Gateway {
     pub policy: SalePolicy,
+    /// The snapshot check as the coordinator applies it (the policy's, with the comparator
+    /// found among the offers); `None` when off.
+    snapshot_check: Option<d402_node::SnapshotCheckSpec>,
     pub rail: Arc<dyn Rail>,
     pub listings: BTreeMap<String, Listing>,
     pub refused: BTreeMap<String, Refused>,
@@ -155,8 +158,24 @@ impl Gateway {
     ) -> Self {
         let mut listings = BTreeMap::new();
         let mut refused = BTreeMap::new();
+        let comparators: BTreeMap<String, d402_node::wire::ComparatorRef> = offers
+            .iter()
+            .map(|o| (o.capability(), o.comparator_ref()))
+            .collect();
+        let snapshot_check = config.policy.snapshot_check.and_then(|check| {
+            Some(d402_node::SnapshotCheckSpec {
+                comparator: comparators.get(policy::SNAPSHOT_COMPARATOR)?.clone(),
+                threshold: check.threshold,
+                rate: check.rate,
+            })
+        });
         for offer in offers {
-            match policy::list(&config.acceptance, config.rail.as_ref(), offer) {
+            match policy::list(
+                &config.acceptance,
+                config.rail.as_ref(),
+                offer,
+                &comparators,
+            ) {
                 Ok(l) => {
                     listings.insert(l.offer.capability(), l);
                 }
@@ -166,6 +185,7 @@ impl Gateway {
             }
         }
         Gateway {
+            snapshot_check,
             policy: config.policy,
             rail: config.rail,
             listings,

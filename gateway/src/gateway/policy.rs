@@ -2,9 +2,11 @@
 //! it accepts. Nothing here comes from the buyer (DESIGN.md §9): a client names a capability and
 //! an input, and the gateway decides price, mode, fanout, quorum, URL and size limits.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use d402_node::wire::ComparatorRef;
 use d402_node::{Mode, Offer};
 use d402_rails::{Atomic, GatewayFee, Rail};
 use d402_registry::{AcceptancePolicy, Accepted};
@@ -49,6 +51,33 @@ pub struct SalePolicy {
     /// The asset prices are in (token address) and its decimals, for display.
     pub asset: String,
     pub decimals: u8,
+    /// Honest snapshots (`--snapshot-check`): on a sample of the tasks whose page one worker
+    /// froze for everyone, an independent worker freezes it again and the validator compares.
+    pub snapshot_check: Option<SnapshotCheckPolicy>,
+}
+
+/// The `--snapshot-check` policy.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnapshotCheckPolicy {
+    /// The share of frozen tasks checked, in (0, 1].
+    pub rate: f64,
+    /// The score, in millionths, the agreed output and the independent one must reach with
+    /// [`SNAPSHOT_COMPARATOR`].
+    pub threshold: u32,
+    pub on_failure: SnapshotFailure,
+}
+
+/// The comparator the snapshot check runs: it must be among the gateway's published offers.
+pub const SNAPSHOT_COMPARATOR: &str = "compare.text_similarity@1";
+
+/// What a failed snapshot check does to the task (`--snapshot-check-failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SnapshotFailure {
+    /// The task fails and the buyer is refunded.
+    #[default]
+    Refund,
+    /// The output is delivered, marked `disputed`, and the payment completes.
+    DeliverDisputed,
 }
 
 impl Default for SalePolicy {
@@ -70,6 +99,7 @@ impl Default for SalePolicy {
             allow_private_targets: false,
             asset: String::new(),
             decimals: 6,
+            snapshot_check: None,
         }
     }
 }
@@ -82,6 +112,9 @@ pub struct Listing {
     pub mode: Mode,
     pub fanout: usize,
     pub quorum: usize,
+    /// For a scoreable capability: the comparator the validator runs, one of this gateway's
+    /// own offers.
+    pub comparator: Option<ComparatorRef>,
 }
 
 /// A capability the gateway will not sell, and why: no challenge is ever issued for it.
@@ -94,7 +127,14 @@ pub struct Refused {
 
 /// Checks `offer` against the acceptance policy and the rail: registration checks come before
 /// any challenge, and a commission-bearing capability is only sold on a split-settlement rail.
-pub fn list(policy: &AcceptancePolicy, rail: &dyn Rail, offer: Offer) -> Result<Listing, Refused> {
+/// A scoreable capability is sold only when its comparator is among `comparators` (the
+/// gateway's own offers), so that no buyer pays for work nobody can compare.
+pub fn list(
+    policy: &AcceptancePolicy,
+    rail: &dyn Rail,
+    offer: Offer,
+    comparators: &BTreeMap<String, ComparatorRef>,
+) -> Result<Listing, Refused> {
     let capability = offer.capability();
     let accepted = policy
         .check(&offer.registration, &offer.manifest)
@@ -113,6 +153,16 @@ pub fn list(policy: &AcceptancePolicy, rail: &dyn Rail, offer: Offer) -> Result<
             ),
         });
     }
+    let comparator = match &offer.manifest.validation.comparator {
+        Some(wanted) => Some(comparators.get(wanted).cloned().ok_or_else(|| Refused {
+            capability: capability.clone(),
+            code: "comparator_unavailable",
+            reason: format!(
+                "its comparator {wanted} is not published on this gateway (--publish it)"
+            ),
+        })?),
+        None => None,
+    };
     let quorum = offer.manifest.validation.quorum.max(1) as usize;
     let mode = if quorum > 1 {
         Mode::Quorum
@@ -125,6 +175,7 @@ pub fn list(policy: &AcceptancePolicy, rail: &dyn Rail, offer: Offer) -> Result<
         mode,
         fanout: quorum,
         quorum,
+        comparator,
     })
 }
 

@@ -311,6 +311,8 @@ impl Gateway {
             output: None,
             receipts: Vec::new(),
             verdict: None,
+            assurance: None,
+            disputed: None,
             worker_wallet: None,
             worker_wallets: Vec::new(),
             split,

@@ -107,6 +107,13 @@ pub struct TaskRecord {
     pub output: Option<String>,
     pub receipts: Vec<serde_json::Value>,
     pub verdict: Option<serde_json::Value>,
+    /// What the delivered result promises (exact, quorum, scored, reputation), once validated.
+    #[serde(default)]
+    pub assurance: Option<d402_registry::validation::Assurance>,
+    /// Set when the result was delivered although a check found it wanting (a failed snapshot
+    /// check under `--snapshot-check-failure deliver-disputed`): why.
+    #[serde(default)]
+    pub disputed: Option<String>,
     /// Where the accepted worker is paid on this rail's chain.
     pub worker_wallet: Option<String>,
     /// Where every agreeing worker of a quorum is paid on this rail's chain (direct rails

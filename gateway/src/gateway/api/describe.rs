@@ -13,6 +13,8 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::ApiDoc;
 use crate::gateway::Gateway;
+use d402_registry::ValidationClass;
+use d402_registry::validation::Assurance;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
@@ -39,6 +41,12 @@ pub struct CapabilityView {
     pub fanout: usize,
     pub quorum: usize,
     pub validation: String,
+    /// What a delivered result promises: `exact`, `quorum`, `scored` or `reputation` (the
+    /// README's validation section says what each means).
+    pub assurance: String,
+    /// Scoreable: the comparator (`ID@VERSION`) and its implementation CID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparator: Option<ComparatorView>,
     pub manifest_cid: String,
     pub registration_cid: String,
     pub implementation_cid: String,
@@ -47,6 +55,16 @@ pub struct CapabilityView {
     pub creator_commission_bps: u32,
     #[schema(value_type = Object)]
     pub input_schema: Value,
+}
+
+/// How a scoreable capability's results are compared.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComparatorView {
+    pub id: String,
+    pub implementation_cid: String,
+    /// The score two outputs must reach to agree, in millionths.
+    pub threshold: u32,
 }
 
 /// A capability this gateway refuses to sell, and why.
@@ -110,10 +128,21 @@ pub(super) fn capability_views(gw: &Gateway) -> Vec<CapabilityView> {
                 .unwrap_or_default(),
             fanout: l.fanout,
             quorum: l.quorum,
-            validation: serde_json::to_value(l.offer.manifest.validation.class)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            validation: as_text(l.offer.manifest.validation.class),
+            assurance: as_text(
+                if l.quorum > 1
+                    || l.offer.manifest.validation.class != ValidationClass::NonVerifiable
+                {
+                    l.offer.manifest.validation.class.verdict_assurance()
+                } else {
+                    Assurance::Reputation
+                },
+            ),
+            comparator: l.comparator.as_ref().map(|c| ComparatorView {
+                id: c.capability.clone(),
+                implementation_cid: c.implementation.to_string(),
+                threshold: l.offer.manifest.validation.threshold.unwrap_or_default(),
+            }),
             manifest_cid: l.accepted.manifest_cid.to_string(),
             registration_cid: l.accepted.registration_cid.to_string(),
             implementation_cid: l.accepted.implementation_cid.to_string(),
@@ -123,6 +152,14 @@ pub(super) fn capability_views(gw: &Gateway) -> Vec<CapabilityView> {
             input_schema: l.offer.manifest.input_schema.clone(),
         })
         .collect()
+}
+
+/// A kebab-case enum as its JSON text.
+fn as_text(value: impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 pub(super) fn rail_view(gw: &Gateway) -> RailView {

@@ -98,6 +98,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         Health,
         GatewayDescription,
         CapabilityView,
+        ComparatorView,
         RefusedView,
         RailView,
         TaskRequest,

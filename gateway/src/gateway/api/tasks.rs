@@ -88,6 +88,12 @@ pub struct TaskView {
     /// The validator's signed verdict.
     #[schema(value_type = Option<Object>)]
     pub verdict: Option<Value>,
+    /// What the result promises: `exact` (re-executed by a validator), `quorum`, `scored`
+    /// (compared by a comparator) or `reputation` (the worker's word and standing).
+    pub assurance: Option<String>,
+    /// Set when the result was delivered although a check found it wanting (a failed
+    /// snapshot check): not validated work.
+    pub disputed: Option<String>,
     pub payment: PaymentView,
     pub error: Option<String>,
     pub url: String,
@@ -138,6 +144,11 @@ impl TaskView {
             receipt: r.receipts.first().cloned(),
             receipts: r.receipts.clone(),
             verdict: r.verdict.clone(),
+            assurance: r
+                .assurance
+                .and_then(|a| serde_json::to_value(a).ok())
+                .and_then(|v| v.as_str().map(str::to_string)),
+            disputed: r.disputed.clone(),
             payment: PaymentView {
                 rail: r.rail.clone(),
                 network: r.verified.network.clone(),

@@ -1,6 +1,9 @@
-//! Scoreable validation end to end: real nodes over libp2p, the page conversion as a live
-//! capability (each worker freezes its own copy of a page that changes on every load), and the
-//! text comparator run by the validator in its host.
+//! Trust beyond exact re-execution, end to end on real nodes over libp2p:
+//! - scoreable validation: the page conversion as a live capability (each worker freezes its own
+//!   copy of a page that changes on every load), compared by the text comparator the validator
+//!   runs in its host; hostile comparators contained;
+//! - honest snapshots: a lying snapshotter, whose frozen page every quorum worker and the
+//!   validator replay faithfully, caught by an independent worker's freeze.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +39,8 @@ fn dynamic_site() -> LoopbackServer {
     })
 }
 
-/// A network of `honest` honest live-page workers, the `faulty` ones, a validator of the live
-/// page, and a client that publishes the live page with `comparator` (a component path).
+/// A network of `honest` honest workers of `capability`, the `faulty` ones (cheaper, so that
+/// they are leased first), a validator of it, and a client.
 struct Net {
     _dir: tempfile::TempDir,
     nodes: Vec<Node>,
@@ -45,14 +48,14 @@ struct Net {
 }
 
 impl Net {
-    async fn start(honest: usize, faulty: &[Fault]) -> Self {
+    async fn start(capability: &str, honest: usize, faulty: &[Fault]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path();
         let bootstrap = start(path, "bootstrap", &[], None, &[]).await;
         let mut nodes = vec![];
         let mut faulty_peers = vec![];
         for i in 0..honest {
-            let config = worker_config(&[LIVE_PAGE], fetch_snapshotter());
+            let config = worker_config(&[capability], fetch_snapshotter());
             nodes.push(
                 start(
                     path,
@@ -65,8 +68,9 @@ impl Net {
             );
         }
         for (i, fault) in faulty.iter().enumerate() {
-            let mut config = worker_config(&[LIVE_PAGE], fetch_snapshotter());
+            let mut config = worker_config(&[capability], fetch_snapshotter());
             config.fault = Some(*fault);
+            config.price = 0;
             let node = start(
                 path,
                 &format!("faulty-{i}"),
@@ -78,7 +82,7 @@ impl Net {
             faulty_peers.push(node.peer_id());
             nodes.push(node);
         }
-        nodes.push(start(path, "validator", &[&bootstrap], None, &[LIVE_PAGE]).await);
+        nodes.push(start(path, "validator", &[&bootstrap], None, &[capability]).await);
         nodes.push(start(path, "client", &[&bootstrap], None, &[]).await);
         nodes.push(bootstrap);
         let everyone: Vec<&Node> = nodes.iter().collect();
@@ -125,7 +129,7 @@ impl Net {
 async fn a_scoreable_quorum_of_three_rejects_the_degraded_output() {
     init_logs();
     let _one = ONE_NETWORK.lock().await;
-    let net = Net::start(2, &[Fault::DegradeOutput]).await;
+    let net = Net::start(LIVE_PAGE, 2, &[Fault::DegradeOutput]).await;
     let site = dynamic_site();
     let comparator = comparator_offer(net.client(), artifacts::COMPARE_TEXT_COMPONENT);
     let (offer, spec) = net.spec("scored-1", &site, &comparator);
@@ -249,7 +253,7 @@ async fn a_scoreable_quorum_of_three_rejects_the_degraded_output() {
 async fn a_hostile_comparator_never_accepts_a_task() {
     init_logs();
     let _one = ONE_NETWORK.lock().await;
-    let net = Net::start(3, &[]).await;
+    let net = Net::start(LIVE_PAGE, 3, &[]).await;
     let site = dynamic_site();
     for (name, path) in [
         ("loops", d402_test_artifacts::ENDLESS_LOOP_COMPONENT),
@@ -297,7 +301,7 @@ async fn a_hostile_comparator_never_accepts_a_task() {
 async fn a_comparator_other_than_the_manifests_is_refused() {
     init_logs();
     let _one = ONE_NETWORK.lock().await;
-    let net = Net::start(3, &[]).await;
+    let net = Net::start(LIVE_PAGE, 3, &[]).await;
     let site = dynamic_site();
     let merkle = merkle_offer(net.client());
     let (offer, spec) = net.spec("wrong-comparator", &site, &merkle);
@@ -322,5 +326,120 @@ async fn a_comparator_other_than_the_manifests_is_refused() {
     assert!(
         matches!(&err, TaskError::NoValidator(m) if m.contains("names none")),
         "{err}"
+    );
+}
+
+/// The snapshot check's policy as a gateway with `--snapshot-check 1.0` sets it.
+fn check_everything(net: &Net) -> d402_node::SnapshotCheckSpec {
+    d402_node::SnapshotCheckSpec {
+        comparator: comparator_offer(net.client(), artifacts::COMPARE_TEXT_COMPONENT)
+            .comparator_ref(),
+        threshold: 800_000,
+        rate: 1.0,
+    }
+}
+
+/// A worker that alters the page before freezing it is leased first and freezes the page the
+/// quorum replays: the quorum agrees and the validator's replay matches, yet the snapshot check
+/// (an independent worker's own freeze, compared by the validator) finds it out; the outcome is
+/// marked disputed and the freezer loses standing. Without the check the lie would have passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lying_snapshotter_is_caught_by_the_snapshot_check() {
+    init_logs();
+    let _one = ONE_NETWORK.lock().await;
+    let net = Net::start(PAGE, 2, &[Fault::AlterPage]).await;
+    let site = LoopbackServer::serving(dynamic_article(0).into_bytes());
+    let offer = page_offer(net.client());
+    let input = format!(r#"{{"url":"{}"}}"#, site.url("127.0.0.1", "/"));
+    let liar = net.faulty[0];
+
+    let spec = TaskSpec {
+        deadline: Duration::from_secs(60),
+        snapshot_check: Some(check_everything(&net)),
+        ..TaskSpec::new("checked-1", input.clone(), &offer)
+    };
+    let outcome = net
+        .client()
+        .coordinator()
+        .submit(&offer, spec)
+        .await
+        .unwrap();
+    assert_eq!(outcome.leased[0], liar, "the liar froze the page");
+    assert!(
+        outcome.output.contains("cheap watches"),
+        "the quorum replayed the lie"
+    );
+    let verdict = outcome.verdict.as_ref().unwrap();
+    assert_eq!(
+        verdict.body.accepted.len(),
+        2,
+        "the replay alone cannot tell"
+    );
+    let check = verdict.body.snapshot_check.as_ref().expect("checked");
+    assert!(!check.passed && check.score < 800_000, "{check:?}");
+    assert_eq!(check.comparator, COMPARE_TEXT);
+    assert_ne!(check.checker, outcome.receipts[0].body.worker);
+    let disputed = outcome.snapshot_disputed.as_deref().expect("disputed");
+    assert!(disputed.contains("snapshot check"), "{disputed}");
+    let standing = net.client().coordinator().standing(&liar);
+    assert!(standing.rejected >= 1, "{standing:?}");
+
+    // The same page with the check off: the lie goes through undetected, which is what the
+    // check is for.
+    let spec = TaskSpec {
+        deadline: Duration::from_secs(60),
+        ..TaskSpec::new("unchecked-1", input, &offer)
+    };
+    let outcome = net
+        .client()
+        .coordinator()
+        .submit(&offer, spec)
+        .await
+        .unwrap();
+    assert!(outcome.snapshot_disputed.is_none());
+    assert!(outcome.verdict.unwrap().body.snapshot_check.is_none());
+}
+
+/// Honest workers pass the snapshot check: the independent freeze agrees, nothing is disputed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn honest_snapshots_pass_the_check() {
+    init_logs();
+    let _one = ONE_NETWORK.lock().await;
+    let net = Net::start(PAGE, 3, &[]).await;
+    let site = dynamic_site();
+    let offer = page_offer(net.client());
+    let spec = TaskSpec {
+        deadline: Duration::from_secs(60),
+        snapshot_check: Some(check_everything(&net)),
+        ..TaskSpec::new(
+            "honest-checked",
+            format!(r#"{{"url":"{}"}}"#, site.url("127.0.0.1", "/")),
+            &offer,
+        )
+    };
+    let outcome = net
+        .client()
+        .coordinator()
+        .submit(&offer, spec)
+        .await
+        .unwrap();
+    let check = outcome
+        .verdict
+        .as_ref()
+        .unwrap()
+        .body
+        .snapshot_check
+        .clone()
+        .expect("checked");
+    assert!(check.passed && check.score >= 800_000, "{check:?}");
+    assert!(
+        check.score < 1_000_000,
+        "two loads of a live page differ a little: {check:?}"
+    );
+    assert!(outcome.snapshot_disputed.is_none());
+    assert_eq!(
+        site.count(),
+        2,
+        "one freeze for the quorum, one for the check"
     );
 }
