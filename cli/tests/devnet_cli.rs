@@ -133,7 +133,8 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     );
     assert!(scored.contains("  assurance: scored"), "{scored}");
     assert!(
-        scored.contains("verdict by validator") && scored.contains("3 claim(s) accepted, 0 rejected"),
+        scored.contains("verdict by validator")
+            && scored.contains("3 claim(s) accepted, 0 rejected"),
         "{scored}"
     );
     assert_eq!(

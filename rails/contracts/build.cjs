@@ -17,7 +17,7 @@ const solc = require(require.resolve('solc', { paths: [path.join(tools, 'node_mo
 
 const outArg = process.argv.indexOf('--out');
 const out = outArg > 0 ? process.argv[outArg + 1] : path.join(here, 'artifacts');
-const contracts = ['TestUsd', 'TaskEscrow', 'PaymentChannel', 'BatchSettlement', 'Erc3009DepositCollector', 'TryAggregate'];
+const contracts = ['TestUsd', 'TaskEscrow', 'PaymentChannel', 'BatchSettlement', 'Erc3009DepositCollector', 'TryAggregate', 'WorkerBond'];
 
 const sources = {};
 for (const f of fs.readdirSync(here).filter((f) => f.endsWith('.sol')).sort()) {

@@ -40,6 +40,15 @@ alloy::sol! {
         uint256 gatewayAmount;
     }
 
+    /// The slasher's order to pay part of a worker's bond to a buyer (`WorkerBond.slash`).
+    #[derive(Debug)]
+    struct Slash {
+        address worker;
+        address to;
+        uint256 amount;
+        bytes32 reason;
+    }
+
     /// A buyer's cumulative voucher for one (worker, creator, gateway) triple of a channel.
     #[derive(Debug, PartialEq, Eq)]
     struct Voucher {
@@ -71,6 +80,11 @@ pub fn token_domain(name: &str, version: &str, chain_id: u64, token: Address) ->
 /// `TaskEscrow`'s domain.
 pub fn escrow_domain(chain_id: u64, escrow: Address) -> Eip712Domain {
     domain("d402 TaskEscrow".into(), "1".into(), chain_id, escrow)
+}
+
+/// `WorkerBond`'s domain.
+pub fn bond_domain(chain_id: u64, bond: Address) -> Eip712Domain {
+    domain("d402 WorkerBond".into(), "1".into(), chain_id, bond)
 }
 
 /// `PaymentChannel`'s domain.

@@ -13,6 +13,7 @@
 //! them with `sol!`. [`buyer`] has what a paying client signs.
 
 pub mod batch;
+pub mod bond;
 pub mod buyer;
 pub mod channel;
 pub mod direct;
@@ -70,9 +71,15 @@ pub mod contracts {
         TryAggregate,
         "contracts/artifacts/TryAggregate.json"
     );
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug)]
+        WorkerBond,
+        "contracts/artifacts/WorkerBond.json"
+    );
 
     /// The artifacts as checked in, for hashing and for the test that recompiles them.
-    pub const ARTIFACTS: [(&str, &str); 6] = [
+    pub const ARTIFACTS: [(&str, &str); 7] = [
         (
             "TestUsd",
             include_str!("../../contracts/artifacts/TestUsd.json"),
@@ -96,6 +103,10 @@ pub mod contracts {
         (
             "TryAggregate",
             include_str!("../../contracts/artifacts/TryAggregate.json"),
+        ),
+        (
+            "WorkerBond",
+            include_str!("../../contracts/artifacts/WorkerBond.json"),
         ),
     ];
 }
