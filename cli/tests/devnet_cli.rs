@@ -29,11 +29,11 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     common::assert_nothing_left(Duration::from_secs(15), "a full devnet demo");
 
     // Every step reported, in order, and none failed.
-    for step in 1..=14 {
-        assert!(stderr.contains(&format!("[{step}/14] ")), "{stderr}");
+    for step in 1..=15 {
+        assert!(stderr.contains(&format!("[{step}/15] ")), "{stderr}");
     }
     assert!(!stderr.contains("failed ("), "{stderr}");
-    assert_eq!(stderr.matches("ok (").count(), 14, "{stderr}");
+    assert_eq!(stderr.matches("ok (").count(), 15, "{stderr}");
     // The incident drill on both channel gateways: every channel closed and reclaimed, every
     // claim account reclaimed (so every claimant paid in full), each payer's unallocated
     // remainder back, as the devnet read it from the chain.
@@ -139,7 +139,7 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
     );
     assert_eq!(
         scored
-            .split("[10/")
+            .split("→ 20 ×")
             .next()
             .unwrap()
             .matches("  scores: [")

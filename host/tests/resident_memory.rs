@@ -27,12 +27,14 @@ fn a_thousand_hostile_runs_do_not_grow_resident_memory() {
     let server = LoopbackServer::serving(vec![b'x'; 16 * 1024]);
     let flood_input = format!(r#"{{"url": "{}"}}"#, server.url("127.0.0.1", "/"));
     // Programs that, given this input, run to completion rather than hit a limit: the probe, a
-    // sleeper (its one sleep returns at once on the stopped clock) and a host flood with no flood
-    // named.
-    const COMPLETE: [&str; 3] = [
+    // sleeper (its one sleep returns at once on the stopped clock), a host flood with no flood
+    // named, and the comparator with malformed scores (well-behaved WASM; only the validator's
+    // contract check refuses its answer).
+    const COMPLETE: [&str; 4] = [
         "d402-hostile-probe-sandbox",
         "d402-hostile-sleeper",
         "d402-hostile-host-flood",
+        "d402-hostile-malformed-scores",
     ];
     let mut programs = Vec::new();
     for (package, _, path) in d402_test_artifacts::HOSTILE {

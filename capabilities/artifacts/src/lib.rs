@@ -15,6 +15,7 @@
 //! }
 //! d402_capability_artifacts::foreach_capability!(assert_test_exists);
 //! # fn extract_metadata() {} fn merkle_verify() {} fn page_to_markdown() {}
+//! # fn compare_text() {} fn compare_json() {}
 //! # fn main() {}
 //! ```
 

@@ -16,7 +16,7 @@
 //! d402_test_artifacts::foreach_hostile!(assert_test_exists);
 //! # fn endless_loop() {} fn memory_bomb() {} fn deep_recursion() {} fn huge_output() {}
 //! # fn forbidden_egress() {} fn egress_flood() {} fn probe_sandbox() {} fn unknown_import() {}
-//! # fn lookalike_import() {} fn sleeper() {} fn host_flood() {}
+//! # fn lookalike_import() {} fn sleeper() {} fn host_flood() {} fn malformed_scores() {}
 //! # fn main() {}
 //! ```
 
