@@ -242,6 +242,18 @@ pub struct NodeArgs {
     /// (the output delivered, marked `disputed`) [default: refund].
     #[arg(long, value_name = "refund|deliver-disputed")]
     snapshot_check_failure: Option<String>,
+    /// Gateway: the least reputation score (0 to 1; a newcomer has 0.5) a worker needs to be
+    /// leased for non-verifiable and scoreable offers [default: none].
+    #[arg(long, value_name = "SCORE")]
+    min_worker_score: Option<f64>,
+    /// Gateway: the least bond (e.g. '$5', in the price's token) a worker needs in
+    /// --worker-bond-contract to be leased for non-verifiable and scoreable offers
+    /// [default: none].
+    #[arg(long, value_name = "PRICE")]
+    min_worker_bond: Option<String>,
+    /// Gateway: the WorkerBond contract --min-worker-bond reads (on --evm-rpc-url).
+    #[arg(long, value_name = "0xADDRESS")]
+    worker_bond_contract: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
@@ -363,6 +375,9 @@ impl NodeArgs {
                 .snapshot_check_threshold
                 .or(file.snapshot_check_threshold),
             snapshot_check_failure: self.snapshot_check_failure.or(file.snapshot_check_failure),
+            min_worker_score: self.min_worker_score.or(file.min_worker_score),
+            min_worker_bond: self.min_worker_bond.or(file.min_worker_bond),
+            worker_bond_contract: self.worker_bond_contract.or(file.worker_bond_contract),
         })
     }
 }
@@ -594,6 +609,9 @@ fn gateway_settings(
         channel_deposit: args.gateway_channel_deposit.clone(),
         incident_file: args.incident_file.clone(),
         snapshot_check: snapshot_check(args)?,
+        min_worker_score: args.min_worker_score,
+        min_worker_bond: args.min_worker_bond.clone(),
+        worker_bond_contract: args.worker_bond_contract.clone(),
     }))
 }
 

@@ -92,6 +92,9 @@ pub struct GatewaySettings {
     pub incident_file: Option<PathBuf>,
     /// `--snapshot-check`: `None` when off.
     pub snapshot_check: Option<SnapshotCheckPolicy>,
+    pub min_worker_score: Option<f64>,
+    pub min_worker_bond: Option<String>,
+    pub worker_bond_contract: Option<String>,
 }
 
 /// A private key from a file holding hex, or from hex given directly.
@@ -154,6 +157,7 @@ pub async fn start(
     std::fs::create_dir_all(state).with_context(|| format!("creating {}", state.display()))?;
     let outbox = Outbox::open(&state.join("outbox.redb")).map_err(|e| anyhow!("{e}"))?;
     let built = build_rail(&s, state, outbox).await?;
+    let unverifiable_workers = unverifiable_workers(&s, built.decimals)?;
     // A capability is sold only if it names a wallet on the chain this rail pays the split on.
     let mut acceptance = s.acceptance;
     acceptance.required_rails =
@@ -219,6 +223,7 @@ pub async fn start(
                 .unwrap_or_else(|| state.join("INCIDENT")),
         ),
         snapshot_check: s.snapshot_check,
+        unverifiable_workers,
         ..defaults
     };
     if s.snapshot_check.is_some()
@@ -787,4 +792,45 @@ pub fn load_solana_keypair(flag: &str, value: &str) -> anyhow::Result<solana_key
     };
     solana_keypair::Keypair::try_from(bytes.as_slice())
         .map_err(|_| anyhow!("{flag}: not a 64-byte Solana keypair"))
+}
+
+/// `--min-worker-score`, `--min-worker-bond` and `--worker-bond-contract`.
+fn unverifiable_workers(
+    s: &GatewaySettings,
+    decimals: u8,
+) -> anyhow::Result<d402_node::WorkerPolicy> {
+    if let Some(score) = s.min_worker_score
+        && !(0.0..=1.0).contains(&score)
+    {
+        bail!("--min-worker-score {score}: a score from 0 to 1");
+    }
+    let gate: Option<Arc<dyn d402_node::WorkerGate>> =
+        match (&s.min_worker_bond, &s.worker_bond_contract) {
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => {
+                bail!("--min-worker-bond and --worker-bond-contract go together")
+            }
+            (Some(minimum), Some(contract)) => {
+                let minimum =
+                    Atomic::parse_price(minimum, decimals).context("--min-worker-bond")?;
+                let rpc = s
+                    .evm_rpc_url
+                    .as_deref()
+                    .ok_or_else(|| anyhow!("--min-worker-bond reads bonds on --evm-rpc-url"))?;
+                let provider = ProviderBuilder::new()
+                    .connect_http(rpc.parse().context("--evm-rpc-url")?)
+                    .erased();
+                Some(Arc::new(d402_gateway::worker_gate::BondGate {
+                    bonds: d402_rails::evm::bond::WorkerBonds::new(
+                        provider,
+                        address("--worker-bond-contract", contract)?,
+                    ),
+                    minimum: minimum.get(),
+                }))
+            }
+        };
+    Ok(d402_node::WorkerPolicy {
+        min_score: s.min_worker_score,
+        gate,
+    })
 }

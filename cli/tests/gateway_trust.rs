@@ -5,6 +5,7 @@
 //! - `--snapshot-check 1.0` on a scripted page served on loopback, with a worker that alters
 //!   pages before freezing them and is leased first: refunded on chain under the `refund`
 //!   policy, delivered marked `disputed` under `deliver-disputed`.
+//! - A non-verifiable capability sold only to workers with a bond in `WorkerBond` on anvil.
 
 mod common;
 
@@ -19,10 +20,12 @@ use d402_evm_chain::Anvil;
 use d402_gateway::gateway::api::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use d402_gateway::gateway::policy::{SnapshotCheckPolicy, SnapshotFailure};
 use d402_gateway::gateway::{Gateway, SalePolicy};
+use d402_gateway::worker_gate::BondGate;
 use d402_loopback_server::{LoopbackServer, Reply as Page};
 use d402_network_support::*;
 use d402_node::{Fault, Node, Offer};
 use d402_rails::evm::EvmChain;
+use d402_rails::evm::bond::WorkerBonds;
 use d402_rails::evm::buyer;
 use d402_rails::evm::direct::BaseDirect;
 use d402_rails::{Atomic, Outbox, PaymentPayload, PaymentRequired, SafetyCaps};
@@ -42,6 +45,7 @@ fn now() -> u64 {
 struct Chain {
     anvil: Anvil,
     chain: EvmChain,
+    deployer: PrivateKeySigner,
     facilitator: PrivateKeySigner,
     buyer: PrivateKeySigner,
     others: Vec<PrivateKeySigner>,
@@ -63,6 +67,7 @@ async fn chain() -> Chain {
     Chain {
         anvil,
         chain,
+        deployer,
         facilitator,
         buyer,
         others: keys,
@@ -92,7 +97,7 @@ async fn network(
     dir: &std::path::Path,
     c: &Chain,
     capability: &str,
-    fault: Fault,
+    fault: Option<Fault>,
     gateways: usize,
 ) -> Network {
     let bootstrap = start(dir, "bootstrap", &[], None, &[]).await;
@@ -103,7 +108,7 @@ async fn network(
         let wallet = c.others[i].address();
         config.payout_wallets.evm = Some(wallet.to_checksum(None));
         if i == 2 {
-            config.fault = Some(fault);
+            config.fault = fault;
             config.price = 0;
         }
         wallets.push(wallet);
@@ -141,6 +146,7 @@ fn acceptance() -> AcceptancePolicy {
     let publisher = Identity::from_seed([42; 32]).public_id();
     let mut p = AcceptancePolicy::default()
         .trust("web", &publisher)
+        .trust("merkle", &publisher)
         .trust("compare", &publisher);
     p.required_rails = vec![d402_registry::wallet::Rail::Evm];
     p
@@ -225,7 +231,7 @@ async fn buy(c: &Chain, url: &str, body: &Value) -> Reply {
 async fn a_gateway_sells_scoreable_work_and_the_outlier_is_not_paid() {
     let tmp = tempfile::tempdir().unwrap();
     let c = chain().await;
-    let net = network(tmp.path(), &c, LIVE_PAGE, Fault::DegradeOutput, 1).await;
+    let net = network(tmp.path(), &c, LIVE_PAGE, Some(Fault::DegradeOutput), 1).await;
     let node = &net.gateways[0];
     let (url, _gw) = gateway(
         &tmp.path().join("gw"),
@@ -308,7 +314,7 @@ async fn a_gateway_sells_scoreable_work_and_the_outlier_is_not_paid() {
 async fn the_snapshot_check_catches_a_lying_snapshotter() {
     let tmp = tempfile::tempdir().unwrap();
     let c = chain().await;
-    let net = network(tmp.path(), &c, PAGE, Fault::AlterPage, 2).await;
+    let net = network(tmp.path(), &c, PAGE, Some(Fault::AlterPage), 2).await;
     let check = |on_failure| {
         move |p: SalePolicy| SalePolicy {
             snapshot_check: Some(SnapshotCheckPolicy {
@@ -382,4 +388,94 @@ async fn the_snapshot_check_catches_a_lying_snapshotter() {
     assert_eq!(check["comparator"], COMPARE_TEXT, "{check}");
     assert_eq!(c.balance(c.buyer.address()).await, BUYER_FUNDS - PRICE);
     drop(net.nodes);
+}
+
+/// A non-verifiable capability behind `--min-worker-bond`: while no worker has bonded, no bid is
+/// taken and the buyer is refunded; once one worker bonds, it alone is leased, and the result is
+/// delivered with assurance `reputation`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn non_verifiable_work_goes_only_to_bonded_workers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = chain().await;
+    let net = network(tmp.path(), &c, MERKLE, None, 1).await;
+    let node = &net.gateways[0];
+    let bonds = WorkerBonds::deploy(
+        &c.chain.provider(&c.facilitator),
+        c.chain.asset.address,
+        c.facilitator.address(),
+        3_600,
+    )
+    .await
+    .unwrap();
+    const MINIMUM: u128 = 1_000_000;
+    let gate = BondGate {
+        bonds: WorkerBonds::new(c.chain.provider(&c.facilitator), bonds),
+        minimum: MINIMUM,
+    };
+    let bytes = component(artifacts::MERKLE_VERIFY_COMPONENT);
+    let mut manifest = manifest(MERKLE, &bytes);
+    manifest.validation.class = d402_registry::ValidationClass::NonVerifiable;
+    manifest.validation.canonicalizer = None;
+    let offer = publish(node, manifest, &bytes);
+    let (url, _gw) = gateway(&tmp.path().join("gw"), &c, node, offer, |p| SalePolicy {
+        unverifiable_workers: d402_node::WorkerPolicy {
+            min_score: Some(0.5),
+            gate: Some(Arc::new(gate)),
+        },
+        ..p
+    })
+    .await;
+    let about: Value = reqwest::get(format!("{url}/.well-known/d402-gateway.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed = about["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == MERKLE)
+        .unwrap_or_else(|| panic!("{about}"));
+    assert_eq!(listed["validation"], "non-verifiable", "{listed}");
+    assert_eq!(listed["assurance"], "reputation", "{listed}");
+
+    let body = json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input("bonded")).unwrap()});
+    let r = buy(&c, &url, &body).await;
+    assert_eq!(r.status, 502, "{}", r.body);
+    assert_eq!(r.body["status"], "refunded", "{}", r.body);
+    assert!(
+        r.body["error"].as_str().unwrap().contains("3 excluded"),
+        "{}",
+        r.body
+    );
+    assert_eq!(c.balance(c.buyer.address()).await, BUYER_FUNDS);
+
+    // Worker 1 bonds the minimum: it is the only one leased from now on.
+    let worker = &c.others[1];
+    c.anvil
+        .mint(
+            &c.deployer,
+            c.chain.asset.address,
+            worker.address(),
+            MINIMUM,
+        )
+        .await
+        .unwrap();
+    WorkerBonds::new(c.chain.provider(worker), bonds)
+        .bond(MINIMUM)
+        .await
+        .unwrap();
+    for round in 0..2 {
+        let body = json!({"capability": MERKLE, "input": serde_json::from_str::<Value>(&merkle_input(&format!("bonded-{round}"))).unwrap()});
+        let r = buy(&c, &url, &body).await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.body["assurance"], "reputation", "{}", r.body);
+        assert_eq!(
+            r.body["receipt"]["worker"],
+            net.nodes[1].public_id(),
+            "only the bonded worker is leased: {}",
+            r.body
+        );
+    }
 }

@@ -19,3 +19,4 @@ pub mod published;
 pub mod purchase_error;
 pub mod release;
 pub mod solana_channel_wallet;
+pub mod worker_gate;

@@ -137,6 +137,45 @@ pub struct TaskSpec {
     /// Honest snapshots: on a sample of the tasks whose page is frozen once, an independent
     /// worker runs the task on its own freeze and the validator compares the two outputs.
     pub snapshot_check: Option<SnapshotCheckSpec>,
+    /// Who may be leased beyond the reputation book's exclusions: a gateway's floor for work
+    /// nobody can re-execute exactly.
+    pub workers: WorkerPolicy,
+}
+
+/// Decides whether a worker may be leased by what stands behind it outside the network (a
+/// gateway's minimum bond, read from a chain).
+pub trait WorkerGate: Send + Sync + std::fmt::Debug {
+    /// `Ok(())` when the worker paid at `wallets` may be leased, else why not.
+    fn admit<'a>(
+        &'a self,
+        wallets: &'a CreatorWallets,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// Who may be leased for one task.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerPolicy {
+    /// The least reputation score ([`Standing::score`]; a newcomer has 0.5).
+    pub min_score: Option<f64>,
+    /// A check outside the network, e.g. a minimum bond.
+    pub gate: Option<Arc<dyn WorkerGate>>,
+}
+
+impl WorkerPolicy {
+    async fn admit(&self, standing: &Standing, wallets: &CreatorWallets) -> Result<(), String> {
+        if let Some(floor) = self.min_score
+            && standing.score() < floor
+        {
+            return Err(format!(
+                "reputation {:.3} is under the floor {floor}",
+                standing.score()
+            ));
+        }
+        match &self.gate {
+            Some(gate) => gate.admit(wallets).await,
+            None => Ok(()),
+        }
+    }
 }
 
 /// The gateway's `--snapshot-check` policy, as the coordinator applies it.
@@ -186,6 +225,7 @@ impl TaskSpec {
             release: None,
             comparator: None,
             snapshot_check: None,
+            workers: WorkerPolicy::default(),
         }
     }
 }
@@ -239,7 +279,7 @@ pub enum TaskError {
     #[error("no worker offers {0}")]
     NoWorkers(String),
     #[error(
-        "no worker bid for {capability} ({declined} declined, {excluded} excluded by reputation)"
+        "no worker bid for {capability} ({declined} declined, {excluded} excluded by reputation or the worker policy)"
     )]
     NoBids {
         capability: String,
@@ -775,6 +815,11 @@ impl Coordinator {
                 {
                     let standing = self.standing(&peer);
                     if standing.excluded() {
+                        excluded += 1;
+                    } else if let Err(why) =
+                        spec.workers.admit(&standing, &bid.payout_wallets).await
+                    {
+                        tracing::info!(%peer, "bid not taken: {why}");
                         excluded += 1;
                     } else {
                         bids.push((standing, bid.price, peer, bid.worker, bid.payout_wallets));

@@ -36,7 +36,8 @@ pub mod worker;
 pub use libp2p::{Multiaddr, PeerId};
 
 pub use coordinator::{
-    Coordinator, Mode, Offer, SnapshotCheckSpec, TaskError, TaskOutcome, TaskSpec,
+    Coordinator, Mode, Offer, SnapshotCheckSpec, TaskError, TaskOutcome, TaskSpec, WorkerGate,
+    WorkerPolicy,
 };
 pub use node::{Node, NodeConfig, NodeError};
 pub use reputation::Standing;

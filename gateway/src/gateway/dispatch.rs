@@ -6,6 +6,7 @@
 //! agreeing workers' wallets on the rail's chain, then delivered; a failed run is refunded.
 
 use d402_node::TaskSpec;
+use d402_registry::ValidationClass;
 use d402_registry::wallet::Rail as WalletFamily;
 
 use super::policy::SnapshotFailure;
@@ -25,6 +26,14 @@ impl Gateway {
                 release: self.rail.release_context(&record.requirements),
                 comparator: listing.comparator.clone(),
                 snapshot_check: self.snapshot_check.clone(),
+                workers: match listing.offer.manifest.validation.class {
+                    ValidationClass::NonVerifiable | ValidationClass::Scoreable => {
+                        self.policy.unverifiable_workers.clone()
+                    }
+                    ValidationClass::Exact | ValidationClass::Canonicalizable => {
+                        d402_node::WorkerPolicy::default()
+                    }
+                },
                 ..TaskSpec::new(record.id.clone(), record.input.clone(), &listing.offer)
             };
             self.metrics.inc(&self.metrics.tasks_dispatched);

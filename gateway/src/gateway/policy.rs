@@ -54,6 +54,10 @@ pub struct SalePolicy {
     /// Honest snapshots (`--snapshot-check`): on a sample of the tasks whose page one worker
     /// froze for everyone, an independent worker freezes it again and the validator compares.
     pub snapshot_check: Option<SnapshotCheckPolicy>,
+    /// Who may be leased for work nobody can re-execute exactly (non-verifiable and scoreable
+    /// offers): a reputation floor (`--min-worker-score`) and a minimum bond
+    /// (`--min-worker-bond`, a [`crate::worker_gate::BondGate`]).
+    pub unverifiable_workers: d402_node::WorkerPolicy,
 }
 
 /// The `--snapshot-check` policy.
@@ -100,6 +104,7 @@ impl Default for SalePolicy {
             asset: String::new(),
             decimals: 6,
             snapshot_check: None,
+            unverifiable_workers: d402_node::WorkerPolicy::default(),
         }
     }
 }
