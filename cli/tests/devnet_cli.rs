@@ -123,14 +123,14 @@ fn devnet_runs_the_paying_demo_and_describes_itself() {
 
     // The scored page conversion: sold as scoreable, each of three workers froze its own copy of
     // the live page, and the verdict carries the comparator's 3×3 scores.
+    assert!(
+        stdout.contains("web.page_to_markdown_live@1 is scoreable (assurance scored), compared by compare.text_similarity@1"),
+        "{stdout}"
+    );
     let scored = stdout
-        .split("buying a scored page conversion")
+        .split("→ web.page_to_markdown_live@1")
         .nth(1)
         .unwrap_or_else(|| panic!("{stdout}"));
-    assert!(
-        scored.contains("web.page_to_markdown_live@1 is scoreable (assurance scored), compared by compare.text_similarity@1"),
-        "{scored}"
-    );
     assert!(scored.contains("  assurance: scored"), "{scored}");
     assert!(
         scored.contains("verdict by validator")
