@@ -11,7 +11,6 @@ use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
 use base64::Engine;
 use d402_core::Identity;
-use d402_evm_chain::Anvil;
 use d402_gateway::gateway::api::{self, PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use d402_gateway::gateway::{Gateway, SalePolicy};
 use d402_gateway::release::EscrowReleaseSigner;
@@ -26,8 +25,9 @@ use d402_registry::registration::{Terms, register};
 use d402_registry::{AcceptancePolicy, CreatorWallets};
 use serde_json::{Value, json};
 
+use common::{BUYER_FUNDS, Chain, chain};
+
 const PRICE: u128 = 10_000; // $0.01 of a 6-decimals token
-const BUYER_FUNDS: u128 = 100_000_000;
 
 fn b64(v: &impl serde::Serialize) -> String {
     base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(v).unwrap())
@@ -92,47 +92,6 @@ fn trust_publisher(namespaces: &[&str]) -> AcceptancePolicy {
     }
     p.required_rails = vec![d402_registry::wallet::Rail::Evm];
     p
-}
-
-struct Chain {
-    anvil: Anvil,
-    chain: EvmChain,
-    deployer: PrivateKeySigner,
-    facilitator: PrivateKeySigner,
-    buyer: PrivateKeySigner,
-    others: Vec<PrivateKeySigner>,
-}
-
-async fn chain() -> Chain {
-    let anvil = Anvil::start(10)
-        .await
-        .expect("anvil (run scripts/setup.sh)");
-    let mut keys = anvil.keys.clone();
-    let deployer = keys.remove(0);
-    let facilitator = keys.remove(0);
-    let buyer = keys.remove(0);
-    let chain = anvil.deploy_test_usd(&deployer).await.unwrap();
-    anvil
-        .mint(&deployer, chain.asset.address, buyer.address(), BUYER_FUNDS)
-        .await
-        .unwrap();
-    Chain {
-        anvil,
-        chain,
-        deployer,
-        facilitator,
-        buyer,
-        others: keys,
-    }
-}
-
-impl Chain {
-    async fn balance(&self, who: Address) -> u128 {
-        self.anvil
-            .balance(self.chain.asset.address, who)
-            .await
-            .unwrap()
-    }
 }
 
 /// A local network: bootstrap, one merkle worker paid at `worker_wallet`, a validator, and the

@@ -13,10 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
-use alloy::signers::local::PrivateKeySigner;
 use base64::Engine;
 use d402_core::Identity;
-use d402_evm_chain::Anvil;
 use d402_gateway::gateway::api::{PAYMENT_REQUIRED, PAYMENT_SIGNATURE};
 use d402_gateway::gateway::policy::{SnapshotCheckPolicy, SnapshotFailure};
 use d402_gateway::gateway::{Gateway, SalePolicy};
@@ -24,7 +22,6 @@ use d402_gateway::worker_gate::BondGate;
 use d402_loopback_server::{LoopbackServer, Reply as Page};
 use d402_network_support::*;
 use d402_node::{Fault, Node, Offer};
-use d402_rails::evm::EvmChain;
 use d402_rails::evm::bond::WorkerBonds;
 use d402_rails::evm::buyer;
 use d402_rails::evm::direct::BaseDirect;
@@ -32,55 +29,15 @@ use d402_rails::{Atomic, Outbox, PaymentPayload, PaymentRequired, SafetyCaps};
 use d402_registry::AcceptancePolicy;
 use serde_json::{Value, json};
 
+use common::{BUYER_FUNDS, Chain, chain};
+
 const PRICE: u128 = 10_000;
-const BUYER_FUNDS: u128 = 100_000_000;
 
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-}
-
-struct Chain {
-    anvil: Anvil,
-    chain: EvmChain,
-    deployer: PrivateKeySigner,
-    facilitator: PrivateKeySigner,
-    buyer: PrivateKeySigner,
-    others: Vec<PrivateKeySigner>,
-}
-
-async fn chain() -> Chain {
-    let anvil = Anvil::start(10)
-        .await
-        .expect("anvil (run scripts/setup.sh)");
-    let mut keys = anvil.keys.clone();
-    let deployer = keys.remove(0);
-    let facilitator = keys.remove(0);
-    let buyer = keys.remove(0);
-    let chain = anvil.deploy_test_usd(&deployer).await.unwrap();
-    anvil
-        .mint(&deployer, chain.asset.address, buyer.address(), BUYER_FUNDS)
-        .await
-        .unwrap();
-    Chain {
-        anvil,
-        chain,
-        deployer,
-        facilitator,
-        buyer,
-        others: keys,
-    }
-}
-
-impl Chain {
-    async fn balance(&self, who: Address) -> u128 {
-        self.anvil
-            .balance(self.chain.asset.address, who)
-            .await
-            .unwrap()
-    }
 }
 
 /// Bootstrap, two honest workers and one `fault`y (cheapest, so leased first), each paid at

@@ -9,10 +9,60 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use d402_evm_chain::Anvil;
 use d402_gateway::gateway::{Gateway, GatewayConfig, SalePolicy, TaskStore, api};
 use d402_node::{Node, Offer};
 use d402_rails::Rail;
 use d402_registry::AcceptancePolicy;
+
+/// What the test buyer of [`chain`] starts with: 100 TUSD.
+pub const BUYER_FUNDS: u128 = 100_000_000;
+
+/// A fresh anvil with the test token and its keys: the deployer (who mints), a facilitator, a
+/// funded buyer, and spare funded keys.
+pub struct Chain {
+    pub anvil: Anvil,
+    pub chain: d402_rails::evm::EvmChain,
+    pub deployer: PrivateKeySigner,
+    pub facilitator: PrivateKeySigner,
+    pub buyer: PrivateKeySigner,
+    pub others: Vec<PrivateKeySigner>,
+}
+
+pub async fn chain() -> Chain {
+    let anvil = Anvil::start(10)
+        .await
+        .expect("anvil (run scripts/setup.sh)");
+    let mut keys = anvil.keys.clone();
+    let deployer = keys.remove(0);
+    let facilitator = keys.remove(0);
+    let buyer = keys.remove(0);
+    let chain = anvil.deploy_test_usd(&deployer).await.unwrap();
+    anvil
+        .mint(&deployer, chain.asset.address, buyer.address(), BUYER_FUNDS)
+        .await
+        .unwrap();
+    Chain {
+        anvil,
+        chain,
+        deployer,
+        facilitator,
+        buyer,
+        others: keys,
+    }
+}
+
+impl Chain {
+    /// `who`'s balance of the test token.
+    pub async fn balance(&self, who: Address) -> u128 {
+        self.anvil
+            .balance(self.chain.asset.address, who)
+            .await
+            .unwrap()
+    }
+}
 
 /// A gateway selling `offers` through `node`'s network on `rail`, served on a free port of
 /// 127.0.0.1 with its task store under `dir`. Not resumed: a test whose rail reaches a chain
