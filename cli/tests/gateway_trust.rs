@@ -147,6 +147,23 @@ async fn gateway(
     (url, gw)
 }
 
+/// How the gateway at `url` lists `capability` in its well-known document.
+async fn listed(url: &str, capability: &str) -> Value {
+    let about: Value = reqwest::get(format!("{url}/.well-known/d402-gateway.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    about["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == capability)
+        .cloned()
+        .unwrap_or_else(|| panic!("{capability} not in {about}"))
+}
+
 struct Reply {
     status: u16,
     headers: reqwest::header::HeaderMap,
@@ -200,18 +217,7 @@ async fn a_gateway_sells_scoreable_work_and_the_outlier_is_not_paid() {
     .await;
 
     // The well-known document says how the capability is checked.
-    let about: Value = reqwest::get(format!("{url}/.well-known/d402-gateway.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let listed = about["capabilities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == LIVE_PAGE)
-        .unwrap_or_else(|| panic!("{about}"));
+    let listed = listed(&url, LIVE_PAGE).await;
     assert_eq!(listed["validation"], "scoreable", "{listed}");
     assert_eq!(listed["assurance"], "scored", "{listed}");
     assert_eq!(listed["comparator"]["id"], COMPARE_TEXT, "{listed}");
@@ -382,18 +388,7 @@ async fn non_verifiable_work_goes_only_to_bonded_workers() {
         ..p
     })
     .await;
-    let about: Value = reqwest::get(format!("{url}/.well-known/d402-gateway.json"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let listed = about["capabilities"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == MERKLE)
-        .unwrap_or_else(|| panic!("{about}"));
+    let listed = listed(&url, MERKLE).await;
     assert_eq!(listed["validation"], "non-verifiable", "{listed}");
     assert_eq!(listed["assurance"], "reputation", "{listed}");
 

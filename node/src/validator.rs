@@ -131,10 +131,13 @@ impl Validator {
                 .map_err(|e| Refusal::Execution(format!("comparator task failed: {e}")))??;
                 // Only the agreeing cluster stays accepted; the outliers are rejected with
                 // their best score against it.
-                let mut kept = Vec::new();
-                for (position, &index) in accepted_claims.iter().enumerate() {
+                let (mut kept, mut kept_receipts) = (Vec::new(), Vec::new());
+                for (position, (&index, &receipt)) in
+                    accepted_claims.iter().zip(&accepted).enumerate()
+                {
                     if scored.members.contains(&position) {
                         kept.push(index);
+                        kept_receipts.push(receipt);
                         continue;
                     }
                     let best = scored
@@ -143,10 +146,8 @@ impl Validator {
                         .map(|&m| scored.scoring.scores[position][m])
                         .max()
                         .unwrap_or(0);
-                    let claim = &request.claims[index];
-                    let receipt = accepted[position];
                     rejected.push(RejectedClaim {
-                        worker: claim.receipt.body.worker.clone(),
+                        worker: request.claims[index].receipt.body.worker.clone(),
                         receipt,
                         reason: if scored.members.is_empty() {
                             format!(
@@ -161,10 +162,7 @@ impl Validator {
                         },
                     });
                 }
-                accepted = kept
-                    .iter()
-                    .map(|&i| accepted[accepted_claims.iter().position(|&a| a == i).unwrap_or(0)])
-                    .collect();
+                accepted = kept_receipts;
                 accepted_claims = kept;
                 Some(scored.scoring)
             }

@@ -96,6 +96,15 @@ impl Net {
         }
     }
 
+    /// Submits a task that must fail, and its error.
+    async fn refused(&self, offer: &d402_node::Offer, spec: TaskSpec) -> TaskError {
+        self.client()
+            .coordinator()
+            .submit(offer, spec)
+            .await
+            .expect_err("the task was accepted")
+    }
+
     fn client(&self) -> &Node {
         &self.nodes[self.nodes.len() - 2]
     }
@@ -305,24 +314,14 @@ async fn a_comparator_other_than_the_manifests_is_refused() {
     let site = dynamic_site();
     let merkle = merkle_offer(net.client());
     let (offer, spec) = net.spec("wrong-comparator", &site, &merkle);
-    let err = net
-        .client()
-        .coordinator()
-        .submit(&offer, spec)
-        .await
-        .unwrap_err();
+    let err = net.refused(&offer, spec).await;
     assert!(
         matches!(&err, TaskError::NoValidator(m) if m.contains("names comparator merkle.verify_proof@1")),
         "{err}"
     );
     let (offer, mut spec) = net.spec("no-comparator", &site, &merkle);
     spec.comparator = None;
-    let err = net
-        .client()
-        .coordinator()
-        .submit(&offer, spec)
-        .await
-        .unwrap_err();
+    let err = net.refused(&offer, spec).await;
     assert!(
         matches!(&err, TaskError::NoValidator(m) if m.contains("names none")),
         "{err}"

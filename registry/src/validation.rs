@@ -34,8 +34,8 @@ pub enum ValidationClass {
     NonVerifiable,
 }
 
-/// The largest comparator score: identical outputs.
-pub const SCORE_MAX: u32 = 1_000_000;
+/// The largest comparator score (identical outputs): the comparator contract's.
+pub use d402_comparator::SCORE_MAX;
 
 impl ValidationClass {
     pub const ALL: [&'static str; 4] = ["exact", "canonicalizable", "scoreable", "non-verifiable"];
@@ -57,6 +57,18 @@ pub enum Assurance {
     Scored,
     /// Only the worker's signature and standing stand behind it.
     Reputation,
+}
+
+impl Assurance {
+    /// Its name on the wire (`exact`, `quorum`, `scored`, `reputation`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Assurance::Exact => "exact",
+            Assurance::Quorum => "quorum",
+            Assurance::Scored => "scored",
+            Assurance::Reputation => "reputation",
+        }
+    }
 }
 
 impl ValidationClass {

@@ -13,8 +13,6 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::ApiDoc;
 use crate::gateway::Gateway;
-use d402_registry::ValidationClass;
-use d402_registry::validation::Assurance;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
@@ -122,22 +120,18 @@ pub(super) fn capability_views(gw: &Gateway) -> Vec<CapabilityView> {
             price: gw.policy.price.to_string(),
             price_decimal: gw.policy.price.to_decimal_string(gw.policy.decimals),
             asset: gw.policy.asset.clone(),
-            mode: serde_json::to_value(l.mode)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default(),
+            mode: as_text(l.mode),
             fanout: l.fanout,
             quorum: l.quorum,
             validation: as_text(l.offer.manifest.validation.class),
-            assurance: as_text(
-                if l.quorum > 1
-                    || l.offer.manifest.validation.class != ValidationClass::NonVerifiable
-                {
-                    l.offer.manifest.validation.class.verdict_assurance()
-                } else {
-                    Assurance::Reputation
-                },
-            ),
+            assurance: l
+                .offer
+                .manifest
+                .validation
+                .class
+                .verdict_assurance()
+                .as_str()
+                .to_string(),
             comparator: l.comparator.as_ref().map(|c| ComparatorView {
                 id: c.capability.clone(),
                 implementation_cid: c.implementation.to_string(),
@@ -165,10 +159,7 @@ fn as_text(value: impl Serialize) -> String {
 pub(super) fn rail_view(gw: &Gateway) -> RailView {
     RailView {
         name: gw.rail.name().into(),
-        kind: serde_json::to_value(gw.rail.kind())
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        kind: as_text(gw.rail.kind()),
         network: gw.rail.network().to_string(),
         scheme: gw.rail.scheme().into(),
         asset: gw.policy.asset.clone(),

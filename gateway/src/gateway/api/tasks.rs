@@ -144,10 +144,7 @@ impl TaskView {
             receipt: r.receipts.first().cloned(),
             receipts: r.receipts.clone(),
             verdict: r.verdict.clone(),
-            assurance: r
-                .assurance
-                .and_then(|a| serde_json::to_value(a).ok())
-                .and_then(|v| v.as_str().map(str::to_string)),
+            assurance: r.assurance.map(|a| a.as_str().to_string()),
             disputed: r.disputed.clone(),
             payment: PaymentView {
                 rail: r.rail.clone(),
