@@ -593,9 +593,10 @@ impl Coordinator {
             ));
         }
 
-        let winner = &claims[outcome.majority[0]];
-        if !freeze_first {
-            // The validator fetches the winner's evidence from us; a frozen run already has it.
+        if !freeze_first && class != ValidationClass::Scoreable {
+            // The validator replays the winner's evidence, fetched from us; a frozen run already
+            // has it, and a scoreable one is compared, not replayed.
+            let winner = &claims[outcome.majority[0]];
             self.fetch_claim_objects(&winner.0, &winner.1).await?;
             lease.evidence_objects = winner.1.evidence_objects.clone();
         }
